@@ -1,0 +1,52 @@
+//! Shared glue for the herokurds binaries: logging, exit codes, output.
+//!
+//! Each binary in `src/bin/` parses its flags, builds library objects, calls
+//! one library function and renders the result with the helpers here.
+//! Exit codes are the same everywhere: 0 success, 1 a check found a
+//! difference, 2 an error.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// Everything went as asked.
+pub const EXIT_OK: u8 = 0;
+/// A check ran and found a difference (verify, plan drift).
+pub const EXIT_DIFFERENT: u8 = 1;
+/// An error stopped the command.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `warn`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints an error chain on stderr as `error: outer: inner` and returns the error exit code.
+pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    let mut msg = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        msg.push_str(&format!("\n  caused by: {cause}"));
+    }
+    let _ = writeln!(io::stderr(), "{msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Writes a line to stdout; a closed pipe (`| head`) is not an error.
+pub fn println_safe(line: impl AsRef<str>) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{}", line.as_ref()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Serialises `value` as one line of JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println_safe(serde_json::to_string(value)?)?;
+    Ok(())
+}

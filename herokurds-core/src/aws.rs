@@ -1,0 +1,1 @@
+//! TODO(aws): placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! TODO(heroku): placeholder until its issue lands.

@@ -1,0 +1,40 @@
+//! # herokurds-core
+//!
+//! The library behind herokurds: everything needed to move a Heroku app's
+//! Heroku Postgres database (and its S3 assets) to an AWS RDS PostgreSQL
+//! instance, with proof that nothing was lost and a one-command rollback.
+//!
+//! The binaries in `herokurds-cli` are glue: they parse flags, build the
+//! objects of this crate, call one function and render what it reports.
+//! This crate never prints; long work reports through [`progress`] and
+//! `tracing` events.
+//!
+//! ## Layout
+//! - [`url`]: the typed `DATABASE_URL` (builder, parser, redaction, env snippet).
+//! - [`pg`]: connecting over TLS with a diagnosis in words, catalog queries.
+//! - [`transfer`]: the streaming, consistent, parallel database copy.
+//! - [`verify`]: proof that the target equals the source.
+//! - [`heroku`]: the Heroku Platform API client (and, with the `emulator`
+//!   feature, a stateful emulator of it).
+//! - [`s3`]: server-side bucket sync.
+//! - [`aws`] and [`pulumi`]: where the RDS endpoint and password come from.
+//! - [`smoke`]: page checks before and after the cutover.
+//! - [`runbook`]: the whole migration as numbered, journaled steps.
+//! - [`progress`]: the event trait the binaries render.
+//! - `sandbox` (feature `sandbox`): throwaway local servers for tests,
+//!   benches and the demo.
+#![deny(missing_docs)]
+
+pub mod aws;
+pub mod heroku;
+pub mod pg;
+pub mod progress;
+pub mod pulumi;
+pub mod runbook;
+pub mod s3;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod smoke;
+pub mod transfer;
+pub mod url;
+pub mod verify;

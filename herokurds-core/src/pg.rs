@@ -1,0 +1,1 @@
+//! TODO(pg): placeholder until its issue lands.

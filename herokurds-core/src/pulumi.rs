@@ -1,0 +1,1 @@
+//! TODO(pulumi): placeholder until its issue lands.

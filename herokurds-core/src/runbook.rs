@@ -1,0 +1,1 @@
+//! TODO(runbook): placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! TODO(s3): placeholder until its issue lands.

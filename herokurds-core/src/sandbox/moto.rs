@@ -1,0 +1,1 @@
+//! TODO(moto): the moto server launcher, owned by the AWS issue.

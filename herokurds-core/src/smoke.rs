@@ -1,0 +1,1 @@
+//! TODO(smoke): placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! TODO(url): placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! TODO(verify): placeholder until its issue lands.
