@@ -76,7 +76,7 @@ pub enum ConnectError {
     /// The server refused the password (SQLSTATE 28P01).
     #[error(
         "password authentication failed for user {user:?} on {server}: the password in the URL \
-         is not this user's. Heroku and RDS passwords are per app and per environment (staging \
+         is not this user's (or no such user exists). Heroku and RDS passwords are per app and per environment (staging \
          and production differ, and Heroku changes them on a credential rotation): take it from \
          this app's DATABASE_URL, or from this stack's RDS secret"
     )]
