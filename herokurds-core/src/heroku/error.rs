@@ -264,6 +264,8 @@ fn resource_hint(resource: &str) -> &'static str {
 fn invalid_params_hint(message: &str) -> &'static str {
     if message.contains("attachment values") {
         " (the variable is provided by an add-on attachment: detach that attachment first)"
+    } else if message.contains("last attachment to billing app") {
+        " (attach the add-on under another name first, e.g. HEROKU_POSTGRES_DB)"
     } else {
         ""
     }
