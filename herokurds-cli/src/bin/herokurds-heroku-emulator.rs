@@ -1,0 +1,66 @@
+//! `herokurds-heroku-emulator`: the Heroku Platform API emulator as a server.
+//!
+//! Prints `listening on http://ADDR` once it accepts requests, then serves
+//! until SIGINT or SIGTERM. Point Heroku's CLI at it with
+//! `HEROKU_HOST=http://ADDR HEROKU_API_KEY=<a token of the state file>`,
+//! and herokurds with `HEROKU_API_URL=http://ADDR`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use herokurds_core::heroku::emulator::{Emulator, Seed};
+
+/// Serve a stateful emulator of the Heroku Platform API on a loopback port.
+///
+/// The state file is JSON:
+/// {"tokens": ["tok"], "apps": [{"name": "micromasters-ci", "maintenance": false,
+///   "config_vars": {"SECRET_KEY": "x"}, "formation": {"web": 1, "worker": 1},
+///   "addons": [{"name": "postgresql-rigid-71273", "service": "heroku-postgresql",
+///     "plan": "heroku-postgresql:mini", "url": "postgres://u:p@host:5432/db",
+///     "attachments": ["DATABASE", "HEROKU_POSTGRESQL_YELLOW"]}]}]}
+///
+/// Control API (no token): POST /__emulator/faults {"status":503,"count":2} or
+/// {"latency_ms":200}; DELETE /__emulator/faults; POST /__emulator/rate-limit
+/// {"remaining":N}; GET /__emulator/state; GET /__emulator/requests.
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The state file (JSON, see above).
+    #[arg(long)]
+    state: PathBuf,
+    /// Write the state back to the state file after every change.
+    #[arg(long)]
+    save: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    herokurds_cli::init_tracing();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => herokurds_cli::report_error(&e),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let seed = Seed::from_file(&args.state)?;
+    let emulator = Emulator::start_on(args.listen, seed).await?;
+    if args.save {
+        emulator.save_state_to(Some(args.state.clone()));
+    }
+    herokurds_cli::println_safe(format!("listening on {}", emulator.url()))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    emulator.shutdown().await;
+    Ok(())
+}

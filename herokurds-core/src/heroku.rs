@@ -1,1 +1,0 @@
-//! TODO(heroku): placeholder until its issue lands.

@@ -1,0 +1,294 @@
+//! A stateful emulator of the Heroku Platform API (feature `emulator`).
+//!
+//! Heroku's API cannot be reached from tests or demos, so this serves the
+//! part herokurds and Heroku's own CLI use, on a loopback port, with the
+//! same paths, JSON shapes (`schema.json`), error bodies and rules:
+//! - `Authorization: Bearer <token>` must name a token of the [`Seed`],
+//!   else `401 unauthorized` "Invalid credentials provided.";
+//! - apps by name or id; add-ons by name or id; 404 `not_found` with
+//!   Heroku's messages ("Couldn't find that app.") and `resource`;
+//! - maintenance (`PATCH /apps/{app}`); config vars (`PATCH` with `null`
+//!   deleting);
+//! - an attachment `NAME` provides config var `NAME_URL`; such a var cannot
+//!   be set or unset (`422 invalid_params` "Cannot overwrite attachment
+//!   values DATABASE_URL."); attaching under a name that an attachment or
+//!   an ordinary `NAME_URL` var holds needs `confirm: <app>` (`423
+//!   confirmation_required`) and with it replaces them; an add-on's last
+//!   attachment to its billing app cannot be removed;
+//! - every config change, attach and detach makes a release with Heroku's
+//!   descriptions (`Set X config vars`, `Attach DATABASE (@ref:addon)`);
+//! - lists are paged (`Range`, `206` + `Next-Range`, default 200, max
+//!   1000); every answer carries `RateLimit-Remaining` (4500, refilled 75 a
+//!   minute; `429 rate_limit` at zero);
+//! - formation list and scaling.
+//!
+//! Tests steer it in process ([`Emulator::inject`], [`Emulator::config_vars`])
+//! or over HTTP: `POST /__emulator/faults` with `{"status": 503, "count": 2,
+//! "path": "/apps", "method": "GET"}` or `{"latency_ms": 200}`, `DELETE
+//! /__emulator/faults`, `POST /__emulator/rate-limit` `{"remaining": N}`,
+//! `GET /__emulator/state`, `GET /__emulator/requests`.
+//!
+//! Not emulated: creating or destroying apps and add-ons, credentials,
+//! Basic authentication, two-factor, teams, ETags.
+
+mod range;
+mod seed;
+mod server;
+mod world;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use seed::{Seed, SeedAddon, SeedApp, SeedAttachment};
+pub use world::AttachmentView;
+
+use super::{ClientBuilder, RetryPolicy};
+use server::{lock, Control, Shared};
+use world::World;
+
+/// Errors starting the emulator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The state (seed) is malformed or inconsistent.
+    #[error("emulator state: {0}")]
+    Seed(String),
+    /// The listen address cannot be bound.
+    #[error("emulator cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Makes the next `count` matching requests fail with `status` (before the
+/// token is checked, like a failing load balancer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// HTTP status: 429 answers `rate_limit`, 503 `service_unavailable`,
+    /// other 5xx `internal_server_error`.
+    pub status: u16,
+    /// How many requests fail.
+    pub count: u32,
+    /// Only requests whose path starts with this.
+    pub path: Option<String>,
+    /// Only requests with this method.
+    pub method: Option<String>,
+}
+
+impl Fault {
+    /// The next `count` requests answer `status`.
+    pub fn new(status: u16, count: u32) -> Self {
+        Fault {
+            status,
+            count,
+            path: None,
+            method: None,
+        }
+    }
+
+    /// Only requests whose path starts with `prefix`.
+    pub fn on_path(mut self, prefix: impl Into<String>) -> Self {
+        self.path = Some(prefix.into());
+        self
+    }
+
+    /// Only requests with `method`.
+    pub fn on_method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+}
+
+/// One request the emulator answered (bodies are not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The `Range` header.
+    pub range: Option<String>,
+    /// The `Accept` header.
+    pub accept: Option<String>,
+    /// Status answered.
+    pub status: u16,
+}
+
+/// A running emulator. Stops when dropped (or with [`shutdown`](Self::shutdown)).
+pub struct Emulator {
+    addr: SocketAddr,
+    url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("url", &self.url).finish()
+    }
+}
+
+impl Emulator {
+    /// Starts on `127.0.0.1` and a free port, on the current tokio runtime.
+    pub async fn start(seed: Seed) -> Result<Emulator, EmulatorError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), seed).await
+    }
+
+    /// Starts on `addr` (port 0 picks one).
+    pub async fn start_on(addr: SocketAddr, seed: Seed) -> Result<Emulator, EmulatorError> {
+        let world = World::from_seed(&seed)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| EmulatorError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            world: Mutex::new(world),
+            ctl: Mutex::new(Control::default()),
+            save: Mutex::new(None),
+        });
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "heroku emulator stopped");
+            }
+        });
+        tracing::debug!(%addr, "heroku emulator listening");
+        Ok(Emulator {
+            addr,
+            url: format!("http://{addr}"),
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A client builder pointed at this emulator with `token`, and retries
+    /// short enough for tests (3 retries, 10 ms to 50 ms).
+    pub fn client_builder(&self, token: &str) -> ClientBuilder {
+        ClientBuilder::new()
+            .base_url(self.url.clone())
+            .token(SecretString::from(token.to_owned()))
+            .timeout(Duration::from_secs(10))
+            .retry(
+                RetryPolicy::new()
+                    .max_retries(3)
+                    .backoff(Duration::from_millis(10), Duration::from_millis(50))
+                    .pace_below(0, Duration::ZERO),
+            )
+    }
+
+    /// Writes the state (as a [`Seed`] file) to `path` after every change.
+    pub fn save_state_to(&self, path: Option<PathBuf>) {
+        *lock(&self.shared.save) = path;
+    }
+
+    /// The current state as a seed.
+    pub fn snapshot(&self) -> Seed {
+        lock(&self.shared.world).to_seed()
+    }
+
+    /// All config vars of `app` (attachment ones included); `None` for an unknown app.
+    pub fn config_vars(&self, app: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        lock(&self.shared.world).inspect_config(app)
+    }
+
+    /// Maintenance mode of `app`.
+    pub fn maintenance(&self, app: &str) -> Option<bool> {
+        lock(&self.shared.world).inspect_maintenance(app)
+    }
+
+    /// Attachments on `app`, sorted by name.
+    pub fn attachments(&self, app: &str) -> Vec<AttachmentView> {
+        lock(&self.shared.world).inspect_attachments(app)
+    }
+
+    /// Releases of `app` as `(version, description)`, oldest first.
+    pub fn releases(&self, app: &str) -> Vec<(u64, String)> {
+        lock(&self.shared.world).inspect_releases(app)
+    }
+
+    /// Dyno counts of `app` by process type.
+    pub fn formation(&self, app: &str) -> std::collections::BTreeMap<String, u32> {
+        lock(&self.shared.world).inspect_formation(app)
+    }
+
+    /// Queues a fault.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.ctl).faults.push_back(fault);
+    }
+
+    /// Delays every API answer by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared.ctl).latency = latency;
+    }
+
+    /// Removes queued faults and latency.
+    pub fn clear_faults(&self) {
+        let mut ctl = lock(&self.shared.ctl);
+        ctl.faults.clear();
+        ctl.latency = Duration::ZERO;
+    }
+
+    /// Sets the requests every token has left (refilled at 75 a minute).
+    pub fn set_rate_limit_remaining(&self, remaining: u32) {
+        lock(&self.shared.ctl).set_remaining(remaining);
+    }
+
+    /// The requests answered so far (method, path, `Range`, status).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.ctl).log.iter().cloned().collect()
+    }
+
+    /// Stops accepting requests and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Graceful shutdown may wait for idle keep-alive connections;
+            // a dropped emulator must not outlive its owner.
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The HTTP face of the emulator: routing, the bearer token, the rate
+//! limit, ranges, fault injection and the `/__emulator/` control API.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+use super::range;
+use super::world::{ApiError, World};
+use super::{Fault, RequestRecord};
+
+/// Requests an account may make; refilled at [`REFILL_PER_SEC`].
+pub(crate) const RATE_LIMIT: f64 = 4500.0;
+/// 75 a minute.
+const REFILL_PER_SEC: f64 = 75.0 / 60.0;
+/// Request records kept for inspection.
+const LOG_LIMIT: usize = 10_000;
+
+pub(crate) struct Shared {
+    pub world: Mutex<World>,
+    pub ctl: Mutex<Control>,
+    pub save: Mutex<Option<PathBuf>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Control {
+    pub faults: VecDeque<Fault>,
+    pub latency: Duration,
+    pub log: VecDeque<RequestRecord>,
+    pub buckets: HashMap<String, Bucket>,
+    /// Remaining requests a new token starts with (default [`RATE_LIMIT`]).
+    pub initial: Option<f64>,
+}
+
+pub(crate) struct Bucket {
+    remaining: f64,
+    at: Instant,
+}
+
+impl Control {
+    /// Sets every token's remaining requests.
+    pub fn set_remaining(&mut self, n: u32) {
+        let now = Instant::now();
+        for b in self.buckets.values_mut() {
+            b.remaining = f64::from(n);
+            b.at = now;
+        }
+        self.initial = Some(f64::from(n));
+    }
+
+    /// Spends one request of `token`; `None` when none is left.
+    fn spend(&mut self, token: &str) -> Result<u32, ()> {
+        let now = Instant::now();
+        let initial = self.initial.unwrap_or(RATE_LIMIT);
+        let b = self.buckets.entry(token.to_owned()).or_insert(Bucket {
+            remaining: initial,
+            at: now,
+        });
+        b.remaining =
+            (b.remaining + now.duration_since(b.at).as_secs_f64() * REFILL_PER_SEC).min(RATE_LIMIT);
+        b.at = now;
+        if b.remaining < 1.0 {
+            return Err(());
+        }
+        b.remaining -= 1.0;
+        Ok(b.remaining as u32)
+    }
+
+    fn take_fault(&mut self, method: &Method, path: &str) -> Option<u16> {
+        let pos = self.faults.iter().position(|f| {
+            f.path.as_deref().is_none_or(|p| path.starts_with(p))
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+        })?;
+        let fault = &mut self.faults[pos];
+        let status = fault.status;
+        fault.count = fault.count.saturating_sub(1);
+        if fault.count == 0 {
+            self.faults.remove(pos);
+        }
+        Some(status)
+    }
+
+    fn record(&mut self, rec: RequestRecord) {
+        if self.log.len() >= LOG_LIMIT {
+            self.log.pop_front();
+        }
+        self.log.push_back(rec);
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a route answers before ranges are applied.
+enum Reply {
+    One(StatusCode, Value),
+    List(Vec<Value>, &'static [&'static str]),
+}
+
+/// A finished answer.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Self {
+        Answer {
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: e.body(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, 4 << 20).await.unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.clone();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if path == "/__emulator" || path.starts_with("/__emulator/") {
+        return control(&shared, &method, &path, &bytes);
+    }
+    let latency = lock(&shared.ctl).latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let (answer, remaining) = serve(&shared, &method, &path, &parts.headers, &bytes);
+    let mutated = method != Method::GET && answer.status.is_success();
+    {
+        let mut ctl = lock(&shared.ctl);
+        ctl.record(RequestRecord {
+            method: method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or(path.clone()),
+            range: header("range"),
+            accept: header("accept"),
+            status: answer.status.as_u16(),
+        });
+    }
+    if mutated {
+        save(&shared);
+    }
+    respond(answer, remaining)
+}
+
+/// Fault, token, rate limit, then the route.
+fn serve(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Answer, u32) {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("")
+        .to_owned();
+    let remaining = {
+        let mut ctl = lock(&shared.ctl);
+        if let Some(status) = ctl.take_fault(method, path) {
+            return (
+                fault_answer(status),
+                if status == 429 { 0 } else { RATE_LIMIT as u32 },
+            );
+        }
+        let known = !token.is_empty() && lock(&shared.world).tokens.iter().any(|t| *t == token);
+        if !known {
+            let e = ApiError::new(401, "unauthorized", "Invalid credentials provided.");
+            return (e.into(), RATE_LIMIT as u32);
+        }
+        match ctl.spend(&token) {
+            Ok(n) => n,
+            Err(()) => return (fault_answer(429), 0),
+        }
+    };
+    let expand = headers
+        .get("accept-expansion")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("addon_service") || v.contains("plan"));
+    let range_header = headers.get("range").and_then(|v| v.to_str().ok());
+    let reply = {
+        let mut world = lock(&shared.world);
+        route(&mut world, method, path, body, expand)
+    };
+    let answer = match reply {
+        Err(e) => e.into(),
+        Ok(Reply::One(status, body)) => Answer {
+            status,
+            body,
+            headers: Vec::new(),
+        },
+        Ok(Reply::List(items, fields)) => match range::parse(range_header, fields) {
+            Err(e) => e.into(),
+            Ok(spec) => {
+                let page = range::paginate(items, &spec);
+                let mut headers = vec![("accept-ranges", fields.join(", "))];
+                if let Some(c) = page.content_range {
+                    headers.push(("content-range", c));
+                }
+                let status = match page.next_range {
+                    Some(next) => {
+                        headers.push(("next-range", next));
+                        StatusCode::PARTIAL_CONTENT
+                    }
+                    None => StatusCode::OK,
+                };
+                Answer {
+                    status,
+                    body: Value::Array(page.items),
+                    headers,
+                }
+            }
+        },
+    };
+    (answer, remaining)
+}
+
+fn fault_answer(status: u16) -> Answer {
+    let e = match status {
+        429 => ApiError::new(
+            429,
+            "rate_limit",
+            "Your account reached the API rate limit\nPlease wait a few minutes before making new requests",
+        ),
+        503 => ApiError::new(503, "service_unavailable", "The API is temporarily unavailable. Please try again."),
+        s if s >= 500 => ApiError::new(s, "internal_server_error", "Internal server error."),
+        s => ApiError::new(s, "emulated_fault", "Fault injected by the emulator."),
+    };
+    e.into()
+}
+
+fn respond(answer: Answer, remaining: u32) -> Response {
+    let mut resp = Response::new(Body::from(answer.body.to_string()));
+    *resp.status_mut() = answer.status;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("request-id", v);
+    }
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    resp
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("Request invalid, validate usage and try again."))
+}
+
+fn route(
+    w: &mut World,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    expand: bool,
+) -> Result<Reply, ApiError> {
+    const IDS: &[&str] = &["id", "name"];
+    let segs: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let one = |v: Value| Reply::One(StatusCode::OK, v);
+    let m = method.clone();
+    Ok(match (m, s.as_slice()) {
+        (Method::GET, ["account"]) => one(w.account()),
+        (Method::GET, ["apps"]) => Reply::List(w.list_apps(), IDS),
+        (Method::GET, ["apps", app]) => one(w.get_app(app)?),
+        (Method::PATCH, ["apps", app]) => one(w.patch_app(app, &parse_body(body)?)?),
+        (Method::GET, ["apps", app, "config-vars"]) => one(w.get_config(app)?),
+        (Method::PATCH, ["apps", app, "config-vars"]) => {
+            one(w.patch_config(app, &parse_body(body)?)?)
+        }
+        (Method::GET, ["apps", app, "addons"]) => Reply::List(w.list_app_addons(app, expand)?, IDS),
+        (Method::GET, ["apps", app, "addons", addon]) => one(w.get_app_addon(app, addon, expand)?),
+        (Method::GET, ["apps", app, "addon-attachments"]) => {
+            Reply::List(w.list_app_attachments(app)?, IDS)
+        }
+        (Method::GET, ["apps", app, "addon-attachments", att]) => {
+            one(w.get_app_attachment(app, att)?)
+        }
+        (Method::GET, ["apps", app, "releases"]) => {
+            Reply::List(w.list_releases(app)?, &["id", "version"])
+        }
+        (Method::GET, ["apps", app, "releases", rel]) => one(w.get_release(app, rel)?),
+        (Method::GET, ["apps", app, "formation"]) => {
+            Reply::List(w.list_formation(app)?, &["id", "type"])
+        }
+        (Method::PATCH, ["apps", app, "formation"]) => {
+            Reply::List(w.patch_formation(app, &parse_body(body)?)?, &["id", "type"])
+        }
+        (Method::GET, ["apps", app, "formation", t]) => one(w.get_formation(app, t)?),
+        (Method::PATCH, ["apps", app, "formation", t]) => {
+            one(w.patch_formation_one(app, t, &parse_body(body)?)?)
+        }
+        (Method::GET, ["addons"]) => Reply::List(w.list_addons(expand), IDS),
+        (Method::GET, ["addons", addon]) => one(w.get_addon(addon, expand)?),
+        (Method::GET, ["addons", addon, "addon-attachments"]) => {
+            Reply::List(w.list_addon_attachments(addon)?, IDS)
+        }
+        (Method::GET, ["addon-attachments"]) => Reply::List(w.list_attachments(), IDS),
+        (Method::POST, ["addon-attachments"]) => {
+            Reply::One(StatusCode::CREATED, w.attach(&parse_body(body)?)?)
+        }
+        (Method::GET, ["addon-attachments", id]) => one(w.get_attachment(id)?),
+        (Method::DELETE, ["addon-attachments", id]) => one(w.detach(id)?),
+        (Method::POST, ["actions", "addon-attachments", "resolve"]) => {
+            Reply::List(w.resolve_attachment(&parse_body(body)?)?, IDS)
+        }
+        (Method::POST, ["actions", "addons", "resolve"]) => {
+            Reply::List(w.resolve_addon(&parse_body(body)?)?, IDS)
+        }
+        _ => return Err(ApiError::endpoint()),
+    })
+}
+
+/// The control API: faults, latency, rate limit, state and request log.
+fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response {
+    let ok = |v: Value| Answer {
+        status: StatusCode::OK,
+        body: v,
+        headers: Vec::new(),
+    };
+    let answer = match (method.clone(), path.trim_end_matches('/')) {
+        (Method::GET, "/__emulator/state") => {
+            ok(serde_json::to_value(lock(&shared.world).to_seed()).unwrap_or_default())
+        }
+        (Method::GET, "/__emulator/requests") => {
+            ok(json!(lock(&shared.ctl).log.iter().collect::<Vec<_>>()))
+        }
+        (Method::DELETE, "/__emulator/requests") => {
+            lock(&shared.ctl).log.clear();
+            ok(json!({}))
+        }
+        (Method::POST, "/__emulator/faults") => {
+            match serde_json::from_slice::<FaultRequest>(body) {
+                Ok(req) => {
+                    let mut ctl = lock(&shared.ctl);
+                    if let Some(ms) = req.latency_ms {
+                        ctl.latency = Duration::from_millis(ms);
+                    }
+                    if let Some(status) = req.status {
+                        ctl.faults.push_back(Fault {
+                            status,
+                            count: req.count.unwrap_or(1),
+                            path: req.path,
+                            method: req.method,
+                        });
+                    }
+                    ok(
+                        json!({ "faults": ctl.faults.len(), "latency_ms": ctl.latency.as_millis() as u64 }),
+                    )
+                }
+                Err(e) => ApiError::bad_request(format!("fault: {e}")).into(),
+            }
+        }
+        (Method::DELETE, "/__emulator/faults") => {
+            let mut ctl = lock(&shared.ctl);
+            ctl.faults.clear();
+            ctl.latency = Duration::ZERO;
+            ok(json!({}))
+        }
+        (Method::POST, "/__emulator/rate-limit") => match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["remaining"].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+        {
+            Some(n) => {
+                lock(&shared.ctl).set_remaining(n);
+                ok(json!({ "remaining": n }))
+            }
+            None => ApiError::bad_request("expected {\"remaining\": N}").into(),
+        },
+        _ => ApiError::endpoint().into(),
+    };
+    respond(answer, RATE_LIMIT as u32)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    status: Option<u16>,
+    count: Option<u32>,
+    path: Option<String>,
+    method: Option<String>,
+    latency_ms: Option<u64>,
+}
+
+/// Writes the state file after a change, when asked to (`--save`).
+pub(crate) fn save(shared: &Shared) {
+    let Some(path) = lock(&shared.save).clone() else {
+        return;
+    };
+    let text = lock(&shared.world).to_seed().to_json();
+    let tmp = path.with_extension("tmp");
+    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save emulator state");
+    }
+}
