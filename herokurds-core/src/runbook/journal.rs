@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::writes::WriteMark;
 use crate::smoke::{PageCheck, PageDifference};
 
 /// Every path herokurds uses under a work directory, declared in one place.
@@ -260,11 +261,11 @@ pub struct Journal {
     /// Plan config vars whose old value was not journaled because it looks
     /// secret; rollback asks the operator to restore these.
     pub unjournaled_vars: Vec<String>,
-    /// Per-table modification counters on the source when the copy started.
-    pub source_counters: BTreeMap<String, i64>,
-    /// Per-table modification counters on the target at the cutover, to
-    /// count writes made on RDS before a rollback.
-    pub target_counters: BTreeMap<String, i64>,
+    /// The source's write position just before the copy's snapshot.
+    pub source_mark: Option<WriteMark>,
+    /// The target's write position at the cutover, to count rows written on
+    /// RDS before a rollback.
+    pub target_mark: Option<WriteMark>,
     /// What the database copy did.
     pub transfer: Option<TransferSummary>,
     /// What verification found.
@@ -307,8 +308,8 @@ impl Journal {
             formation_before: BTreeMap::new(),
             config_before: BTreeMap::new(),
             unjournaled_vars: Vec::new(),
-            source_counters: BTreeMap::new(),
-            target_counters: BTreeMap::new(),
+            source_mark: None,
+            target_mark: None,
             transfer: None,
             verify: None,
             s3: Vec::new(),

@@ -1,15 +1,222 @@
 //! The whole migration as a flat list of numbered, journaled steps.
 //!
-//! [`plan::Plan`] says what to migrate; [`journal::Journal`] records what
-//! has been done so `resume` continues at the first unfinished step and
-//! `rollback` knows what to undo.
+//! [`plan::Plan`] says what to migrate. [`run`] performs the runbook in the
+//! lossless order (maintenance goes off only *after* the cutover, so no
+//! write made between the copy and the switch is lost), recording every
+//! step in a [`journal::Journal`]; [`resume`] continues at the first
+//! unfinished step; [`rollback`] puts the app back on its old database;
+//! [`status`] says where things stand; [`preflight`] checks everything
+//! without changing anything. Each step is also a library call of its own
+//! module (`transfer`, `verify`, `s3`, `heroku`, `smoke`).
+//!
+//! ```text
+//!  1 preflight             9 S3 final sync
+//!  2 smoke baseline       10 attach old database under the backup alias
+//!  3 S3 pre-sync          11 detach the old DATABASE attachment
+//!  4 maintenance on       12 set DATABASE_URL and config vars
+//!  5 scale down workers   13 read config back and compare
+//!  6 database transfer    14 restore workers
+//!  7 verify               15 maintenance off
+//!  8 check for writes     16 smoke compare
+//! ```
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::aws::ClientOptions;
+use crate::heroku::Client;
+use crate::progress::Progress;
+use crate::smoke::{SmokeEvent, SmokeOptions};
+
+pub mod cutover;
+mod engine;
+pub mod error;
 pub mod journal;
 pub mod plan;
+mod preflight;
 pub mod report;
+mod steps;
+pub mod target;
+pub mod writes;
 
-pub use journal::{
-    AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
-};
+pub use engine::{resume, rollback, run, status, RollbackReport, Status};
+pub use error::RunbookError;
+pub use journal::{AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir};
 pub use plan::{Plan, PlanError};
+pub use preflight::{preflight, PlanReport, PlannedStep};
 pub use report::Report;
+pub use target::{resolve_target, EnvLookup, ResolvedTarget};
+
+/// What the runbook needs from the outside world besides the plan: the
+/// Heroku client, where environment variables come from, AWS settings.
+#[derive(Clone)]
+pub struct Context {
+    heroku: Client,
+    env: Arc<EnvLookup>,
+    aws: ClientOptions,
+    smoke: SmokeOptions,
+    flush_wait: Duration,
+    pg_bin_dir: Option<PathBuf>,
+    plan_path: String,
+}
+
+impl Context {
+    /// A context using `heroku`, the process environment and the default
+    /// AWS chain (overridden by the plan's `[aws]`).
+    pub fn new(heroku: Client) -> Self {
+        Context {
+            heroku,
+            env: Arc::new(target::process_env),
+            aws: ClientOptions::new(),
+            smoke: SmokeOptions::default(),
+            flush_wait: writes::STATS_FLUSH_WAIT,
+            pg_bin_dir: None,
+            plan_path: "PLAN".into(),
+        }
+    }
+
+    /// Where `url_env`, `password_env` and similar are looked up.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    /// AWS settings used when the plan's `[aws]` leaves them unset.
+    pub fn aws(mut self, options: ClientOptions) -> Self {
+        self.aws = options;
+        self
+    }
+
+    /// How smoke pages are fetched.
+    pub fn smoke(mut self, options: SmokeOptions) -> Self {
+        self.smoke = options;
+        self
+    }
+
+    /// How long the write check waits for backends to report their table
+    /// counters (default [`writes::STATS_FLUSH_WAIT`]).
+    pub fn write_check_wait(mut self, wait: Duration) -> Self {
+        self.flush_wait = wait;
+        self
+    }
+
+    /// Where `pg_dump` and `pg_restore` are (default: PATH, then
+    /// `/usr/lib/postgresql/*/bin`).
+    pub fn pg_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pg_bin_dir = Some(dir.into());
+        self
+    }
+
+    /// The plan file's path as the operator typed it, used in the commands
+    /// error messages suggest.
+    pub fn plan_path(mut self, path: impl Into<String>) -> Self {
+        self.plan_path = path.into();
+        self
+    }
+
+    /// The Heroku client.
+    pub fn heroku(&self) -> &Client {
+        &self.heroku
+    }
+
+    fn aws_for(&self, plan: &Plan) -> ClientOptions {
+        let mut o = self.aws.clone();
+        if let Some(r) = &plan.aws.region {
+            o = o.region(r.clone());
+        }
+        if let Some(p) = &plan.aws.profile {
+            o = o.profile(p.clone());
+        }
+        if let Some(e) = &plan.aws.endpoint_url {
+            o = o.endpoint_url(e.clone());
+        }
+        o
+    }
+}
+
+/// What a migration reports while it works.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunbookEvent {
+    /// A step started.
+    StepStarted {
+        /// 1-based position in the runbook.
+        number: usize,
+        /// Which step.
+        step: StepId,
+    },
+    /// A step ended (done, skipped or failed).
+    StepFinished {
+        /// 1-based position.
+        number: usize,
+        /// Which step.
+        step: StepId,
+        /// How it ended.
+        status: StepStatus,
+        /// What it did, or why it failed.
+        detail: Option<String>,
+        /// Seconds it took.
+        seconds: Option<f64>,
+    },
+    /// A step was already done by an earlier run.
+    StepAlreadyDone {
+        /// 1-based position.
+        number: usize,
+        /// Which step.
+        step: StepId,
+    },
+    /// Maintenance went on: the downtime clock starts at `at`.
+    MaintenanceOn {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Maintenance went off: the downtime clock stops.
+    MaintenanceOff {
+        /// When.
+        at: DateTime<Utc>,
+        /// Seconds of downtime.
+        downtime_seconds: f64,
+    },
+    /// An event of the database copy.
+    Transfer(crate::transfer::TransferEvent),
+    /// An event of verification.
+    Verify(crate::verify::VerifyEvent),
+    /// An event of a bucket sync.
+    S3(crate::s3::SyncEvent),
+    /// An event of the smoke checks.
+    Smoke(SmokeEvent),
+    /// Worth knowing, not stopping for.
+    Warning {
+        /// In words.
+        message: String,
+    },
+}
+
+/// Forwards a module's events into [`RunbookEvent`]s.
+struct Forward<'a, P, F> {
+    inner: &'a P,
+    wrap: F,
+}
+
+impl<E, P, F> Progress<E> for Forward<'_, P, F>
+where
+    P: Progress<RunbookEvent>,
+    F: Fn(&E) -> RunbookEvent + Send + Sync,
+{
+    fn event(&self, event: &E) {
+        self.inner.event(&(self.wrap)(event))
+    }
+}
+
+fn forward<'a, P, E, F>(inner: &'a P, wrap: F) -> Forward<'a, P, F>
+where
+    P: Progress<RunbookEvent>,
+    F: Fn(&E) -> RunbookEvent + Send + Sync,
+{
+    Forward { inner, wrap }
+}

@@ -9,5 +9,6 @@
 pub mod moto;
 mod postgres;
 mod tls;
+pub mod webapp;
 
 pub use postgres::{LocalPostgres, PostgresOptions, SandboxError, Shape};

@@ -1,0 +1,523 @@
+//! One method per runbook step. Each looks at the live state first and does
+//! only what is missing, so a step cut short by a crash can simply run
+//! again on `resume`.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::{Journal, StepId, StepStatus, WorkDir};
+use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::{Context, Plan, RunbookEvent, cutover, forward, writes};
+use crate::progress::Progress;
+use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
+use crate::transfer::{ResumeMode, TransferOptions};
+use crate::url::DatabaseUrl;
+use crate::verify::VerifyOptions;
+
+/// How a step ended well.
+pub(super) enum Outcome {
+    /// It did something; what, in words.
+    Done(String),
+    /// Nothing to do for this plan; why.
+    Skipped(String),
+}
+
+/// How a step ended badly.
+pub(super) struct StepFailure {
+    /// Why, in words, naming the object.
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for StepFailure {
+    fn from(e: E) -> Self {
+        StepFailure {
+            message: e.to_string(),
+        }
+    }
+}
+
+type StepResult = Result<Outcome, StepFailure>;
+
+fn fail(message: impl Into<String>) -> StepFailure {
+    StepFailure {
+        message: message.into(),
+    }
+}
+
+/// Everything a step needs.
+pub(super) struct Runner<'a, P> {
+    pub plan: &'a Plan,
+    pub ctx: &'a Context,
+    pub dir: WorkDir,
+    pub journal: Journal,
+    pub source: DatabaseUrl,
+    pub target: DatabaseUrl,
+    pub progress: &'a P,
+    pub cancel: CancellationToken,
+}
+
+impl<P: Progress<RunbookEvent>> Runner<'_, P> {
+    fn app(&self) -> &str {
+        &self.plan.heroku.app
+    }
+
+    /// Runs one step. `before` is the step's status before this attempt
+    /// (a `Running` or `Failed` transfer is resumed, not restarted).
+    pub async fn execute(&mut self, step: StepId, before: StepStatus) -> StepResult {
+        match step {
+            StepId::Preflight => self.preflight().await,
+            StepId::SmokeBaseline => self.smoke_baseline().await,
+            StepId::S3Presync => self.s3(true).await,
+            StepId::MaintenanceOn => self.maintenance_on().await,
+            StepId::ScaleDown => self.scale_down().await,
+            StepId::Transfer => self.transfer(before).await,
+            StepId::Verify => self.verify().await,
+            StepId::WriteCheck => self.write_check().await,
+            StepId::S3FinalSync => self.s3(false).await,
+            StepId::AttachBackup => self.attach_backup().await,
+            StepId::DetachDatabase => self.detach_database().await,
+            StepId::SetConfig => self.set_config().await,
+            StepId::ReadBack => self.read_back().await,
+            StepId::ScaleUp => self.scale_up().await,
+            StepId::MaintenanceOff => self.maintenance_off().await,
+            StepId::SmokeCompare => self.smoke_compare().await,
+        }
+    }
+
+    async fn preflight(&mut self) -> StepResult {
+        let (report, _) = super::preflight::check(self.plan, self.ctx, false).await?;
+        if !report.problems.is_empty() {
+            return Err(fail(format!(
+                "{} problem(s): {}",
+                report.problems.len(),
+                report.problems.join("; ")
+            )));
+        }
+        for w in &report.warnings {
+            self.progress.event(&RunbookEvent::Warning { message: w.clone() });
+        }
+        let j = &mut self.journal;
+        j.old_addon = Some(report.addon.clone());
+        j.old_attachments = report.attachments.clone();
+        j.source_host = Some(report.source_host.clone());
+        j.target_host = Some(report.target_host.clone());
+        j.maintenance_was_on = report.maintenance_on;
+        Ok(Outcome::Done(format!(
+            "app {}, add-on {} ({}), {} tables, {:.1} MB",
+            report.app,
+            report.addon,
+            report.attachments.join(", "),
+            report.transfer.as_ref().map_or(0, |t| t.tables),
+            report.transfer.as_ref().map_or(0, |t| t.estimated_bytes) as f64 / 1_048_576.0
+        )))
+    }
+
+    async fn smoke_baseline(&mut self) -> StepResult {
+        if self.plan.smoke.urls.is_empty() {
+            return Ok(Outcome::Skipped("no [smoke] urls in the plan".into()));
+        }
+        let p = forward(self.progress, |e| RunbookEvent::Smoke(e.clone()));
+        let pages = crate::smoke::check_all(&self.plan.smoke.urls, &self.ctx.smoke, &p).await?;
+        let healthy = pages.iter().filter(|p| p.is_healthy()).count();
+        self.journal.smoke_before = pages;
+        Ok(Outcome::Done(format!(
+            "{} pages recorded, {healthy} healthy",
+            self.journal.smoke_before.len()
+        )))
+    }
+
+    async fn s3(&mut self, presync: bool) -> StepResult {
+        let pass = if presync { "presync" } else { "final" };
+        let pairs: Vec<_> = self
+            .plan
+            .s3
+            .iter()
+            .filter(|s| !presync || s.presync)
+            .cloned()
+            .collect();
+        if pairs.is_empty() {
+            return Ok(Outcome::Skipped(if self.plan.s3.is_empty() {
+                "no [[s3]] in the plan".into()
+            } else {
+                "presync = false for every bucket".into()
+            }));
+        }
+        let aws = self.ctx.aws_for(self.plan);
+        let mut failed = Vec::new();
+        let mut words = Vec::new();
+        self.journal.s3.retain(|s| s.pass != pass);
+        for pair in pairs {
+            let src = parse_location(&pair.source)?;
+            let dst = parse_location(&pair.target)?;
+            let mut src_opts = aws.clone();
+            if let Some(p) = &pair.source_profile {
+                src_opts = src_opts.profile(p.clone());
+            }
+            if let Some(r) = &pair.source_region {
+                src_opts = src_opts.region(r.clone());
+            }
+            let mut filters = Filters::new();
+            for pattern in &pair.exclude {
+                filters = filters.exclude(pattern)?;
+            }
+            let opts = SyncOptions::new()
+                .delete(!presync && pair.delete)
+                .filters(filters)
+                .source(ClientSource::Options(src_opts))
+                .destination(ClientSource::Options(aws.clone()));
+            let p = forward(self.progress, |e| RunbookEvent::S3(e.clone()));
+            let r = crate::s3::sync(&src, &dst, &opts, &p, self.cancel.clone()).await?;
+            words.push(format!(
+                "{} -> {}: {} copied, {} up to date, {} deleted",
+                pair.source, pair.target, r.copied, r.skipped, r.deleted
+            ));
+            for f in &r.failures {
+                failed.push(format!("s3://{}/{}: {}", f.bucket, f.key, f.reason));
+            }
+            self.journal.s3.push(S3Summary {
+                source: pair.source.clone(),
+                target: pair.target.clone(),
+                pass: pass.into(),
+                copied: r.copied,
+                skipped: r.skipped,
+                deleted: r.deleted,
+                failed: r.failed,
+                bytes: r.bytes,
+            });
+        }
+        if !failed.is_empty() {
+            return Err(fail(format!(
+                "{} object(s) failed to copy: {}",
+                failed.len(),
+                failed.iter().take(10).cloned().collect::<Vec<_>>().join("; ")
+            )));
+        }
+        Ok(Outcome::Done(words.join("; ")))
+    }
+
+    async fn maintenance_on(&mut self) -> StepResult {
+        let at = *self.journal.maintenance_on_at.get_or_insert_with(Utc::now);
+        self.journal.maintenance_off_at = None;
+        if self.journal.maintenance_was_on {
+            self.progress.event(&RunbookEvent::MaintenanceOn { at });
+            return Ok(Outcome::Done("maintenance was already on before the migration".into()));
+        }
+        let app = self.app().to_string();
+        self.ctx.heroku.set_maintenance(&app, true).await?;
+        self.progress.event(&RunbookEvent::MaintenanceOn { at });
+        Ok(Outcome::Done(format!("maintenance on for {app}; web traffic is held")))
+    }
+
+    async fn scale_down(&mut self) -> StepResult {
+        if self.plan.maintenance.scale_down.is_empty() {
+            return Ok(Outcome::Skipped(
+                "no [maintenance] scale_down: worker and clock dynos keep running (the write check guards the cutover)".into(),
+            ));
+        }
+        let app = self.app().to_string();
+        let formation = self.ctx.heroku.formation(&app).await?;
+        let mut updates = Vec::new();
+        for kind in &self.plan.maintenance.scale_down {
+            let Some(f) = formation.iter().find(|f| &f.process_type == kind) else {
+                let known: Vec<&str> = formation.iter().map(|f| f.process_type.as_str()).collect();
+                return Err(fail(format!(
+                    "process type {kind} is not in the formation of app {app} (it has: {}); fix [maintenance] scale_down",
+                    known.join(", ")
+                )));
+            };
+            // On resume the first recorded quantity wins: now it may be 0.
+            let before = *self.journal.formation_before.entry(kind.clone()).or_insert(f.quantity);
+            if f.quantity > 0 {
+                updates.push((kind.clone(), before));
+            }
+        }
+        let zero: Vec<(&str, u32)> = updates.iter().map(|(k, _)| (k.as_str(), 0)).collect();
+        if !zero.is_empty() {
+            self.ctx.heroku.scale(&app, &zero).await?;
+        }
+        Ok(Outcome::Done(format!(
+            "scaled to 0: {}",
+            self.journal
+                .formation_before
+                .iter()
+                .map(|(k, v)| format!("{k} (was {v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    async fn transfer(&mut self, before: StepStatus) -> StepResult {
+        if self.journal.source_mark.is_none() {
+            let client = crate::pg::connect(&self.source).await?.into_client();
+            self.journal.source_mark = Some(writes::mark(&client).await?);
+            self.journal.save(&self.dir)?;
+        }
+        let work = self.dir.transfer(self.app());
+        let mode = if matches!(before, StepStatus::Running | StepStatus::Failed) {
+            ResumeMode::Resume
+        } else if work.exists() {
+            // An earlier, aborted attempt left its copy on the target.
+            ResumeMode::Restart
+        } else {
+            ResumeMode::Fresh
+        };
+        let t = &self.plan.transfer;
+        let mut opts = TransferOptions::new()
+            .jobs(t.jobs)
+            .work_dir(work)
+            .resume_mode(mode);
+        if let Some(size) = &t.split_tables_larger_than {
+            opts = opts.split_tables_larger_than(super::plan::parse_size(size).unwrap_or(1 << 30));
+        }
+        for p in &t.exclude_tables {
+            opts = opts.exclude_table(p.clone());
+        }
+        for e in &t.exclude_extensions {
+            opts = opts.exclude_extension(e.clone());
+        }
+        if let Some(bin) = &self.ctx.pg_bin_dir {
+            opts = opts.pg_bin_dir(bin.clone());
+        }
+        let p = forward(self.progress, |e| RunbookEvent::Transfer(e.clone()));
+        let r = crate::transfer::run(&self.source, &self.target, &opts, &p, self.cancel.clone()).await?;
+        for w in &r.warnings {
+            self.progress.event(&RunbookEvent::Warning { message: w.clone() });
+        }
+        let summary = TransferSummary {
+            tables: r.tables.len(),
+            rows: r.rows(),
+            bytes: r.bytes(),
+            seconds: r.seconds,
+            sequences: r.sequences,
+            large_objects: r.large_objects as u64,
+        };
+        let words = format!(
+            "{} tables, {} rows, {:.1} MB in {:.1} s ({:.1} MB/s){}",
+            summary.tables,
+            summary.rows,
+            summary.bytes as f64 / 1_048_576.0,
+            summary.seconds,
+            summary.mb_per_second(),
+            if r.resumed { ", resumed" } else { "" }
+        );
+        self.journal.transfer = Some(summary);
+        Ok(Outcome::Done(words))
+    }
+
+    async fn run_verify(&mut self) -> Result<VerifySummary, StepFailure> {
+        let mut opts = VerifyOptions::new()
+            .jobs(self.plan.transfer.jobs)
+            .counts_only(self.plan.verify.counts_only);
+        for p in &self.plan.transfer.exclude_tables {
+            opts = opts.exclude_table(p.clone());
+        }
+        for e in &self.plan.transfer.exclude_extensions {
+            opts = opts.exclude_extension(e.clone());
+        }
+        let p = forward(self.progress, |e| RunbookEvent::Verify(e.clone()));
+        let started = std::time::Instant::now();
+        let r = crate::verify::run(&self.source, &self.target, &opts, &p, self.cancel.clone()).await?;
+        Ok(VerifySummary {
+            identical: r.is_identical(),
+            tables: r.tables.len(),
+            checksums: !self.plan.verify.counts_only,
+            differences: r.differences.iter().map(|d| d.to_string()).collect(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    async fn verify(&mut self) -> StepResult {
+        let v = self.run_verify().await?;
+        let identical = v.identical;
+        let (tables, n, first): (usize, usize, Vec<String>) =
+            (v.tables, v.differences.len(), v.differences.iter().take(20).cloned().collect());
+        self.journal.verify = Some(v);
+        if identical {
+            return Ok(Outcome::Done(format!("{tables} tables: target equals source")));
+        }
+        let mut why = format!("{n} difference(s) between source and target: {}", first.join("; "));
+        if let Some(mark) = &self.journal.source_mark {
+            let client = crate::pg::connect(&self.source).await?.into_client();
+            let now = writes::mark(&client).await?;
+            let activity = writes::compare(mark, &now);
+            if !activity.is_quiet() {
+                why.push_str(&format!(
+                    ". The source changed during the window: {}. Something maintenance mode does not stop is writing \
+                     (worker or clock dynos, a scheduler, an outside client): list its process types in [maintenance] scale_down or stop it",
+                    activity.describe()
+                ));
+            }
+        }
+        Err(fail(why))
+    }
+
+    async fn write_check(&mut self) -> StepResult {
+        let Some(mark) = self.journal.source_mark.clone() else {
+            return Err(fail("no write mark was recorded before the transfer; run the migration again"));
+        };
+        let client = crate::pg::connect(&self.source).await?.into_client();
+        let activity = writes::check_since(&client, &mark, self.ctx.flush_wait).await?;
+        if activity.is_quiet() {
+            return Ok(Outcome::Done(format!(
+                "no table changed on the source since the snapshot ({} transaction ids used)",
+                activity.transactions
+            )));
+        }
+        // Counters moved: the change may predate the snapshot (a web request
+        // finishing as maintenance went on). The contents decide.
+        let v = self.run_verify().await?;
+        if v.identical {
+            return Ok(Outcome::Done(format!(
+                "counters moved on {} but the target still equals the source: the changes predate the snapshot",
+                activity.describe()
+            )));
+        }
+        Err(fail(format!(
+            "the source changed after the snapshot: {}; the copy would lose those writes. \
+             Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, an outside client): \
+             list its process types in [maintenance] scale_down or stop it, then run again",
+            activity.describe()
+        )))
+    }
+
+    async fn attach_backup(&mut self) -> StepResult {
+        let app = self.app().to_string();
+        if !self.plan.cutover.config_vars.is_empty() && self.journal.config_before.is_empty() {
+            let (before, withheld) =
+                cutover::config_before(&self.ctx.heroku, &app, self.plan.cutover.config_vars.keys()).await?;
+            self.journal.config_before = before;
+            self.journal.unjournaled_vars = withheld;
+            self.journal.save(&self.dir)?;
+        }
+        let addon = self.old_addon()?;
+        Ok(Outcome::Done(
+            cutover::attach_backup(&self.ctx.heroku, &app, &addon, &self.plan.cutover.backup_alias).await?,
+        ))
+    }
+
+    async fn detach_database(&mut self) -> StepResult {
+        let addon = self.old_addon()?;
+        Ok(Outcome::Done(
+            cutover::detach_database(&self.ctx.heroku, self.app(), &addon).await?,
+        ))
+    }
+
+    async fn set_config(&mut self) -> StepResult {
+        if self.journal.target_mark.is_none() {
+            let client = crate::pg::connect(&self.target).await?.into_client();
+            self.journal.target_mark = Some(writes::mark(&client).await?);
+            self.journal.save(&self.dir)?;
+        }
+        Ok(Outcome::Done(
+            cutover::set_config(&self.ctx.heroku, self.app(), &self.target, &self.plan.cutover.config_vars).await?,
+        ))
+    }
+
+    async fn read_back(&mut self) -> StepResult {
+        let wrong =
+            cutover::read_back(&self.ctx.heroku, self.app(), &self.target, &self.plan.cutover.config_vars).await?;
+        if wrong.is_empty() {
+            Ok(Outcome::Done(format!(
+                "DATABASE_URL now points at {}{}",
+                self.target.host(),
+                if self.plan.cutover.config_vars.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} config var(s) as planned", self.plan.cutover.config_vars.len())
+                }
+            )))
+        } else {
+            Err(fail(format!(
+                "read back differs from what was set: {} (another change to the app's config during the window?)",
+                wrong.join(", ")
+            )))
+        }
+    }
+
+    async fn scale_up(&mut self) -> StepResult {
+        if self.journal.formation_before.is_empty() {
+            return Ok(Outcome::Skipped("nothing was scaled down".into()));
+        }
+        let restore: Vec<(String, u32)> = self.journal.formation_before.clone().into_iter().collect();
+        restore_formation(self.ctx, self.app(), &restore).await?;
+        Ok(Outcome::Done(format!(
+            "restored {}",
+            restore
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    async fn maintenance_off(&mut self) -> StepResult {
+        if self.journal.maintenance_was_on {
+            return Ok(Outcome::Skipped(
+                "maintenance was on before the migration; left on".into(),
+            ));
+        }
+        self.ctx.heroku.set_maintenance(self.app(), false).await?;
+        let at = Utc::now();
+        self.journal.maintenance_off_at = Some(at);
+        let downtime = self.journal.downtime().map_or(0.0, |d| d.num_milliseconds() as f64 / 1000.0);
+        self.progress.event(&RunbookEvent::MaintenanceOff {
+            at,
+            downtime_seconds: downtime,
+        });
+        Ok(Outcome::Done(format!(
+            "maintenance off after {}",
+            super::report::human_seconds(downtime)
+        )))
+    }
+
+    async fn smoke_compare(&mut self) -> StepResult {
+        if self.journal.smoke_before.is_empty() {
+            return Ok(Outcome::Skipped("no smoke baseline".into()));
+        }
+        let p = forward(self.progress, |e| RunbookEvent::Smoke(e.clone()));
+        let after = crate::smoke::check_all(&self.plan.smoke.urls, &self.ctx.smoke, &p).await?;
+        let diffs = crate::smoke::compare(&self.journal.smoke_before, &after);
+        let words = if diffs.is_empty() {
+            format!("{} pages look as before", after.len())
+        } else {
+            format!(
+                "{} difference(s): {}",
+                diffs.len(),
+                diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+            )
+        };
+        self.journal.smoke_differences = diffs;
+        Ok(Outcome::Done(words))
+    }
+
+    fn old_addon(&self) -> Result<String, StepFailure> {
+        self.journal
+            .old_addon
+            .clone()
+            .ok_or_else(|| fail("the journal does not name the old add-on (preflight did not finish)"))
+    }
+}
+
+/// Scales process types back to their journaled quantities.
+pub(super) async fn restore_formation(
+    ctx: &Context,
+    app: &str,
+    quantities: &[(String, u32)],
+) -> Result<(), crate::heroku::HerokuError> {
+    let updates: Vec<(&str, u32)> = quantities.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    ctx.heroku.scale(app, &updates).await.map(|_| ())
+}
+
+fn parse_location(text: &str) -> Result<S3Location, StepFailure> {
+    text.parse::<S3Location>().map_err(|e| fail(format!("{text}: {e}")))
+}
+
+/// Quantities as a list, for messages.
+pub(super) fn formation_words(f: &BTreeMap<String, u32>) -> String {
+    f.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,233 @@
+//! Building the RDS `DATABASE_URL`: the runbook's "endpoint from `pulumi
+//! stack export`, password from `pulumi config get`, glue them by hand"
+//! step, done from typed sources.
+//!
+//! Each part comes from the first source that has it: the plan's explicit
+//! value, the Pulumi export (or the RDS API), then the Secrets Manager
+//! secret (whose rotation format may also carry host, port and dbname).
+//! [`resolve_target`] also says where each part came from, for `plan`.
+
+use secrecy::SecretString;
+
+use super::plan::TargetSection;
+use crate::aws::{ClientOptions, RdsEndpoint};
+use crate::url::{DatabaseUrl, Param};
+
+/// Looks an environment variable up (the process environment by default;
+/// tests and embedders pass their own).
+pub type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The process environment as an [`EnvLookup`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A target URL and where its parts came from.
+pub struct ResolvedTarget {
+    /// The URL (with the password).
+    pub url: DatabaseUrl,
+    /// `host from pulumi export stack.json (resource app-db)`, ...
+    pub sources: Vec<String>,
+}
+
+impl std::fmt::Debug for ResolvedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedTarget")
+            .field("url", &self.url)
+            .field("sources", &self.sources)
+            .finish()
+    }
+}
+
+/// Builds the target URL from a `[target]` section. Errors list every
+/// missing or malformed part and name the source that failed (the
+/// environment variable, the export file, the secret id, the instance).
+pub async fn resolve_target(
+    t: &TargetSection,
+    env: &EnvLookup,
+    aws: &ClientOptions,
+) -> Result<ResolvedTarget, String> {
+    let mut sources = Vec::new();
+    if let Some(var) = &t.url_env {
+        let text = env(var).ok_or_else(|| {
+            format!("target.url_env: environment variable {var} is not set (it should hold the RDS DATABASE_URL)")
+        })?;
+        let mut url: DatabaseUrl = text
+            .parse()
+            .map_err(|e| format!("target.url_env: {var} is not a valid database URL: {e}"))?;
+        if t.sslmode.is_some() || t.sslrootcert.is_some() {
+            let mut b = url.to_builder();
+            apply_tls(&mut b, t);
+            url = b.build().map_err(|e| format!("target: {e}"))?;
+        }
+        sources.push(format!("URL from ${var}"));
+        return Ok(ResolvedTarget { url, sources });
+    }
+
+    let mut endpoint: Option<RdsEndpoint> = None;
+    let mut managed_secret: Option<String> = None;
+    if let Some(path) = &t.pulumi_export {
+        let export = crate::pulumi::StackExport::read(path)
+            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+        let ep = export
+            .rds_endpoint(t.pulumi_resource.as_deref())
+            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+        sources.push(format!("endpoint from pulumi export {}", path.display()));
+        endpoint = Some(ep);
+    } else if let Some(id) = &t.rds_instance {
+        let client = aws.rds_client().await;
+        let info = crate::aws::rds_endpoint(&client, id)
+            .await
+            .map_err(|e| format!("target.rds_instance: {e}"))?;
+        sources.push(format!("endpoint from RDS instance {id}"));
+        managed_secret = info.master_secret_arn.clone();
+        endpoint = Some(info.endpoint);
+    }
+
+    let mut user = t.user.clone();
+    let mut host = t.host.clone();
+    let mut port = t.port;
+    let mut dbname = t.dbname.clone();
+    if let Some(ep) = &endpoint {
+        host = host.or_else(|| Some(ep.host.clone()));
+        port = port.or(Some(ep.port));
+        dbname = dbname.or_else(|| ep.dbname.clone());
+        user = user.or_else(|| ep.username.clone());
+    }
+
+    let password: SecretString = if let Some(var) = &t.password_env {
+        sources.push(format!("password from ${var}"));
+        SecretString::from(env(var).ok_or_else(|| {
+            format!("target.password_env: environment variable {var} is not set")
+        })?)
+    } else {
+        let (secret_id, what) = match (&t.password_secret, &managed_secret) {
+            (Some(id), _) => (id.clone(), "target.password_secret"),
+            (None, Some(arn)) => (arn.clone(), "the RDS instance's managed secret"),
+            (None, None) => {
+                return Err(match &t.rds_instance {
+                    Some(id) => format!(
+                        "target: RDS instance {id} has no managed master-user secret; set target.password_env or target.password_secret"
+                    ),
+                    None => "target: no password source (set target.password_env or target.password_secret)".into(),
+                });
+            }
+        };
+        let client = aws.secrets_client().await;
+        let secret = crate::aws::fetch_db_secret(&client, &secret_id)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        sources.push(format!("password from secret {secret_id}"));
+        user = user.or(secret.username.clone());
+        host = host.or(secret.host.clone());
+        port = port.or(secret.port);
+        dbname = dbname.or(secret.dbname.clone());
+        secret.password
+    };
+
+    let mut b = DatabaseUrl::builder();
+    if let Some(u) = &user {
+        b.user(u.clone());
+    }
+    if let Some(h) = &host {
+        b.host(h.clone());
+    }
+    if let Some(p) = port {
+        b.port(p);
+    }
+    if let Some(d) = &dbname {
+        b.dbname(d.clone());
+    }
+    b.password(password);
+    if t.sslmode.is_none() {
+        // RDS speaks TLS; never send the password in clear by default.
+        b.param(Param::SslMode.name(), "require");
+    }
+    apply_tls(&mut b, t);
+    let url = b.build().map_err(|e| format!("target: {e}"))?;
+    Ok(ResolvedTarget { url, sources })
+}
+
+fn apply_tls(b: &mut crate::url::DatabaseUrlBuilder, t: &TargetSection) {
+    if let Some(mode) = &t.sslmode {
+        b.param(Param::SslMode.name(), mode.clone());
+    }
+    if let Some(root) = &t.sslrootcert {
+        b.param(Param::SslRootCert.name(), root.display().to_string());
+    }
+}
+
+/// The source URL as Heroku gives it, made safe to use: Heroku Postgres
+/// requires TLS but its URLs carry no `sslmode`, so `require` is added
+/// when none is set.
+pub fn heroku_source_url(text: &str) -> Result<DatabaseUrl, crate::url::UrlError> {
+    let url: DatabaseUrl = text.parse()?;
+    if url.param(Param::SslMode).is_some() {
+        return Ok(url);
+    }
+    let mut b = url.to_builder();
+    b.param(Param::SslMode.name(), "require");
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + Send + Sync {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[tokio::test]
+    async fn parts_and_password_env_make_a_tls_url() {
+        let t = TargetSection {
+            host: Some("db.abc.us-east-1.rds.amazonaws.com:5432".into()),
+            dbname: Some("app".into()),
+            user: Some("rds_master".into()),
+            password_env: Some("RDS_PW".into()),
+            ..TargetSection::default()
+        };
+        let env = env_of(&[("RDS_PW", "p@ss:/w?rd")]);
+        let r = resolve_target(&t, &env, &ClientOptions::new()).await.unwrap();
+        assert_eq!(
+            r.url.expose_url(),
+            "postgres://rds_master:p%40ss%3A%2Fw%3Frd@db.abc.us-east-1.rds.amazonaws.com:5432/app?sslmode=require"
+        );
+        assert_eq!(r.sources, vec!["password from $RDS_PW"]);
+        assert!(!format!("{r:?}").contains("p@ss"));
+    }
+
+    #[tokio::test]
+    async fn url_env_missing_or_bad_is_named_without_the_value() {
+        let t = TargetSection {
+            url_env: Some("TARGET_DATABASE_URL".into()),
+            ..TargetSection::default()
+        };
+        let e = resolve_target(&t, &env_of(&[]), &ClientOptions::new()).await.unwrap_err();
+        assert!(e.contains("TARGET_DATABASE_URL is not set"), "{e}");
+        let env = env_of(&[("TARGET_DATABASE_URL", "postgres://u:hunter2@h:99999/d")]);
+        let e = resolve_target(&t, &env, &ClientOptions::new()).await.unwrap_err();
+        assert!(e.contains("port") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn missing_parts_are_listed() {
+        let t = TargetSection {
+            host: Some("db.example.com".into()),
+            password_env: Some("PW".into()),
+            ..TargetSection::default()
+        };
+        let e = resolve_target(&t, &env_of(&[("PW", "x")]), &ClientOptions::new()).await.unwrap_err();
+        assert!(e.contains("user") && e.contains("dbname"), "{e}");
+    }
+
+    #[test]
+    fn heroku_urls_get_sslmode_require() {
+        let u = heroku_source_url("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8abc").unwrap();
+        assert_eq!(u.param(Param::SslMode), Some("require"));
+        let u = heroku_source_url("postgres://u:p@h:5432/d?sslmode=verify-full").unwrap();
+        assert_eq!(u.param(Param::SslMode), Some("verify-full"));
+        assert_eq!(u.password().expose_secret(), "p");
+    }
+}

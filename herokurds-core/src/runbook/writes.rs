@@ -1,0 +1,195 @@
+//! Writers that maintenance mode does not stop.
+//!
+//! Heroku's maintenance mode holds web traffic only: worker and clock dynos
+//! keep writing to the database during the window, and rows they write after
+//! the copy's snapshot would be lost at the cutover. This module marks the
+//! source's write position before the copy and checks it again just before
+//! the cutover.
+//!
+//! The check has to ignore what is not a user write. WAL position moves with
+//! checkpoints, hint bits and vacuum, so it is not used. Instead:
+//! 1. the next transaction id: a write needs one, and nothing herokurds does
+//!    on the source assigns one. If it has not moved, nothing wrote (the
+//!    common case, answered at once);
+//! 2. if it moved (a writer, or autoanalyze, or a temp table), per-table
+//!    counters from `pg_stat_user_tables` (rows inserted, updated, deleted)
+//!    and each table's file node (which `TRUNCATE` replaces) name the tables
+//!    that changed. Backends report their counters within about ten seconds
+//!    ([`STATS_FLUSH_WAIT`]), so the check waits that long first.
+//!
+//! A table named by step 2 is not yet proof of loss (the change may predate
+//! the snapshot); the runbook re-verifies those tables against the target.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+/// How long a backend may hold its table counters before reporting them
+/// (PostgreSQL 15+ flushes idle backends' statistics after 10 s).
+pub const STATS_FLUSH_WAIT: Duration = Duration::from_secs(11);
+
+/// One table's write marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableMark {
+    /// Rows inserted + updated + deleted since statistics were reset.
+    pub changes: i64,
+    /// The table's file node; `TRUNCATE`, `VACUUM FULL` and `CLUSTER`
+    /// replace it.
+    pub filenode: i64,
+}
+
+/// The source's write position at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteMark {
+    /// The first transaction id not yet assigned.
+    pub next_xid: i64,
+    /// Per table (`schema.table`, quoted where needed).
+    pub tables: BTreeMap<String, TableMark>,
+}
+
+/// What changed between two marks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteActivity {
+    /// Transactions that wrote something since the first mark.
+    pub transactions: i64,
+    /// Tables whose counters or file node changed, with the number of
+    /// rows changed (`None` when the table was truncated, rewritten,
+    /// created or dropped).
+    pub tables: BTreeMap<String, Option<i64>>,
+}
+
+impl WriteActivity {
+    /// Whether no table changed.
+    pub fn is_quiet(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// The changed tables in words: `public.jobs (12 rows), public.tmp (rewritten)`.
+    pub fn describe(&self) -> String {
+        self.tables
+            .iter()
+            .map(|(t, n)| match n {
+                Some(n) => format!("{t} ({n} rows changed)"),
+                None => format!("{t} (truncated, rewritten, created or dropped)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+const MARK_SQL: &str = "
+SELECT format('%I.%I', s.schemaname, s.relname),
+       (s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::int8,
+       coalesce(pg_relation_filenode(s.relid), 0)::int8
+FROM pg_stat_user_tables s
+WHERE s.schemaname !~ '^pg_(toast_)?temp_'";
+
+/// Reads the current write position. Statistics are read fresh (not from
+/// a cached stats snapshot).
+pub async fn mark(client: &Client) -> Result<WriteMark, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT txid_snapshot_xmax(txid_current_snapshot())::int8",
+            &[],
+        )
+        .await?;
+    let next_xid: i64 = row.get(0);
+    client.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
+    let mut tables = BTreeMap::new();
+    for row in client.query(MARK_SQL, &[]).await? {
+        tables.insert(
+            row.get::<_, String>(0),
+            TableMark {
+                changes: row.get(1),
+                filenode: row.get(2),
+            },
+        );
+    }
+    Ok(WriteMark { next_xid, tables })
+}
+
+/// Compares a later mark with an earlier one.
+pub fn compare(before: &WriteMark, after: &WriteMark) -> WriteActivity {
+    let mut tables = BTreeMap::new();
+    for (name, b) in &before.tables {
+        match after.tables.get(name) {
+            Some(a) if a.filenode != b.filenode => {
+                tables.insert(name.clone(), None);
+            }
+            Some(a) if a.changes != b.changes => {
+                tables.insert(name.clone(), Some(a.changes - b.changes));
+            }
+            Some(_) => {}
+            None => {
+                tables.insert(name.clone(), None);
+            }
+        }
+    }
+    for name in after.tables.keys() {
+        if !before.tables.contains_key(name) {
+            tables.insert(name.clone(), None);
+        }
+    }
+    WriteActivity {
+        transactions: after.next_xid - before.next_xid,
+        tables,
+    }
+}
+
+/// Checks whether anything wrote to the source since `before`: answers at
+/// once when no transaction id was assigned; otherwise waits `flush_wait`
+/// for backends to report their counters and compares per table.
+pub async fn check_since(
+    client: &Client,
+    before: &WriteMark,
+    flush_wait: Duration,
+) -> Result<WriteActivity, tokio_postgres::Error> {
+    let now = mark(client).await?;
+    if now.next_xid == before.next_xid {
+        return Ok(compare(before, &now));
+    }
+    tokio::time::sleep(flush_wait).await;
+    let settled = mark(client).await?;
+    Ok(compare(before, &settled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(xid: i64, tables: &[(&str, i64, i64)]) -> WriteMark {
+        WriteMark {
+            next_xid: xid,
+            tables: tables
+                .iter()
+                .map(|(n, c, f)| {
+                    (
+                        n.to_string(),
+                        TableMark {
+                            changes: *c,
+                            filenode: *f,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn counters_file_nodes_and_new_or_dropped_tables_are_changes() {
+        let before = m(100, &[("public.a", 5, 1), ("public.b", 7, 2), ("public.gone", 0, 3)]);
+        let after = m(104, &[("public.a", 5, 1), ("public.b", 9, 2), ("public.new", 0, 4)]);
+        let act = compare(&before, &after);
+        assert_eq!(act.transactions, 4);
+        assert_eq!(
+            act.describe(),
+            "public.b (2 rows changed), public.gone (truncated, rewritten, created or dropped), \
+             public.new (truncated, rewritten, created or dropped)"
+        );
+        let truncated = m(101, &[("public.a", 5, 9), ("public.b", 7, 2), ("public.gone", 0, 3)]);
+        assert_eq!(compare(&before, &truncated).tables.get("public.a"), Some(&None));
+        assert!(compare(&before, &before).is_quiet());
+    }
+}
