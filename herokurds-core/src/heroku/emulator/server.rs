@@ -320,7 +320,7 @@ fn route(
             one(w.get_app_attachment(app, att)?)
         }
         (Method::GET, ["apps", app, "releases"]) => {
-            Reply::List(w.list_releases(app)?, &["id", "version"])
+            Reply::List(w.list_releases(app)?, &["version", "id"])
         }
         (Method::GET, ["apps", app, "releases", rel]) => one(w.get_release(app, rel)?),
         (Method::GET, ["apps", app, "formation"]) => {
