@@ -192,7 +192,7 @@ fn serve(
                 if status == 429 { 0 } else { RATE_LIMIT as u32 },
             );
         }
-        let known = !token.is_empty() && lock(&shared.world).tokens.iter().any(|t| *t == token);
+        let known = !token.is_empty() && lock(&shared.world).tokens.contains(&token);
         if !known {
             let e = ApiError::new(401, "unauthorized", "Invalid credentials provided.");
             return (e.into(), RATE_LIMIT as u32);
