@@ -307,6 +307,43 @@ async fn unknown_app_addon_and_wrong_token() {
 }
 
 #[tokio::test]
+async fn error_kinds_are_keyed_on_the_api_id() {
+    let (em, client) = start().await;
+    let target = |e: &HerokuError| e.app().map(str::to_owned);
+    em.inject(Fault::new(403, 1));
+    let e = client.app(APP).await.unwrap_err();
+    assert!(
+        matches!(&e, HerokuError::Forbidden { id, .. } if id == "forbidden"),
+        "{e}"
+    );
+    assert_eq!(target(&e).as_deref(), Some(APP));
+    em.inject(Fault::new(403, 1).with_error("two_factor", "Two-factor code required."));
+    let e = client.app(APP).await.unwrap_err();
+    assert_eq!(e.id(), Some("two_factor"));
+    em.inject(Fault::new(409, 1));
+    let e = client.set_maintenance(APP, true).await.unwrap_err();
+    assert!(matches!(e, HerokuError::Conflict { .. }), "{e}");
+    assert!(!e.is_retryable());
+    // The id decides, not the status.
+    em.inject(Fault::new(422, 1).with_error("confirmation_required", "Confirm."));
+    assert!(client
+        .app(APP)
+        .await
+        .unwrap_err()
+        .is_confirmation_required());
+    em.inject(Fault::new(418, 1).with_error("teapot", "I'm a teapot."));
+    let e = client.app(APP).await.unwrap_err();
+    assert!(
+        matches!(&e, HerokuError::Api { status: 418, id, message, .. }
+        if id == "teapot" && message == "I'm a teapot."),
+        "{e}"
+    );
+    em.inject(Fault::new(500, 1).with_error("internal_server_error", "boom"));
+    // A 500 is retried, and the retry succeeds.
+    assert_eq!(client.app(APP).await.unwrap().name, APP);
+}
+
+#[tokio::test]
 async fn runbook_cutover_then_rollback_by_promote() {
     let (em, client) = start().await;
     client.set_maintenance(APP, true).await.unwrap();

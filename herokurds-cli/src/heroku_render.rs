@@ -62,6 +62,14 @@ fn attachment_json(a: &Attachment) -> serde_json::Value {
     })
 }
 
+/// An attachment made or removed, with its add-on and the release it made.
+fn change_json(a: &Attachment, release: Option<&Release>) -> serde_json::Value {
+    let mut v = attachment_json(a);
+    v["addon"] = json!(a.addon.name);
+    v["release"] = json!(release.map(|r| r.version));
+    v
+}
+
 /// `addons`: each Postgres add-on, its plan and billing app, and its attachments.
 pub fn addons(json: bool, app: &str, addons: &[PostgresAddon]) -> anyhow::Result<()> {
     if json {
@@ -117,10 +125,7 @@ pub fn attached(
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
     if json {
-        let mut v = attachment_json(a);
-        v["addon"] = json!(a.addon.name);
-        v["release"] = json!(release.map(|r| r.version));
-        return print_json(&v);
+        return print_json(&change_json(a, release));
     }
     println_safe(format!(
         "attached {} to {app} as {} (sets {}){}",
@@ -140,10 +145,7 @@ pub fn detached(
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
     if json {
-        let mut v = attachment_json(a);
-        v["addon"] = json!(a.addon.name);
-        v["release"] = json!(release.map(|r| r.version));
-        return print_json(&v);
+        return print_json(&change_json(a, release));
     }
     println_safe(format!(
         "detached {} ({}) from {app}; {} is gone{}",

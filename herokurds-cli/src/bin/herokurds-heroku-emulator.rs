@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use herokurds_core::heroku::emulator::{Emulator, Seed};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve a stateful emulator of the Heroku Platform API on a loopback port.
 ///
@@ -54,11 +55,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.save {
         emulator.save_state_to(Some(args.state.clone()));
     }
+    // Watch the signals before saying we are ready: a SIGTERM right after
+    // the line must stop the server cleanly, not kill it.
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     herokurds_cli::println_safe(format!("listening on {}", emulator.url()))?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     emulator.shutdown().await;

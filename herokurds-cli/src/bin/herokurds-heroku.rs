@@ -33,6 +33,9 @@ The cutover, by hand:
   herokurds-heroku -a myapp maintenance off
 Rollback: herokurds-heroku -a myapp promote postgresql-rigid-71273
 
+Attaching under a name already taken (by an attachment, or a plain NAME_URL var) needs
+--confirm, which replaces it. A var an attachment provides cannot be set: detach first.
+
 Exit status: 0 done, 2 error."
 )]
 struct Cli {

@@ -139,7 +139,7 @@ impl Client {
 
     /// An app, by name or id.
     pub async fn app(&self, app: &str) -> Result<App, HerokuError> {
-        self.get_json(&format!("apps/{}", seg(app)), &Target::app(app))
+        self.get_json(&format!("apps/{}", seg(app)), &Target::for_app(app))
             .await
     }
 
@@ -151,7 +151,7 @@ impl Client {
     /// Turns maintenance mode on or off; returns the app as Heroku now has it.
     pub async fn set_maintenance(&self, app: &str, on: bool) -> Result<App, HerokuError> {
         tracing::info!(app, maintenance = on, "setting maintenance mode");
-        let target = Target::app(app);
+        let target = Target::for_app(app);
         let answer = self
             .call(
                 Method::PATCH,
@@ -166,8 +166,11 @@ impl Client {
 
     /// All config vars of the app, including those attachments provide.
     pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, HerokuError> {
-        self.get_json(&format!("apps/{}/config-vars", seg(app)), &Target::app(app))
-            .await
+        self.get_json(
+            &format!("apps/{}/config-vars", seg(app)),
+            &Target::for_app(app),
+        )
+        .await
     }
 
     /// One config var, `None` when it is not set.
@@ -246,7 +249,7 @@ impl Client {
             .map(|(k, _)| k.as_str())
             .collect();
         tracing::info!(app, ?set, ?unset, "updating config vars");
-        let target = Target::app(app);
+        let target = Target::for_app(app);
         let answer = self
             .call(
                 Method::PATCH,
@@ -261,7 +264,7 @@ impl Client {
 
     /// The add-ons of the app: those it owns and those attached to it.
     pub async fn addons(&self, app: &str) -> Result<Vec<Addon>, HerokuError> {
-        self.list(&format!("apps/{}/addons", seg(app)), &Target::app(app))
+        self.list(&format!("apps/{}/addons", seg(app)), &Target::for_app(app))
             .await
     }
 
@@ -276,7 +279,7 @@ impl Client {
     pub async fn attachments(&self, app: &str) -> Result<Vec<Attachment>, HerokuError> {
         self.list(
             &format!("apps/{}/addon-attachments", seg(app)),
-            &Target::app(app),
+            &Target::for_app(app),
         )
         .await
     }
@@ -290,7 +293,7 @@ impl Client {
 
     /// One attachment on the app, by name (`DATABASE`) or id.
     pub async fn attachment(&self, app: &str, name: &str) -> Result<Attachment, HerokuError> {
-        let target = Target::app(app).with_attachment(name);
+        let target = Target::for_app(app).with_attachment(name);
         self.get_json(
             &format!("apps/{}/addon-attachments/{}", seg(app), seg(name)),
             &target,
@@ -323,7 +326,7 @@ impl Client {
         namespace: Option<&str>,
         confirm: bool,
     ) -> Result<Attachment, HerokuError> {
-        let mut target = Target::app(app).with_addon(addon);
+        let mut target = Target::for_app(app).with_addon(addon);
         if let Some(name) = name {
             target = target.with_attachment(name);
         }
@@ -358,7 +361,7 @@ impl Client {
     /// backup alias first.
     pub async fn detach(&self, app: &str, name: &str) -> Result<Attachment, HerokuError> {
         let found = self.attachment(app, name).await?;
-        let target = Target::app(app)
+        let target = Target::for_app(app)
             .with_addon(&found.addon.name)
             .with_attachment(name);
         tracing::info!(app, attachment = name, addon = %found.addon.name, "detaching add-on");
@@ -376,8 +379,11 @@ impl Client {
 
     /// The app's process types and their dyno counts.
     pub async fn formation(&self, app: &str) -> Result<Vec<Formation>, HerokuError> {
-        self.list(&format!("apps/{}/formation", seg(app)), &Target::app(app))
-            .await
+        self.list(
+            &format!("apps/{}/formation", seg(app)),
+            &Target::for_app(app),
+        )
+        .await
     }
 
     /// Scales process types in one request, e.g. `[("worker", 0), ("clock", 0)]`
@@ -388,7 +394,7 @@ impl Client {
         updates: &[(&str, u32)],
     ) -> Result<Vec<Formation>, HerokuError> {
         tracing::info!(app, ?updates, "scaling formation");
-        let target = Target::app(app);
+        let target = Target::for_app(app);
         let updates: Vec<Value> = updates
             .iter()
             .map(|(t, q)| json!({ "type": t, "quantity": q }))
@@ -410,7 +416,7 @@ impl Client {
         let max = self.inner.page_size.unwrap_or(200);
         self.list_from(
             &format!("apps/{}/releases", seg(app)),
-            &Target::app(app),
+            &Target::for_app(app),
             Some(format!("version ..; max={max}")),
         )
         .await
@@ -419,7 +425,7 @@ impl Client {
     /// The newest release, asked for the way Heroku's CLI does after a
     /// change (`Range: version ..; max=1, order=desc`, one page).
     pub async fn latest_release(&self, app: &str) -> Result<Option<Release>, HerokuError> {
-        let target = Target::app(app);
+        let target = Target::for_app(app);
         let answer = self
             .call(
                 Method::GET,

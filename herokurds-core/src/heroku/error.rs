@@ -12,35 +12,49 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a request was about; the names that go into an error message.
+///
+/// Kept small (boxed strings) so that `Result<_, HerokuError>` stays cheap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Target {
-    /// The app, by name or id, as the caller gave it.
-    pub app: Option<String>,
-    /// The add-on, by name or id.
-    pub addon: Option<String>,
-    /// The add-on attachment, by name or id.
-    pub attachment: Option<String>,
+    app: Option<Box<str>>,
+    addon: Option<Box<str>>,
+    attachment: Option<Box<str>>,
 }
 
 impl Target {
     /// A target naming only an app.
-    pub fn app(app: &str) -> Self {
+    pub fn for_app(app: &str) -> Self {
         Target {
-            app: Some(app.to_owned()),
+            app: Some(app.into()),
             ..Target::default()
         }
     }
 
     /// Adds the add-on's name.
     pub fn with_addon(mut self, addon: &str) -> Self {
-        self.addon = Some(addon.to_owned());
+        self.addon = Some(addon.into());
         self
     }
 
     /// Adds the attachment's name.
     pub fn with_attachment(mut self, attachment: &str) -> Self {
-        self.attachment = Some(attachment.to_owned());
+        self.attachment = Some(attachment.into());
         self
+    }
+
+    /// The app, by name or id, as the caller gave it.
+    pub fn app(&self) -> Option<&str> {
+        self.app.as_deref()
+    }
+
+    /// The add-on, by name or id.
+    pub fn addon(&self) -> Option<&str> {
+        self.addon.as_deref()
+    }
+
+    /// The add-on attachment, by name or id.
+    pub fn attachment(&self) -> Option<&str> {
+        self.attachment.as_deref()
     }
 }
 
@@ -384,14 +398,14 @@ impl HerokuError {
 
     /// The app the failed request was about.
     pub fn app(&self) -> Option<&str> {
-        self.target().and_then(|t| t.app.as_deref())
+        self.target().and_then(Target::app)
     }
 
     /// The add-on the failed request was about.
     pub fn addon(&self) -> Option<&str> {
         match self {
             HerokuError::NotPostgres { addon, .. } => Some(addon),
-            _ => self.target().and_then(|t| t.addon.as_deref()),
+            _ => self.target().and_then(Target::addon),
         }
     }
 
@@ -439,11 +453,11 @@ mod tests {
             Some("confirmation_required".into()),
             Some("confirm".into()),
             None,
-            Target::app("a"),
+            Target::for_app("a"),
             1,
         );
         assert!(e.is_confirmation_required());
-        let e = HerokuError::from_api(404, None, None, None, Target::app("a"), 1);
+        let e = HerokuError::from_api(404, None, None, None, Target::for_app("a"), 1);
         assert!(e.is_not_found());
         let e = HerokuError::from_api(502, None, None, None, Target::default(), 3);
         assert!(e.is_retryable());
@@ -457,7 +471,7 @@ mod tests {
             Some("not_found".into()),
             Some("Couldn't find that app.".into()),
             Some("app".into()),
-            Target::app("nope"),
+            Target::for_app("nope"),
             1,
         );
         let s = e.to_string();
@@ -469,7 +483,7 @@ mod tests {
             Some("invalid_params".into()),
             Some("Cannot overwrite attachment values DATABASE_URL.".into()),
             None,
-            Target::app("a"),
+            Target::for_app("a"),
             1,
         );
         assert!(e.to_string().contains("detach"), "{e}");

@@ -24,7 +24,8 @@
 //!
 //! Tests steer it in process ([`Emulator::inject`], [`Emulator::config_vars`])
 //! or over HTTP: `POST /__emulator/faults` with `{"status": 503, "count": 2,
-//! "path": "/apps", "method": "GET"}` or `{"latency_ms": 200}`, `DELETE
+//! "path": "/apps", "method": "GET", "id"?: ..., "message"?: ...}` or
+//! `{"latency_ms": 200}`, `DELETE
 //! /__emulator/faults`, `POST /__emulator/rate-limit` `{"remaining": N}`,
 //! `GET /__emulator/state`, `GET /__emulator/requests`.
 //!
@@ -72,11 +73,14 @@ pub enum EmulatorError {
 }
 
 /// Makes the next `count` matching requests fail with `status` (before the
-/// token is checked, like a failing load balancer).
+/// token is checked, like a failing load balancer). The body is Heroku's
+/// error for the status (429 `rate_limit`, 503 `service_unavailable`, other
+/// 5xx `internal_server_error`, 403 `forbidden`, 409 `conflict`) unless
+/// [`with_error`](Self::with_error) sets another id and message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Fault {
-    /// HTTP status: 429 answers `rate_limit`, 503 `service_unavailable`,
-    /// other 5xx `internal_server_error`.
+    /// HTTP status.
     pub status: u16,
     /// How many requests fail.
     pub count: u32,
@@ -84,6 +88,12 @@ pub struct Fault {
     pub path: Option<String>,
     /// Only requests with this method.
     pub method: Option<String>,
+    /// The error `id` answered (default: Heroku's for the status).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The error message answered.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl Fault {
@@ -94,7 +104,16 @@ impl Fault {
             count,
             path: None,
             method: None,
+            id: None,
+            message: None,
         }
+    }
+
+    /// Answers this error `id` and message instead of the status' default.
+    pub fn with_error(mut self, id: impl Into<String>, message: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self.message = Some(message.into());
+        self
     }
 
     /// Only requests whose path starts with `prefix`.

@@ -74,7 +74,7 @@ impl Control {
         Ok(b.remaining as u32)
     }
 
-    fn take_fault(&mut self, method: &Method, path: &str) -> Option<u16> {
+    fn take_fault(&mut self, method: &Method, path: &str) -> Option<Fault> {
         let pos = self.faults.iter().position(|f| {
             f.path.as_deref().is_none_or(|p| path.starts_with(p))
                 && f.method
@@ -82,12 +82,12 @@ impl Control {
                     .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
         })?;
         let fault = &mut self.faults[pos];
-        let status = fault.status;
+        let taken = fault.clone();
         fault.count = fault.count.saturating_sub(1);
         if fault.count == 0 {
             self.faults.remove(pos);
         }
-        Some(status)
+        Some(taken)
     }
 
     fn record(&mut self, rec: RequestRecord) {
@@ -186,20 +186,22 @@ fn serve(
         .to_owned();
     let remaining = {
         let mut ctl = lock(&shared.ctl);
-        if let Some(status) = ctl.take_fault(method, path) {
-            return (
-                fault_answer(status),
-                if status == 429 { 0 } else { RATE_LIMIT as u32 },
-            );
+        if let Some(fault) = ctl.take_fault(method, path) {
+            let remaining = if fault.status == 429 {
+                0
+            } else {
+                RATE_LIMIT as u32
+            };
+            return (fault_answer(&fault), remaining);
         }
-        let known = !token.is_empty() && lock(&shared.world).tokens.iter().any(|t| *t == token);
+        let known = !token.is_empty() && lock(&shared.world).tokens.contains(&token);
         if !known {
             let e = ApiError::new(401, "unauthorized", "Invalid credentials provided.");
             return (e.into(), RATE_LIMIT as u32);
         }
         match ctl.spend(&token) {
             Ok(n) => n,
-            Err(()) => return (fault_answer(429), 0),
+            Err(()) => return (fault_answer(&Fault::new(429, 1)), 0),
         }
     };
     let expand = headers
@@ -244,18 +246,26 @@ fn serve(
     (answer, remaining)
 }
 
-fn fault_answer(status: u16) -> Answer {
-    let e = match status {
-        429 => ApiError::new(
-            429,
+fn fault_answer(fault: &Fault) -> Answer {
+    let (id, message) = match fault.status {
+        429 => (
             "rate_limit",
             "Your account reached the API rate limit\nPlease wait a few minutes before making new requests",
         ),
-        503 => ApiError::new(503, "service_unavailable", "The API is temporarily unavailable. Please try again."),
-        s if s >= 500 => ApiError::new(s, "internal_server_error", "Internal server error."),
-        s => ApiError::new(s, "emulated_fault", "Fault injected by the emulator."),
+        503 => ("service_unavailable", "The API is temporarily unavailable. Please try again."),
+        s if s >= 500 => ("internal_server_error", "Internal server error."),
+        403 => ("forbidden", "You do not have access to the app."),
+        409 => ("conflict", "A conflicting change is in progress."),
+        _ => ("emulated_fault", "Fault injected by the emulator."),
     };
-    e.into()
+    Answer {
+        status: StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body: json!({
+            "id": fault.id.as_deref().unwrap_or(id),
+            "message": fault.message.as_deref().unwrap_or(message),
+        }),
+        headers: Vec::new(),
+    }
 }
 
 fn respond(answer: Answer, remaining: u32) -> Response {
@@ -320,7 +330,7 @@ fn route(
             one(w.get_app_attachment(app, att)?)
         }
         (Method::GET, ["apps", app, "releases"]) => {
-            Reply::List(w.list_releases(app)?, &["id", "version"])
+            Reply::List(w.list_releases(app)?, &["version", "id"])
         }
         (Method::GET, ["apps", app, "releases", rel]) => one(w.get_release(app, rel)?),
         (Method::GET, ["apps", app, "formation"]) => {
@@ -385,6 +395,8 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
                             count: req.count.unwrap_or(1),
                             path: req.path,
                             method: req.method,
+                            id: req.id,
+                            message: req.message,
                         });
                     }
                     ok(
@@ -423,6 +435,8 @@ struct FaultRequest {
     count: Option<u32>,
     path: Option<String>,
     method: Option<String>,
+    id: Option<String>,
+    message: Option<String>,
     latency_ms: Option<u64>,
 }
 

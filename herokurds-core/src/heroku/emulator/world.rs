@@ -480,6 +480,10 @@ impl World {
             .ok_or_else(ApiError::app_not_found)
     }
 
+    fn app_rec(&self, ident: &str) -> Res<&AppRec> {
+        Ok(&self.apps[self.app_idx(ident)?])
+    }
+
     fn addon_idx(&self, ident: &str) -> Res<usize> {
         self.addons
             .iter()
@@ -694,7 +698,7 @@ impl World {
     }
 
     pub fn get_app(&self, app: &str) -> Res<Value> {
-        Ok(self.app_json(&self.apps[self.app_idx(app)?]))
+        Ok(self.app_json(self.app_rec(app)?))
     }
 
     /// `PATCH /apps/{app}`: `maintenance` and `name`.
@@ -740,7 +744,7 @@ impl World {
     // ---- config vars ------------------------------------------------------
 
     pub fn get_config(&self, app: &str) -> Res<Value> {
-        let vars = self.vars_of(&self.apps[self.app_idx(app)?]);
+        let vars = self.vars_of(self.app_rec(app)?);
         Ok(json!(vars))
     }
 
@@ -820,7 +824,7 @@ impl World {
 
     /// Add-ons billed to the app or attached to it.
     pub fn list_app_addons(&self, app: &str, expand: bool) -> Res<Vec<Value>> {
-        let app_id = self.apps[self.app_idx(app)?].id;
+        let app_id = self.app_rec(app)?.id;
         Ok(self
             .addons
             .iter()
@@ -848,7 +852,7 @@ impl World {
 
     /// `GET /apps/{app}/addons/{addon}`: the add-on must belong or be attached to the app.
     pub fn get_app_addon(&self, app: &str, addon: &str, expand: bool) -> Res<Value> {
-        let app_id = self.apps[self.app_idx(app)?].id;
+        let app_id = self.app_rec(app)?.id;
         let a = &self.addons[self.addon_idx(addon)?];
         let related = a.billing_app == app_id
             || self
@@ -867,7 +871,7 @@ impl World {
             .as_str()
             .ok_or_else(|| ApiError::invalid("addon is required."))?;
         let app_id = match body["app"].as_str() {
-            Some(app) => Some(self.apps[self.app_idx(app)?].id),
+            Some(app) => Some(self.app_rec(app)?.id),
             None => None,
         };
         let service = body["addon_service"].as_str();
@@ -902,7 +906,7 @@ impl World {
     }
 
     pub fn list_app_attachments(&self, app: &str) -> Res<Vec<Value>> {
-        let app_id = self.apps[self.app_idx(app)?].id;
+        let app_id = self.app_rec(app)?.id;
         Ok(self
             .attachments
             .iter()
@@ -923,7 +927,7 @@ impl World {
 
     /// `GET /apps/{app}/addon-attachments/{id or name}`.
     pub fn get_app_attachment(&self, app: &str, ident: &str) -> Res<Value> {
-        let app_id = self.apps[self.app_idx(app)?].id;
+        let app_id = self.app_rec(app)?.id;
         self.attachments
             .iter()
             .find(|t| t.app == app_id && (t.name == ident || t.id.to_string() == ident))
@@ -946,7 +950,7 @@ impl World {
             .as_str()
             .ok_or_else(|| ApiError::invalid("addon_attachment is required."))?;
         let app_id = match body["app"].as_str() {
-            Some(app) => Some(self.apps[self.app_idx(app)?].id),
+            Some(app) => Some(self.app_rec(app)?.id),
             None => None,
         };
         let service = body["addon_service"].as_str();
@@ -1129,7 +1133,7 @@ impl World {
     // ---- releases ---------------------------------------------------------
 
     pub fn list_releases(&self, app: &str) -> Res<Vec<Value>> {
-        let rec = &self.apps[self.app_idx(app)?];
+        let rec = self.app_rec(app)?;
         Ok(rec
             .releases
             .iter()
@@ -1139,7 +1143,7 @@ impl World {
 
     /// `GET /apps/{app}/releases/{id or version}`.
     pub fn get_release(&self, app: &str, ident: &str) -> Res<Value> {
-        let rec = &self.apps[self.app_idx(app)?];
+        let rec = self.app_rec(app)?;
         rec.releases
             .iter()
             .find(|r| r.id.to_string() == ident || r.version.to_string() == ident)
@@ -1150,7 +1154,7 @@ impl World {
     // ---- formation --------------------------------------------------------
 
     pub fn list_formation(&self, app: &str) -> Res<Vec<Value>> {
-        let rec = &self.apps[self.app_idx(app)?];
+        let rec = self.app_rec(app)?;
         Ok(rec
             .formation
             .iter()
@@ -1159,7 +1163,7 @@ impl World {
     }
 
     pub fn get_formation(&self, app: &str, ptype: &str) -> Res<Value> {
-        let rec = &self.apps[self.app_idx(app)?];
+        let rec = self.app_rec(app)?;
         rec.formation
             .iter()
             .find(|f| f.ptype == ptype || f.id.to_string() == ptype)
