@@ -6,6 +6,7 @@
 //! difference, 2 an error.
 
 pub mod heroku_render;
+pub mod s3_render;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
