@@ -52,6 +52,16 @@ pub(crate) struct CopyFailure {
     /// The COMMIT was sent and its answer lost: the transaction may have
     /// committed.
     pub(crate) commit_in_doubt: bool,
+    /// What was moved, when the failure came at COMMIT.
+    pub(crate) moved: Option<Moved>,
+}
+
+/// One table (or slice) to pipe, in a format.
+#[derive(Clone, Copy)]
+pub(crate) struct CopyJob<'a> {
+    pub(crate) table: &'a TableInfo,
+    pub(crate) rows: Rows,
+    pub(crate) format: CopyFormat,
 }
 
 /// The `COPY ... TO STDOUT` statement for `rows` of `table`.
@@ -59,15 +69,23 @@ pub(crate) fn source_sql(table: &TableInfo, rows: Rows, format: CopyFormat) -> S
     let cols = table.column_list();
     let opts = format_options(format, false);
     match rows {
-        Rows::Whole if cols.is_empty() => format!("COPY {} TO STDOUT{opts}", table.qualified_name()),
+        Rows::Whole if cols.is_empty() => {
+            format!("COPY {} TO STDOUT{opts}", table.qualified_name())
+        }
         Rows::Whole => format!("COPY {} ({cols}) TO STDOUT{opts}", table.qualified_name()),
         Rows::Blocks { from, to } => {
             let mut conds = Vec::new();
             if let Some(f) = from {
-                conds.push(format!("ctid >= {}::tid", quote_literal(&format!("({f},0)"))));
+                conds.push(format!(
+                    "ctid >= {}::tid",
+                    quote_literal(&format!("({f},0)"))
+                ));
             }
             if let Some(t) = to {
-                conds.push(format!("ctid < {}::tid", quote_literal(&format!("({t},0)"))));
+                conds.push(format!(
+                    "ctid < {}::tid",
+                    quote_literal(&format!("({t},0)"))
+                ));
             }
             let filter = if conds.is_empty() {
                 String::new()
@@ -125,22 +143,27 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 pub(crate) async fn pipe(
     source: &Client,
     target: &Client,
-    table: &TableInfo,
-    rows: Rows,
-    format: CopyFormat,
+    job: &CopyJob<'_>,
     cancel: &CancellationToken,
     mut progress: impl FnMut(Moved),
     before_commit: impl FnOnce(i64),
 ) -> Result<Option<Moved>, CopyFailure> {
+    let CopyJob {
+        table,
+        rows,
+        format,
+    } = *job;
     let src_err = |error| CopyFailure {
         on_source: true,
         error,
         commit_in_doubt: false,
+        moved: None,
     };
     let tgt_err = |error| CopyFailure {
         on_source: false,
         error,
         commit_in_doubt: false,
+        moved: None,
     };
     let begin = match rows {
         Rows::Whole => format!("BEGIN; TRUNCATE ONLY {}", table.qualified_name()),
@@ -203,6 +226,7 @@ pub(crate) async fn pipe(
             on_source: false,
             error,
             commit_in_doubt: true,
+            moved: Some(moved),
         })?;
     Ok(Some(moved))
 }

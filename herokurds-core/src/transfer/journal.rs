@@ -117,9 +117,10 @@ pub(crate) struct TableState {
     /// For a table copied in slices: emptied before the first slice.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) truncated: bool,
-    /// For a table copied in slices: how many slices it was cut into.
+    /// For a table copied in slices: the inner block boundaries, kept so
+    /// a resumed run cuts the table the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) slices: Option<u32>,
+    pub(crate) slice_bounds: Option<Vec<i64>>,
     /// Slices committed.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub(crate) slices_done: BTreeSet<u32>,
@@ -247,7 +248,7 @@ mod tests {
         let mut j = Journal::new("u@h:5432/src".into(), "v@h:5432/tgt".into());
         j.table("public.t").done = true;
         let s = j.table("public.big");
-        s.slices = Some(4);
+        s.slice_bounds = Some(vec![10, 20, 30]);
         s.slices_done.insert(2);
         s.committing.insert(3, 778);
         j.post_data_done.insert(3210);

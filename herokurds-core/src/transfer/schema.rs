@@ -343,7 +343,10 @@ pub(crate) fn split_entries(
         };
         for h in text[pos..block_end].lines() {
             if let Some(d) = h.strip_prefix("-- Dependencies: ") {
-                entry.deps = d.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                entry.deps = d
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
             } else if let Some(n) = h.strip_prefix("-- Name: ") {
                 let (name, rest) = n.rsplit_once("; Type: ").unwrap_or((n, ""));
                 let (desc, rest) = rest.split_once("; Schema: ").unwrap_or((rest, ""));
@@ -370,11 +373,14 @@ pub(crate) fn split_entries(
             "TOC entry {missing} has no SQL in pg_restore's output"
         ));
     }
-    let trailer = ["\n-- Completed on ", "\n--\n-- PostgreSQL database dump complete"]
-        .iter()
-        .filter_map(|t| text.rfind(t))
-        .min()
-        .unwrap_or(text.len());
+    let trailer = [
+        "\n-- Completed on ",
+        "\n--\n-- PostgreSQL database dump complete",
+    ]
+    .iter()
+    .filter_map(|t| text.rfind(t))
+    .min()
+    .unwrap_or(text.len());
     let mut entries = Vec::with_capacity(headers.len());
     for i in 0..headers.len() {
         let end = headers
@@ -467,7 +473,10 @@ REFRESH MATERIALIZED VIEW public.mv;
             e[0].sql,
             "ALTER TABLE ONLY public.x\n    ADD CONSTRAINT x_pkey PRIMARY KEY (a);"
         );
-        assert_eq!(e[1].sql, "CREATE INDEX x_b_idx ON public.x USING btree (b);");
+        assert_eq!(
+            e[1].sql,
+            "CREATE INDEX x_b_idx ON public.x USING btree (b);"
+        );
         assert!(e[1].deps.is_empty());
         assert_eq!(e[2].desc, "MATERIALIZED VIEW DATA");
         assert_eq!(e[2].deps, [216, 3362]);

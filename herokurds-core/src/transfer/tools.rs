@@ -94,7 +94,7 @@ fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .collect();
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
     dirs.extend(versioned.into_iter().map(|(_, d)| d));
     dirs.dedup();
     dirs
