@@ -571,8 +571,8 @@ async fn exec_steps(
                 let row = c
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
-                         WHERE conrelid = $1::regclass AND conname = $2), \
-                         pg_catalog.to_regclass($3) IS NOT NULL",
+                         WHERE conrelid = $1::text::regclass AND conname = $2), \
+                         pg_catalog.to_regclass($3::text) IS NOT NULL",
                         &[table, constraint, index],
                     )
                     .await?;
