@@ -358,34 +358,35 @@ pub(crate) enum Guarded {
     Fatal(tokio_postgres::Error),
 }
 
-/// Runs a one-row query inside a savepoint, so that a refusal (permission
-/// denied, row-level security) leaves the session's transaction, and its
-/// snapshot, usable for the next item.
-pub(crate) async fn guarded_query(
+/// Runs a query inside a savepoint, so that a refusal (permission denied,
+/// row-level security) leaves the session's transaction, and its snapshot,
+/// usable for the next item.
+async fn guarded<T>(
     client: &Client,
-    sql: &str,
-) -> Result<tokio_postgres::Row, Guarded> {
+    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Guarded> {
     client
         .batch_execute("SAVEPOINT herokurds_verify")
         .await
         .map_err(Guarded::Fatal)?;
-    match client.query_one(sql, &[]).await {
-        Ok(row) => {
-            client
-                .batch_execute("RELEASE SAVEPOINT herokurds_verify")
-                .await
-                .map_err(Guarded::Fatal)?;
-            Ok(row)
-        }
-        Err(e) if is_refusal(&e) => {
-            client
-                .batch_execute("ROLLBACK TO SAVEPOINT herokurds_verify")
-                .await
-                .map_err(Guarded::Fatal)?;
-            Err(Guarded::Refused(db_message(&e)))
-        }
-        Err(e) => Err(Guarded::Fatal(e)),
-    }
+    let (outcome, end) = match query.await {
+        Ok(v) => (Ok(v), "RELEASE SAVEPOINT herokurds_verify"),
+        Err(e) if is_refusal(&e) => (
+            Err(Guarded::Refused(db_message(&e))),
+            "ROLLBACK TO SAVEPOINT herokurds_verify",
+        ),
+        Err(e) => return Err(Guarded::Fatal(e)),
+    };
+    client.batch_execute(end).await.map_err(Guarded::Fatal)?;
+    outcome
+}
+
+/// [`guarded`] for a one-row query.
+pub(crate) async fn guarded_query(
+    client: &Client,
+    sql: &str,
+) -> Result<tokio_postgres::Row, Guarded> {
+    guarded(client, client.query_one(sql, &[])).await
 }
 
 /// Errors that concern one object, not the session: insufficient
@@ -416,27 +417,8 @@ pub(crate) async fn large_objects_bytes(
 
 /// Each large object's OID and content hash, to name the ones that differ.
 pub(crate) async fn large_object_hashes(client: &Client) -> Result<BTreeMap<u32, String>, Guarded> {
-    client
-        .batch_execute("SAVEPOINT herokurds_verify")
-        .await
-        .map_err(Guarded::Fatal)?;
-    match client.query(LO_HASHES, &[]).await {
-        Ok(rows) => {
-            client
-                .batch_execute("RELEASE SAVEPOINT herokurds_verify")
-                .await
-                .map_err(Guarded::Fatal)?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        }
-        Err(e) if is_refusal(&e) => {
-            client
-                .batch_execute("ROLLBACK TO SAVEPOINT herokurds_verify")
-                .await
-                .map_err(Guarded::Fatal)?;
-            Err(Guarded::Refused(db_message(&e)))
-        }
-        Err(e) => Err(Guarded::Fatal(e)),
-    }
+    let rows = guarded(client, client.query(LO_HASHES, &[])).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// A sequence's state, or why it could not be read.
