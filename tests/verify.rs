@@ -178,12 +178,32 @@ async fn identical_copies_pass_and_every_kind_of_damage_is_named() {
         .unwrap();
     copy(&pair);
 
-    let report = check(&pair, sliced()).await;
+    let slices = std::sync::Mutex::new(Vec::new());
+    let record = |e: &VerifyEvent| {
+        if let VerifyEvent::SliceDone { side, table, .. } = e {
+            slices.lock().unwrap().push((*side, table.clone()));
+        }
+    };
+    let (s, t) = (
+        sessions(&pair.source, 2).await,
+        sessions(&pair.target, 2).await,
+    );
+    let report = verify::run_with_clients(&s, &t, &sliced(), &record, &CancellationToken::new())
+        .await
+        .unwrap();
     assert!(
         report.is_identical(),
         "a fresh copy differs: {:#?}",
         lines(&report)
     );
+    let big_slices = |side| {
+        let v = slices.lock().unwrap();
+        v.iter()
+            .filter(|(s, t)| *s == side && t == "public.big")
+            .count()
+    };
+    assert!(big_slices(Side::Source) > 4, "public.big was not sliced");
+    assert!(big_slices(Side::Target) > 4, "public.big was not sliced");
     assert!(report.schema_objects > 50, "{}", report.schema_objects);
     let big = report
         .tables
