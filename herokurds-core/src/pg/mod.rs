@@ -1,1 +1,3 @@
 //! TODO(pg): placeholder until its issue lands.
+
+pub mod catalog;
