@@ -29,7 +29,8 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::report::Side;
-use super::{db_message, TablePatterns, VerifyError, VerifyEvent};
+use super::{db_message, VerifyError, VerifyEvent};
+use crate::pg::catalog::{self, CatalogError, TableFilter};
 use crate::progress::Progress;
 
 /// Server version from which `ctid` range conditions are executed as a
@@ -37,29 +38,21 @@ use crate::progress::Progress;
 /// sequential scan.
 const TID_RANGE_SCAN_VERSION: i32 = 140000;
 
-const TABLES_SQL: &str = "
-SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
-       pg_relation_size(c.oid)::int8, current_setting('block_size')::int8,
-       CASE WHEN c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls) THEN
-         CASE WHEN NOT pg_has_role(c.relowner, 'USAGE') THEN 'not owner'
-              WHEN c.relforcerowsecurity THEN 'forced' END END
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_roles r ON r.rolname = current_user
-WHERE c.relkind = 'r' AND c.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
-  AND (NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                     AND d.objid = c.oid AND d.deptype = 'e')
-       OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_extension e
-                    WHERE NOT e.extname = ANY($1::text[])))";
+/// Tables that extensions mark as holding user configuration
+/// (`pg_extension_config_dump`): `pg_dump` copies their rows, so they are
+/// compared too, unless their extension is excluded.
+const EXTENSION_CONFIG_TABLES_SQL: &str = "
+SELECT n.nspname::text, c.relname::text, pg_relation_size(c.oid),
+       pg_relation_size(c.oid) / current_setting('block_size')::int8
+FROM pg_extension e CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+  JOIN pg_class c ON c.oid = cfg.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND NOT e.extname = ANY($1::text[])";
 
-const SEQUENCES_SQL: &str = "
-SELECT format('%I.%I', n.nspname, c.relname), has_sequence_privilege(c.oid, 'SELECT')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'S' AND c.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                    AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1";
+/// Names as the server's `format('%I.%I')` writes them, as in the schema
+/// comparison's differences.
+const QUOTED_NAMES_SQL: &str = "
+SELECT format('%I.%I', s, n) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, n, i)
+ORDER BY i";
 
 /// Per large object: its OID and a hash of its content, computed once.
 const LO_HASHES: &str =
@@ -68,36 +61,74 @@ const LO_HASHES: &str =
 /// A table to read on one side.
 #[derive(Debug, Clone)]
 pub(crate) struct TablePlan {
-    /// Unquoted schema and name, for `--exclude-table`.
-    pub schema: String,
-    pub name: String,
-    /// `format('%I.%I')`: how it is named in SQL and in the report.
+    /// How it is named in SQL and in the report (`format('%I.%I')`).
     pub qualified: String,
-    /// Size of the main fork in bytes.
+    /// Size of the main fork in bytes, and in blocks.
     pub bytes: u64,
-    pub block_size: u64,
+    pub blocks: u64,
     /// Why row-level security would hide rows from the connecting role.
-    pub rls: Option<String>,
+    pub rls: Option<Rls>,
 }
 
-/// The tables of one side (after exclusions), by qualified name.
+/// How row-level security would hide rows from the connecting role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rls {
+    /// `FORCE ROW LEVEL SECURITY`: even the owner is filtered.
+    Forced,
+    /// The role neither owns the table nor has `BYPASSRLS`.
+    NotOwner,
+}
+
+/// The tables whose rows one side holds, after exclusions, from
+/// [`catalog::tables`] (ordinary tables and leaf partitions, not
+/// extension members), plus extensions' configuration tables.
 pub(crate) async fn plan_tables(
+    side: Side,
     client: &Client,
-    excluded_tables: &TablePatterns,
+    filter: &TableFilter,
     excluded_extensions: &[String],
-) -> Result<Vec<TablePlan>, tokio_postgres::Error> {
-    let rows = client.query(TABLES_SQL, &[&excluded_extensions]).await?;
-    let mut tables: Vec<TablePlan> = rows
-        .iter()
-        .map(|r| TablePlan {
-            schema: r.get(0),
-            name: r.get(1),
-            qualified: r.get(2),
-            bytes: r.get::<_, i64>(3).max(0) as u64,
-            block_size: r.get::<_, i64>(4).max(1) as u64,
-            rls: r.get(5),
+) -> Result<Vec<TablePlan>, VerifyError> {
+    let catalog_error = |e: CatalogError| VerifyError::catalog(side, e);
+    let mut found: Vec<(String, String, i64, i64, Option<Rls>)> = catalog::tables(client, filter)
+        .await
+        .map_err(catalog_error)?
+        .into_iter()
+        .filter(|t| t.holds_rows() && !t.excluded)
+        .map(|t| {
+            let rls = t.rows_hidden_by_rls.then_some(if t.force_row_security {
+                Rls::Forced
+            } else {
+                Rls::NotOwner
+            });
+            (t.schema, t.name, t.heap_bytes, t.heap_blocks, rls)
         })
-        .filter(|t| !excluded_tables.matches(&t.schema, &t.name))
+        .collect();
+    let q = |what: &'static str| move |e| VerifyError::query(side, what, &e);
+    for r in client
+        .query(EXTENSION_CONFIG_TABLES_SQL, &[&excluded_extensions])
+        .await
+        .map_err(q("listing extension configuration tables"))?
+    {
+        let (schema, name): (String, String) = (r.get(0), r.get(1));
+        if !filter.excludes(&schema, &name) {
+            found.push((schema, name, r.get(2), r.get(3), None));
+        }
+    }
+    let (schemas, names): (Vec<&str>, Vec<&str>) =
+        found.iter().map(|t| (t.0.as_str(), t.1.as_str())).unzip();
+    let quoted = client
+        .query(QUOTED_NAMES_SQL, &[&schemas, &names])
+        .await
+        .map_err(q("quoting table names"))?;
+    let mut tables: Vec<TablePlan> = found
+        .iter()
+        .zip(quoted)
+        .map(|(t, q)| TablePlan {
+            qualified: q.get(0),
+            bytes: t.2.max(0) as u64,
+            blocks: t.3.max(0) as u64,
+            rls: t.4,
+        })
         .collect();
     tables.sort_by(|a, b| a.qualified.cmp(&b.qualified));
     Ok(tables)
@@ -137,8 +168,9 @@ pub(crate) fn plan_work(
 ) -> VecDeque<Work> {
     let mut work = Vec::new();
     for (i, t) in tables.iter().enumerate() {
-        let blocks = t.bytes / t.block_size;
-        let per_slice = (slice_bytes / t.block_size).max(1);
+        let blocks = t.blocks;
+        let block_size = t.bytes.checked_div(blocks).unwrap_or(8192);
+        let per_slice = (slice_bytes / block_size.max(1)).max(1);
         if server_version < TID_RANGE_SCAN_VERSION || t.bytes <= slice_bytes || blocks <= per_slice
         {
             work.push(Work::Slice {
@@ -157,7 +189,7 @@ pub(crate) fn plan_work(
                 table: i,
                 from: (from > 0).then_some(from),
                 to: (!last).then_some(to),
-                bytes: (to.min(blocks) - from) * t.block_size,
+                bytes: (to.min(blocks) - from) * block_size,
             });
             from = to;
         }
@@ -300,17 +332,14 @@ pub(crate) async fn run_side(
                 ),
                 Work::LargeObjects { .. } => (lo_sql(counts_only), "large objects".to_string()),
             };
-            let result = match guarded_query(client, &sql).await {
-                Ok(row) => Ok(Sums {
+            let what = format!("reading {what}");
+            let result = guarded(side, &what, client, client.query_one(&sql, &[]))
+                .await?
+                .map(|row| Sums {
                     rows: row.get::<_, i64>(0).max(0) as u64,
                     h0: wrap_u64(row.get(1)),
                     h1: wrap_u64(row.get(2)),
-                }),
-                Err(Guarded::Refused(msg)) => Err(msg),
-                Err(Guarded::Fatal(e)) => {
-                    return Err(VerifyError::query(side, &format!("reading {what}"), &e))
-                }
-            };
+                });
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let (tally, table_name) = match &item {
                 Work::Slice { table, .. } => {
@@ -349,44 +378,64 @@ pub(crate) async fn run_side(
     Ok(state.into_inner().unwrap_or_else(|p| p.into_inner()).1)
 }
 
-/// How a query run under a savepoint ended, when not with a row.
-pub(crate) enum Guarded {
-    /// The server refused to run it (privileges, row-level security); the
-    /// session is still usable. The message is the server's.
-    Refused(String),
-    /// The session failed.
-    Fatal(tokio_postgres::Error),
+/// An error that may concern one object only (the server refused to read
+/// it) rather than the session.
+pub(crate) trait Refusal: Sized {
+    /// The server's message when the error is such a refusal.
+    fn refusal(&self) -> Option<String>;
+    /// The error that stops the verification otherwise.
+    fn fatal(self, side: Side, what: &str) -> VerifyError;
+}
+
+impl Refusal for tokio_postgres::Error {
+    fn refusal(&self) -> Option<String> {
+        is_refusal(self).then(|| db_message(self))
+    }
+    fn fatal(self, side: Side, what: &str) -> VerifyError {
+        VerifyError::query(side, what, &self)
+    }
+}
+
+impl Refusal for CatalogError {
+    fn refusal(&self) -> Option<String> {
+        let pg = std::error::Error::source(self)?.downcast_ref::<tokio_postgres::Error>()?;
+        is_refusal(pg).then(|| self.to_string())
+    }
+    fn fatal(self, side: Side, _what: &str) -> VerifyError {
+        VerifyError::catalog(side, self)
+    }
 }
 
 /// Runs a query inside a savepoint, so that a refusal (permission denied,
 /// row-level security) leaves the session's transaction, and its snapshot,
-/// usable for the next item.
-async fn guarded<T>(
+/// usable for the next item. `Ok(Err(message))` is such a refusal; `Err`
+/// stops the verification.
+pub(crate) async fn guarded<T, E: Refusal>(
+    side: Side,
+    what: &str,
     client: &Client,
-    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, Guarded> {
-    client
-        .batch_execute("SAVEPOINT herokurds_verify")
-        .await
-        .map_err(Guarded::Fatal)?;
-    let (outcome, end) = match query.await {
-        Ok(v) => (Ok(v), "RELEASE SAVEPOINT herokurds_verify"),
-        Err(e) if is_refusal(&e) => (
-            Err(Guarded::Refused(db_message(&e))),
-            "ROLLBACK TO SAVEPOINT herokurds_verify",
-        ),
-        Err(e) => return Err(Guarded::Fatal(e)),
+    query: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Result<T, String>, VerifyError> {
+    let savepoint = |sql| async move {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| VerifyError::query(side, what, &e))
     };
-    client.batch_execute(end).await.map_err(Guarded::Fatal)?;
-    outcome
-}
-
-/// [`guarded`] for a one-row query.
-pub(crate) async fn guarded_query(
-    client: &Client,
-    sql: &str,
-) -> Result<tokio_postgres::Row, Guarded> {
-    guarded(client, client.query_one(sql, &[])).await
+    savepoint("SAVEPOINT herokurds_verify").await?;
+    match query.await {
+        Ok(v) => {
+            savepoint("RELEASE SAVEPOINT herokurds_verify").await?;
+            Ok(Ok(v))
+        }
+        Err(e) => match e.refusal() {
+            Some(message) => {
+                savepoint("ROLLBACK TO SAVEPOINT herokurds_verify").await?;
+                Ok(Err(message))
+            }
+            None => Err(e.fatal(side, what)),
+        },
+    }
 }
 
 /// Errors that concern one object, not the session: insufficient
@@ -416,49 +465,51 @@ pub(crate) async fn large_objects_bytes(
 }
 
 /// Each large object's OID and content hash, to name the ones that differ.
-pub(crate) async fn large_object_hashes(client: &Client) -> Result<BTreeMap<u32, String>, Guarded> {
-    let rows = guarded(client, client.query(LO_HASHES, &[])).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+pub(crate) async fn large_object_hashes(
+    side: Side,
+    client: &Client,
+) -> Result<Result<BTreeMap<u32, String>, String>, VerifyError> {
+    let rows = guarded(
+        side,
+        "reading large objects",
+        client,
+        client.query(LO_HASHES, &[]),
+    )
+    .await?;
+    Ok(rows.map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
-/// A sequence's state, or why it could not be read.
-pub(crate) type SequenceValue = Result<(i64, bool), String>;
-
-/// `last_value` and `is_called` of every sequence, read from the sequence
-/// itself (`pg_sequences.last_value` is null for a sequence never used and
-/// for one the role may not read, which would hide a difference).
+/// `last_value` and `is_called` of every sequence by name, from
+/// [`catalog::sequences`] (which reads each sequence itself:
+/// `pg_sequences.last_value` is null for a sequence never used), or why
+/// they could not be read.
 pub(crate) async fn sequences(
+    side: Side,
     client: &Client,
-) -> Result<BTreeMap<String, SequenceValue>, tokio_postgres::Error> {
-    let rows = client.query(SEQUENCES_SQL, &[]).await?;
-    let mut out = BTreeMap::new();
-    let mut readable = Vec::new();
-    for r in &rows {
-        let name: String = r.get(0);
-        if r.get::<_, bool>(1) {
-            readable.push(name);
-        } else {
-            out.insert(
-                name,
-                Err("permission denied: the role may not read this sequence; \
-                     grant it SELECT on the sequence"
-                    .to_string()),
-            );
-        }
-    }
-    for chunk in readable.chunks(200) {
-        let sql = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, name)| format!("SELECT {i}, last_value, is_called FROM {name}"))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for r in client.query(&sql, &[]).await? {
-            let i: i32 = r.get(0);
-            out.insert(chunk[i as usize].clone(), Ok((r.get(1), r.get(2))));
-        }
-    }
-    Ok(out)
+) -> Result<Result<BTreeMap<String, (i64, bool)>, String>, VerifyError> {
+    let seqs = guarded(
+        side,
+        "reading sequences",
+        client,
+        catalog::sequences(client),
+    )
+    .await?;
+    let Ok(seqs) = seqs else {
+        return Ok(Err(seqs.unwrap_err()));
+    };
+    let (schemas, names): (Vec<&str>, Vec<&str>) = seqs
+        .iter()
+        .map(|s| (s.schema.as_str(), s.name.as_str()))
+        .unzip();
+    let quoted = client
+        .query(QUOTED_NAMES_SQL, &[&schemas, &names])
+        .await
+        .map_err(|e| VerifyError::query(side, "quoting sequence names", &e))?;
+    Ok(Ok(seqs
+        .iter()
+        .zip(quoted)
+        .map(|(s, q)| (q.get(0), (s.last_value, s.is_called)))
+        .collect()))
 }
 
 #[cfg(test)]
@@ -467,11 +518,9 @@ mod tests {
 
     fn table(bytes: u64) -> TablePlan {
         TablePlan {
-            schema: "public".into(),
-            name: "t".into(),
             qualified: "public.t".into(),
             bytes,
-            block_size: 8192,
+            blocks: bytes / 8192,
             rls: None,
         }
     }

@@ -34,6 +34,7 @@
 //! Nothing is printed: progress goes to a [`Progress`] of [`VerifyEvent`]s
 //! and the result is a [`VerifyReport`].
 
+mod compare;
 mod data;
 mod report;
 mod schema;
@@ -41,11 +42,11 @@ mod schema;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::pg::catalog::{CatalogError, TableFilter};
 use crate::progress::Progress;
 pub use report::{Detail, Difference, LargeObjectsResult, Side, TableResult, Tally, VerifyReport};
 
@@ -291,6 +292,18 @@ impl VerifyError {
         }
     }
 
+    pub(crate) fn catalog(side: Side, e: CatalogError) -> Self {
+        match e {
+            CatalogError::Pattern { pattern, message } => VerifyError::Pattern { pattern, message },
+            e => VerifyError::Query {
+                side,
+                what: "reading the catalog".into(),
+                retryable: e.is_connection_lost(),
+                message: e.to_string(),
+            },
+        }
+    }
+
     /// Whether running the verification again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -326,45 +339,6 @@ pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
             m
         }
         None => e.to_string(),
-    }
-}
-
-/// `--exclude-table` patterns, compiled.
-#[derive(Debug)]
-pub(crate) struct TablePatterns {
-    qualified: GlobSet,
-    bare: GlobSet,
-}
-
-impl TablePatterns {
-    pub(crate) fn new(patterns: impl IntoIterator<Item = String>) -> Result<Self, VerifyError> {
-        let mut qualified = GlobSetBuilder::new();
-        let mut bare = GlobSetBuilder::new();
-        for p in patterns {
-            let glob = Glob::new(&p).map_err(|e| VerifyError::Pattern {
-                pattern: p.clone(),
-                message: e.kind().to_string(),
-            })?;
-            if p.contains('.') {
-                qualified.add(glob);
-            } else {
-                bare.add(glob);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| VerifyError::Pattern {
-                pattern: e.glob().unwrap_or("").to_string(),
-                message: e.kind().to_string(),
-            })
-        };
-        Ok(TablePatterns {
-            qualified: build(qualified)?,
-            bare: build(bare)?,
-        })
-    }
-
-    pub(crate) fn matches(&self, schema: &str, table: &str) -> bool {
-        self.bare.is_match(table) || self.qualified.is_match(format!("{schema}.{table}"))
     }
 }
 
@@ -465,7 +439,7 @@ async fn end_side(clients: &[Client]) {
 struct SideInfo {
     objects: Vec<schema::SchemaObject>,
     tables: Vec<data::TablePlan>,
-    sequences: BTreeMap<String, data::SequenceValue>,
+    sequences: Result<BTreeMap<String, (i64, bool)>, String>,
     large_objects_bytes: Option<u64>,
     server_version: i32,
 }
@@ -473,7 +447,7 @@ struct SideInfo {
 async fn inspect(
     side: Side,
     client: &Client,
-    patterns: &TablePatterns,
+    filter: &TableFilter,
     options: &VerifyOptions,
 ) -> Result<SideInfo, VerifyError> {
     let q = |what: &'static str| move |e: tokio_postgres::Error| VerifyError::query(side, what, &e);
@@ -485,12 +459,8 @@ async fn inspect(
     let objects = schema::describe(client)
         .await
         .map_err(q("describing the schema"))?;
-    let tables = data::plan_tables(client, patterns, &options.excluded_extensions)
-        .await
-        .map_err(q("listing the tables"))?;
-    let sequences = data::sequences(client)
-        .await
-        .map_err(q("reading the sequences"))?;
+    let tables = data::plan_tables(side, client, filter, &options.excluded_extensions).await?;
+    let sequences = data::sequences(side, client).await?;
     let large_objects_bytes = data::large_objects_bytes(client)
         .await
         .map_err(q("looking for large objects"))?;
@@ -522,9 +492,10 @@ pub async fn run_with_clients(
     if target.is_empty() {
         return Err(VerifyError::NoSessions { side: Side::Target });
     }
-    let patterns = TablePatterns::new(options.excluded_tables.iter().cloned())?;
+    let filter = TableFilter::from_patterns(&options.excluded_tables)
+        .map_err(|e| VerifyError::catalog(Side::Source, e))?;
     let result = tokio::select! {
-        r = verify(source, target, options, &patterns, progress) => r,
+        r = verify(source, target, options, &filter, progress) => r,
         _ = cancel.cancelled() => return Err(VerifyError::Cancelled),
     };
     futures::join!(end_side(source), end_side(target));
@@ -535,7 +506,7 @@ async fn verify(
     source: &[Client],
     target: &[Client],
     options: &VerifyOptions,
-    patterns: &TablePatterns,
+    filter: &TableFilter,
     progress: &impl Progress<VerifyEvent>,
 ) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
@@ -560,17 +531,17 @@ async fn verify(
     });
 
     let (src, tgt) = futures::try_join!(
-        inspect(Side::Source, &source[0], patterns, options),
-        inspect(Side::Target, &target[0], patterns, options),
+        inspect(Side::Source, &source[0], filter, options),
+        inspect(Side::Target, &target[0], filter, options),
     )?;
 
     // 1. Schema objects.
-    let filter = schema::SchemaFilter {
-        tables: patterns,
+    let schema_filter = schema::SchemaFilter {
+        tables: filter,
         extensions: &options.excluded_extensions,
     };
     let (schema_objects, mut differences) =
-        schema::diff(src.objects, tgt.objects, &filter, &mut warnings);
+        schema::diff(src.objects, tgt.objects, &schema_filter, &mut warnings);
     progress.event(&VerifyEvent::SchemaCompared {
         objects: schema_objects,
         differences: differences.len(),
@@ -624,7 +595,7 @@ async fn verify(
         ),
     )?;
     let before = differences.len();
-    let tables = compare_tables(
+    let tables = compare::compare_tables(
         &src.tables,
         &src_tally,
         &tgt.tables,
@@ -639,12 +610,12 @@ async fn verify(
 
     // 3. Sequences and large objects.
     let before = differences.len();
-    let sequences = compare_sequences(&src.sequences, &tgt.sequences, &mut differences);
+    let sequences = compare::compare_sequences(&src.sequences, &tgt.sequences, &mut differences);
     progress.event(&VerifyEvent::SequencesCompared {
         sequences,
         differences: differences.len() - before,
     });
-    let large_objects = compare_large_objects(
+    let large_objects = compare::compare_large_objects(
         (&source[0], src_tally.large_objects.as_ref()),
         (&target[0], tgt_tally.large_objects.as_ref()),
         options.counts_only,
@@ -672,305 +643,16 @@ async fn verify(
     })
 }
 
-/// Why a table could not be read, in words that say what to do.
-fn not_read_reason(table: &data::TablePlan, server_message: &str) -> String {
-    match table.rls.as_deref() {
-        Some("forced") => format!(
-            "row-level security is forced on this table (FORCE ROW LEVEL SECURITY), so even its \
-             owner would see only the rows its policies allow ({server_message}); verify as a \
-             role with BYPASSRLS, or run ALTER TABLE {} NO FORCE ROW LEVEL SECURITY for the \
-             migration",
-            table.qualified
-        ),
-        Some(_) => format!(
-            "row-level security would hide rows from this role, which does not own the table \
-             ({server_message}); verify as the table's owner or a role with BYPASSRLS"
-        ),
-        None => format!("{server_message}; verify as a role that may read every row"),
-    }
-}
-
-fn compare_tables(
-    src_plan: &[data::TablePlan],
-    src: &data::SideTallies,
-    tgt_plan: &[data::TablePlan],
-    tgt: &data::SideTallies,
-    counts_only: bool,
-    differences: &mut Vec<Difference>,
-) -> Vec<TableResult> {
-    let tgt_index: BTreeMap<&str, usize> = tgt_plan
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.qualified.as_str(), i))
-        .collect();
-    let schema_named: std::collections::BTreeSet<String> = differences
-        .iter()
-        .filter(|d| d.kind == "table")
-        .map(|d| d.name.clone())
-        .collect();
-    let mut seen_on_target = vec![false; tgt_plan.len()];
-    let mut results = Vec::new();
-    let tally = |t: &data::Tally| Tally {
-        rows: t.sums.rows,
-        checksum: (!counts_only).then(|| t.sums.checksum()),
-        bytes: t.bytes,
-    };
-    let secs = |t: &data::Tally| match (t.started, t.finished) {
-        (Some(s), Some(f)) => f.duration_since(s).as_secs_f64(),
-        _ => 0.0,
-    };
-    for (i, sp) in src_plan.iter().enumerate() {
-        let s = &src.tables[i];
-        let Some(&j) = tgt_index.get(sp.qualified.as_str()) else {
-            if !schema_named.contains(&sp.qualified) {
-                differences.push(Difference::new(
-                    "table",
-                    &sp.qualified,
-                    Detail::NotVerified {
-                        side: Side::Target,
-                        reason: "no table of that name holds rows of its own on the target, \
-                                 so its rows were not compared"
-                            .into(),
-                    },
-                ));
-            }
-            results.push(TableResult {
-                table: sp.qualified.clone(),
-                source: s.failed.is_none().then(|| tally(s)),
-                target: None,
-                seconds: secs(s),
-                equal: false,
-            });
-            continue;
-        };
-        seen_on_target[j] = true;
-        let t = &tgt.tables[j];
-        let mut equal = true;
-        for (side, tl, plan) in [(Side::Source, s, sp), (Side::Target, t, &tgt_plan[j])] {
-            if let Some(msg) = &tl.failed {
-                equal = false;
-                differences.push(Difference::new(
-                    "table",
-                    &sp.qualified,
-                    Detail::NotVerified {
-                        side,
-                        reason: not_read_reason(plan, msg),
-                    },
-                ));
-            }
-        }
-        if equal {
-            if s.sums.rows != t.sums.rows {
-                equal = false;
-                differences.push(Difference::new(
-                    "table",
-                    &sp.qualified,
-                    Detail::RowCount {
-                        source: s.sums.rows,
-                        target: t.sums.rows,
-                    },
-                ));
-            } else if !counts_only && s.sums != t.sums {
-                equal = false;
-                differences.push(Difference::new(
-                    "table",
-                    &sp.qualified,
-                    Detail::Content {
-                        source: s.sums.checksum(),
-                        target: t.sums.checksum(),
-                    },
-                ));
-            }
-        }
-        results.push(TableResult {
-            table: sp.qualified.clone(),
-            source: s.failed.is_none().then(|| tally(s)),
-            target: t.failed.is_none().then(|| tally(t)),
-            seconds: secs(s).max(secs(t)),
-            equal,
-        });
-    }
-    for (j, tp) in tgt_plan.iter().enumerate() {
-        if !seen_on_target[j] && !schema_named.contains(&tp.qualified) {
-            differences.push(Difference::new(
-                "table",
-                &tp.qualified,
-                Detail::NotVerified {
-                    side: Side::Source,
-                    reason: "no table of that name holds rows of its own on the source, so its \
-                             rows on the target were not compared"
-                        .into(),
-                },
-            ));
-        }
-    }
-    results
-}
-
-fn compare_sequences(
-    src: &BTreeMap<String, data::SequenceValue>,
-    tgt: &BTreeMap<String, data::SequenceValue>,
-    differences: &mut Vec<Difference>,
-) -> usize {
-    let mut compared = 0;
-    for (name, s) in src {
-        let Some(t) = tgt.get(name) else { continue };
-        compared += 1;
-        match (s, t) {
-            (Ok((sv, sc)), Ok((tv, tc))) => {
-                for (property, a, b) in [
-                    ("last_value", sv.to_string(), tv.to_string()),
-                    ("is_called", sc.to_string(), tc.to_string()),
-                ] {
-                    if a != b {
-                        differences.push(Difference::new(
-                            "sequence",
-                            name,
-                            Detail::Property {
-                                property: property.into(),
-                                source: Some(a),
-                                target: Some(b),
-                            },
-                        ));
-                    }
-                }
-            }
-            (s, t) => {
-                for (side, v) in [(Side::Source, s), (Side::Target, t)] {
-                    if let Err(reason) = v {
-                        differences.push(Difference::new(
-                            "sequence",
-                            name,
-                            Detail::NotVerified {
-                                side,
-                                reason: reason.clone(),
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    compared
-}
-
-async fn compare_large_objects(
-    (src_client, src): (&Client, Option<&data::Tally>),
-    (tgt_client, tgt): (&Client, Option<&data::Tally>),
-    counts_only: bool,
-    differences: &mut Vec<Difference>,
-) -> Result<Option<LargeObjectsResult>, VerifyError> {
-    if src.is_none() && tgt.is_none() {
-        return Ok(None);
-    }
-    let empty = data::Tally::default();
-    let (s, t) = (src.unwrap_or(&empty), tgt.unwrap_or(&empty));
-    let mut result = LargeObjectsResult {
-        source: s.sums.rows,
-        target: t.sums.rows,
-        equal: true,
-    };
-    for (side, tally) in [(Side::Source, s), (Side::Target, t)] {
-        if let Some(msg) = &tally.failed {
-            result.equal = false;
-            differences.push(Difference::new(
-                "large objects",
-                "(all)",
-                Detail::NotVerified {
-                    side,
-                    reason: format!(
-                        "{msg}; large objects are read with lo_get, which needs SELECT on \
-                         each (the owner has it)"
-                    ),
-                },
-            ));
-        }
-    }
-    if !result.equal || s.sums == t.sums || (counts_only && s.sums.rows == t.sums.rows) {
-        return Ok(Some(result));
-    }
-    result.equal = false;
-    if counts_only {
-        differences.push(Difference::new(
-            "large objects",
-            "(all)",
-            Detail::Property {
-                property: "count".into(),
-                source: Some(s.sums.rows.to_string()),
-                target: Some(t.sums.rows.to_string()),
-            },
-        ));
-        return Ok(Some(result));
-    }
-    // Name the ones that differ: OIDs and hashes only cross the network.
-    let (sm, tm) = futures::try_join!(
-        lo_hashes(Side::Source, src_client),
-        lo_hashes(Side::Target, tgt_client)
-    )?;
-    let md5 = |h: &String| {
-        h.split_once(':')
-            .map(|(_, m)| m.to_string())
-            .unwrap_or_default()
-    };
-    for (oid, sh) in &sm {
-        match tm.get(oid) {
-            None => differences.push(Difference::new(
-                "large object",
-                oid.to_string(),
-                Detail::MissingOnTarget,
-            )),
-            Some(th) if th != sh => differences.push(Difference::new(
-                "large object",
-                oid.to_string(),
-                Detail::Property {
-                    property: "content md5".into(),
-                    source: Some(md5(sh)),
-                    target: Some(md5(th)),
-                },
-            )),
-            Some(_) => {}
-        }
-    }
-    for oid in tm.keys().filter(|o| !sm.contains_key(o)) {
-        differences.push(Difference::new(
-            "large object",
-            oid.to_string(),
-            Detail::ExtraOnTarget,
-        ));
-    }
-    Ok(Some(result))
-}
-
-async fn lo_hashes(side: Side, client: &Client) -> Result<BTreeMap<u32, String>, VerifyError> {
-    data::large_object_hashes(client)
-        .await
-        .map_err(|e| match e {
-            data::Guarded::Fatal(e) => VerifyError::query(side, "reading large objects", &e),
-            data::Guarded::Refused(message) => VerifyError::Query {
-                side,
-                what: "reading large objects".into(),
-                message,
-                retryable: false,
-            },
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn patterns_with_a_dot_match_schema_and_table_without_match_any_schema() {
-        let p = TablePatterns::new(["public.audit_*".to_string(), "tmp_*".to_string()]).unwrap();
-        assert!(p.matches("public", "audit_log"));
-        assert!(!p.matches("other", "audit_log"));
-        assert!(p.matches("other", "tmp_x"));
-        assert!(!p.matches("public", "orders"));
-    }
-
-    #[test]
     fn a_bad_pattern_is_named() {
-        let err = TablePatterns::new(["public.[".to_string()]).unwrap_err();
+        let err = TableFilter::from_patterns(["public.["])
+            .map_err(|e| VerifyError::catalog(Side::Source, e))
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::Pattern { .. }));
         assert!(err.to_string().contains("\"public.[\""), "{err}");
     }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Client;
 
 use super::report::{Detail, Difference};
-use super::TablePatterns;
+use crate::pg::catalog::TableFilter;
 
 /// The catalog query; see the comment at its top.
 const DESCRIBE_SQL: &str = include_str!("schema.sql");
@@ -76,7 +76,7 @@ pub(crate) async fn describe(client: &Client) -> Result<Vec<SchemaObject>, tokio
 /// What to leave out of the comparison.
 pub(crate) struct SchemaFilter<'a> {
     /// Tables not copied: the table and everything that belongs to it.
-    pub tables: &'a TablePatterns,
+    pub tables: &'a TableFilter,
     /// Extensions not copied (`--exclude-extension`).
     pub extensions: &'a [String],
 }
@@ -84,7 +84,7 @@ pub(crate) struct SchemaFilter<'a> {
 impl SchemaFilter<'_> {
     fn keeps(&self, o: &SchemaObject) -> bool {
         if let Some((schema, table)) = &o.table {
-            if self.tables.matches(schema, table) {
+            if self.tables.excludes(schema, table) {
                 return false;
             }
         }
@@ -213,7 +213,7 @@ mod tests {
     }
 
     fn lines(source: Vec<SchemaObject>, target: Vec<SchemaObject>, excl: &[&str]) -> Vec<String> {
-        let patterns = TablePatterns::new(excl.iter().map(|s| s.to_string())).unwrap();
+        let patterns = TableFilter::from_patterns(excl.iter().copied()).unwrap();
         let filter = SchemaFilter {
             tables: &patterns,
             extensions: &["pg_stat_statements".to_string()],
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn indexes_invalid_on_the_source_are_skipped_with_a_warning() {
         let src = vec![obj("index", "public.i", Some("t"), &[("valid", "false")])];
-        let patterns = TablePatterns::new(Vec::<String>::new()).unwrap();
+        let patterns = TableFilter::new();
         let filter = SchemaFilter {
             tables: &patterns,
             extensions: &[],
