@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pg::catalog::{CatalogError, TableFilter};
 use crate::progress::Progress;
+use crate::url::DatabaseUrl;
 pub use report::{Detail, Difference, LargeObjectsResult, Side, TableResult, Tally, VerifyReport};
 
 /// Default for [`VerifyOptions::slice_threshold`]: tables larger than this
@@ -471,6 +472,43 @@ async fn inspect(
         large_objects_bytes,
         server_version,
     })
+}
+
+/// Verifies that `target` equals `source`: opens [`VerifyOptions::jobs`]
+/// sessions to each (with [`pg::connect`](crate::pg::connect): TLS as each
+/// URL's `sslmode` says), runs [`run_with_clients`] on them and closes them.
+///
+/// Differences are not errors: they are in the report
+/// ([`VerifyReport::is_identical`]). Errors are what stopped the check
+/// (a connection refused, a lost session, an unusable snapshot).
+///
+/// # Panics
+/// Outside a tokio runtime.
+pub async fn run(
+    source: &DatabaseUrl,
+    target: &DatabaseUrl,
+    options: &VerifyOptions,
+    progress: &impl Progress<VerifyEvent>,
+    cancel: &CancellationToken,
+) -> Result<VerifyReport, VerifyError> {
+    let (source, target) = tokio::select! {
+        r = async { futures::try_join!(open(Side::Source, source, options.jobs), open(Side::Target, target, options.jobs)) } => r?,
+        _ = cancel.cancelled() => return Err(VerifyError::Cancelled),
+    };
+    run_with_clients(&source, &target, options, progress, cancel).await
+}
+
+/// Opens `n` sessions to one side.
+async fn open(side: Side, url: &DatabaseUrl, n: usize) -> Result<Vec<Client>, VerifyError> {
+    let sessions = (0..n).map(|_| crate::pg::connect(url));
+    futures::future::try_join_all(sessions)
+        .await
+        .map(|c| c.into_iter().map(|c| c.into_client()).collect())
+        .map_err(|e| VerifyError::Connect {
+            side,
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        })
 }
 
 /// Verifies on sessions the caller already has open: `source` and `target`
