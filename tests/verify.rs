@@ -423,3 +423,41 @@ async fn on_the_transfers_snapshot_later_writes_to_the_source_are_not_difference
     .unwrap_err();
     assert!(err.to_string().contains("must still be open"), "{err}");
 }
+
+#[tokio::test]
+async fn excluded_tables_are_left_out_of_schema_and_data() {
+    let pair = clusters().await;
+    let both = "CREATE TABLE public.orders (id int PRIMARY KEY);
+                INSERT INTO public.orders SELECT generate_series(1, 10);";
+    pair.source
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "{both}
+             CREATE TABLE public.audit_log (id int PRIMARY KEY, at timestamptz);
+             CREATE INDEX audit_log_at_idx ON public.audit_log (at);
+             INSERT INTO public.audit_log VALUES (1, now());"
+        ))
+        .await
+        .unwrap();
+    pair.target
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(both)
+        .await
+        .unwrap();
+
+    let report = check(&pair, VerifyOptions::new()).await;
+    assert_eq!(
+        lines(&report),
+        vec!["table public.audit_log: missing on target"],
+        "one line for the table, not one per column and index"
+    );
+    let report = check(&pair, VerifyOptions::new().exclude_table("public.audit_*")).await;
+    assert!(report.is_identical(), "{:#?}", lines(&report));
+    assert!(report.tables.iter().all(|t| t.table != "public.audit_log"));
+    let report = check(&pair, VerifyOptions::new().exclude_table("audit_log")).await;
+    assert!(report.is_identical(), "{:#?}", lines(&report));
+}
