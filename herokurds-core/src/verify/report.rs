@@ -171,7 +171,7 @@ fn clip(s: &str) -> String {
 pub struct Tally {
     /// Exact number of rows.
     pub rows: u64,
-    /// Order- and layout-independent content checksum (32 hex digits), or
+    /// Order- and layout-independent content checksum (16 hex digits), or
     /// `None` with `counts_only`.
     pub checksum: Option<String>,
     /// Bytes of the table's main fork that were read.
