@@ -372,65 +372,56 @@ async fn begin_side(
     snapshot: Option<&str>,
 ) -> Result<Option<String>, VerifyError> {
     const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    let plain = format!("{BEGIN}; {SESSION_SETTINGS}");
     let import = |id: &str| format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{id}'; {SESSION_SETTINGS}");
-    let (shared, first) = match snapshot {
-        Some(id) => {
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                return Err(VerifyError::Snapshot {
+    if let Some(id) = snapshot {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(VerifyError::Snapshot {
+                snapshot: id.to_string(),
+                message: "not a snapshot id (pg_export_snapshot() returns e.g. \
+                          00000003-0000001B-1)"
+                    .into(),
+            });
+        }
+        return begin_all(clients, &import(id))
+            .await
+            .map(|()| None)
+            .map_err(|e| match side {
+                Side::Source => VerifyError::Snapshot {
                     snapshot: id.to_string(),
-                    message: "not a snapshot id (pg_export_snapshot() returns e.g. \
-                              00000003-0000001B-1)"
-                        .into(),
-                });
-            }
-            (Some(id.to_string()), 0)
+                    message: db_message(&e),
+                },
+                Side::Target => VerifyError::query(side, "importing the snapshot", &e),
+            });
+    }
+    let failed =
+        |e: tokio_postgres::Error| VerifyError::query(side, "beginning the transaction", &e);
+    let (first, rest) = clients
+        .split_first()
+        .expect("at least one session per side");
+    first.batch_execute(&plain).await.map_err(failed)?;
+    match first.query_one("SELECT pg_export_snapshot()", &[]).await {
+        Ok(row) => {
+            begin_all(rest, &import(row.get(0))).await.map_err(failed)?;
+            Ok(None)
         }
-        None => {
-            let first = &clients[0];
-            first
-                .batch_execute(&format!("{BEGIN}; {SESSION_SETTINGS}"))
-                .await
-                .map_err(|e| VerifyError::query(side, "beginning the transaction", &e))?;
-            match first.query_one("SELECT pg_export_snapshot()", &[]).await {
-                Ok(row) => (Some(row.get::<_, String>(0)), 1),
-                Err(e) => {
-                    // A standby may refuse to export; fall back to one
-                    // snapshot per session, and say so.
-                    first.batch_execute("ROLLBACK").await.ok();
-                    first
-                        .batch_execute(&format!("{BEGIN}; {SESSION_SETTINGS}"))
-                        .await
-                        .map_err(|e| VerifyError::query(side, "beginning the transaction", &e))?;
-                    let warning = format!(
-                        "the {side} sessions could not share a snapshot ({}); \
-                         each read on its own",
-                        db_message(&e)
-                    );
-                    for c in &clients[1..] {
-                        c.batch_execute(&format!("{BEGIN}; {SESSION_SETTINGS}"))
-                            .await
-                            .map_err(|e| {
-                                VerifyError::query(side, "beginning the transaction", &e)
-                            })?;
-                    }
-                    return Ok(Some(warning));
-                }
-            }
+        Err(e) => {
+            // A standby may refuse to export: one snapshot per session, said.
+            first.batch_execute("ROLLBACK").await.ok();
+            begin_all(clients, &plain).await.map_err(failed)?;
+            Ok(Some(format!(
+                "the {side} sessions could not share a snapshot ({}); each read on its own",
+                db_message(&e)
+            )))
         }
-    };
-    let id = shared.expect("a snapshot is set on this path");
-    let sql = import(&id);
-    let begins = clients[first..].iter().map(|c| c.batch_execute(&sql));
-    futures::future::try_join_all(begins)
+    }
+}
+
+/// Runs `sql` on every session at once.
+async fn begin_all(sessions: &[Client], sql: &str) -> Result<(), tokio_postgres::Error> {
+    futures::future::try_join_all(sessions.iter().map(|c| c.batch_execute(sql)))
         .await
-        .map_err(|e| match (side, snapshot) {
-            (Side::Source, Some(s)) => VerifyError::Snapshot {
-                snapshot: s.to_string(),
-                message: db_message(&e),
-            },
-            _ => VerifyError::query(side, "importing the snapshot", &e),
-        })?;
-    Ok(None)
+        .map(drop)
 }
 
 /// Ends every session's transaction (read-only, so rolling back loses nothing).
