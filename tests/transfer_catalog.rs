@@ -31,6 +31,11 @@ CREATE SEQUENCE fresh;
 CREATE TABLE ident (id bigint GENERATED ALWAYS AS IDENTITY);
 CREATE MATERIALIZED VIEW mv AS SELECT count(*) FROM plain;
 SELECT lo_from_bytea(424242, 'hello');
+CREATE TYPE mood AS ENUM ('a', 'b');
+CREATE TYPE pair AS (x int, y text);
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE DOMAIN posint2 AS posint;
+CREATE TABLE typed (m mood, ms mood[], p pair, d posint2, ia int[], ds posint[], h hstore);
 "#;
 
 #[tokio::test]
@@ -64,6 +69,7 @@ async fn inventory_lists_what_a_copy_must_reproduce() {
             "public.scratch",
             "public.secret",
             "public.soft",
+            "public.typed",
         ],
         "no matview, no extension tables, no system tables"
     );
@@ -103,6 +109,28 @@ async fn inventory_lists_what_a_copy_must_reproduce() {
     assert!(!copy.contains(&"public.parted".to_string()));
     assert!(!copy.contains(&"public.scratch".to_string()));
     assert!(copy.contains(&"public.parted_d".to_string()));
+
+    // Binary COPY of arrays of user types and of composites embeds type
+    // oids another server would reject.
+    let typed = inv.table("public", "typed").unwrap();
+    let portable: Vec<(&str, bool)> = typed
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.binary_portable))
+        .collect();
+    assert_eq!(
+        portable,
+        [
+            ("m", true),
+            ("ms", false),
+            ("p", false),
+            ("d", true),
+            ("ia", true),
+            ("ds", false),
+            ("h", true)
+        ]
+    );
+    assert!(!typed.binary_portable() && plain.binary_portable());
 
     let seq = |n: &str| inv.sequences.iter().find(|s| s.name == n).unwrap();
     let down = seq("down");

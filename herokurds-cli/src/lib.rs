@@ -5,6 +5,7 @@
 //! Exit codes are the same everywhere: 0 success, 1 a check found a
 //! difference, 2 an error.
 
+pub mod transfer_render;
 pub mod verify_render;
 
 use std::io::{self, Write};

@@ -197,6 +197,14 @@ pub struct Column {
     pub type_name: String,
     /// Its position (`attnum`); dropped columns leave gaps.
     pub attnum: i16,
+    /// The type's oid on this server.
+    pub type_oid: u32,
+    /// Whether `COPY ... (FORMAT binary)` output of this column can be
+    /// read by another server: false for types without binary I/O,
+    /// composite types and arrays of non-built-in types (their binary form
+    /// embeds this server's type oids, which the reader checks), also
+    /// behind domains.
+    pub binary_portable: bool,
 }
 
 /// One table of the inventory.
@@ -258,6 +266,12 @@ impl TableInfo {
     /// Whether the table stores rows of its own (partitioned tables do not).
     pub fn holds_rows(&self) -> bool {
         self.kind == TableKind::Ordinary
+    }
+
+    /// Whether every copyable column's binary COPY form can be read by
+    /// another server (see [`Column::binary_portable`]).
+    pub fn binary_portable(&self) -> bool {
+        self.columns.iter().all(|c| c.binary_portable)
     }
 
     /// The copyable columns as a quoted, comma-separated list (empty for a
@@ -446,7 +460,9 @@ pub async fn tables(
                          FILTER (WHERE a.attnum IS NOT NULL AND a.attgenerated = ''), '{{}}'),
                 coalesce(array_agg(a.attnum ORDER BY a.attnum)
                          FILTER (WHERE a.attnum IS NOT NULL AND a.attgenerated = ''), '{{}}'),
-                count(a.attnum) FILTER (WHERE a.attgenerated <> '')
+                count(a.attnum) FILTER (WHERE a.attgenerated <> ''),
+                coalesce(array_agg(a.atttypid ORDER BY a.attnum)
+                         FILTER (WHERE a.attnum IS NOT NULL AND a.attgenerated = ''), '{{}}')
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_roles r ON r.rolname = current_user
@@ -463,6 +479,7 @@ pub async fn tables(
         .query(&sql, &[])
         .await
         .map_err(CatalogError::query("tables"))?;
+    let type_facts = type_facts(client).await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -474,6 +491,7 @@ pub async fn tables(
             let attnums: Vec<i16> = row.get(18);
             let reltuples: f64 = row.get(11);
             let generated: i64 = row.get(19);
+            let type_oids: Vec<u32> = row.get(20);
             TableInfo {
                 excluded: filter.excludes(&schema, &name),
                 oid: row.get(2),
@@ -498,10 +516,13 @@ pub async fn tables(
                     .into_iter()
                     .zip(types)
                     .zip(attnums)
-                    .map(|((name, type_name), attnum)| Column {
+                    .zip(type_oids)
+                    .map(|(((name, type_name), attnum), type_oid)| Column {
                         name,
                         type_name,
                         attnum,
+                        type_oid,
+                        binary_portable: binary_portable(type_oid, &type_facts),
                     })
                     .collect(),
                 generated_columns: generated as usize,
@@ -510,6 +531,77 @@ pub async fn tables(
             }
         })
         .collect())
+}
+
+/// What decides whether a type's binary COPY form travels between servers.
+struct TypeFacts {
+    typtype: u8,
+    basetype: u32,
+    elem: u32,
+    is_array: bool,
+    binary_io: bool,
+}
+
+/// The first oid a user object can get (`FirstNormalObjectId`): types
+/// below it are built in and have the same oid on every server.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+async fn type_facts(
+    client: &impl GenericClient,
+) -> Result<std::collections::HashMap<u32, TypeFacts>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT oid, typtype::text, typbasetype, typelem, typlen = -1 AND typelem <> 0,
+                    typsend <> 0 AND typreceive <> 0
+             FROM pg_type",
+            &[],
+        )
+        .await
+        .map_err(CatalogError::query("types"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let typtype: String = r.get(1);
+            (
+                r.get(0),
+                TypeFacts {
+                    typtype: typtype.bytes().next().unwrap_or(b'b'),
+                    basetype: r.get(2),
+                    elem: r.get(3),
+                    is_array: r.get(4),
+                    binary_io: r.get(5),
+                },
+            )
+        })
+        .collect())
+}
+
+/// See [`Column::binary_portable`].
+fn binary_portable(oid: u32, types: &std::collections::HashMap<u32, TypeFacts>) -> bool {
+    // Domains (possibly nested) copy as their base type.
+    let resolve = |mut oid: u32| {
+        for _ in 0..32 {
+            let t = types.get(&oid)?;
+            if t.typtype != b'd' {
+                return Some((oid, t));
+            }
+            oid = t.basetype;
+        }
+        None
+    };
+    let Some((_, t)) = resolve(oid) else {
+        return false;
+    };
+    if !t.binary_io || t.typtype == b'c' {
+        return false;
+    }
+    if t.is_array {
+        let Some(e) = types.get(&t.elem) else {
+            return false;
+        };
+        return t.elem < FIRST_NORMAL_OID && e.typtype != b'c' && e.binary_io;
+    }
+    true
 }
 
 /// Every user sequence with its current state, ordered by schema and name.
