@@ -8,9 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herokurds_core::progress::Progress;
-use herokurds_core::transfer::{
-    PreflightReport, Slice, TransferEvent, TransferReport,
-};
+use herokurds_core::transfer::{PreflightReport, Slice, TransferEvent, TransferReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{print_json, println_safe};
@@ -132,7 +130,9 @@ impl TransferRender {
     /// Clears the bars and prints the summary (or the report as JSON).
     pub fn finish(&self, report: &TransferReport) -> anyhow::Result<()> {
         match &self.mode {
-            Mode::Json => return print_json(&serde_json::json!({ "event": "report", "report": report })),
+            Mode::Json => {
+                return print_json(&serde_json::json!({ "event": "report", "report": report }))
+            }
             Mode::Bars { overall, multi, .. } => {
                 overall.finish_and_clear();
                 let _ = multi.clear();
@@ -156,7 +156,11 @@ impl TransferRender {
                 human_bytes(t.bytes),
                 t.seconds,
                 mbs,
-                if t.from_earlier_run { "  (earlier run)" } else { "" }
+                if t.from_earlier_run {
+                    "  (earlier run)"
+                } else {
+                    ""
+                }
             ))?;
         }
         println_safe(format!(
@@ -212,7 +216,11 @@ impl TransferRender {
 
     fn remove_bar(&self, name: &str) {
         if let Mode::Bars { multi, tables, .. } = &self.mode {
-            if let Some(bar) = tables.lock().unwrap_or_else(|p| p.into_inner()).remove(name) {
+            if let Some(bar) = tables
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name)
+            {
                 bar.finish_and_clear();
                 multi.remove(&bar);
             }
@@ -303,7 +311,9 @@ impl Progress<TransferEvent> for TransferRender {
             } => self.line(format!(
                 "retrying {item} (attempt {attempt} of {of}, after {backoff:.0} s): {error}"
             )),
-            TransferEvent::IndexFinished { item, seconds, .. } if matches!(self.mode, Mode::Lines) => {
+            TransferEvent::IndexFinished { item, seconds, .. }
+                if matches!(self.mode, Mode::Lines) =>
+            {
                 self.line(format!("built {item} in {seconds:.1} s"))
             }
             TransferEvent::SequencesSet { count } => self.line(format!("set {count} sequences")),

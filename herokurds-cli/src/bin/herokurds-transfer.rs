@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::Parser;
 use herokurds_cli::transfer_render::TransferRender;
 use herokurds_cli::{init_tracing, report_error};
-use herokurds_core::transfer::{self, parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions};
+use herokurds_core::transfer::{
+    self, parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions,
+};
 use herokurds_core::url::DatabaseUrl;
 use tokio_util::sync::CancellationToken;
 
@@ -87,8 +89,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
-    let source: DatabaseUrl = args.source.parse().context("--source / SOURCE_DATABASE_URL")?;
-    let target: DatabaseUrl = args.target.parse().context("--target / TARGET_DATABASE_URL")?;
+    let source: DatabaseUrl = args
+        .source
+        .parse()
+        .context("--source / SOURCE_DATABASE_URL")?;
+    let target: DatabaseUrl = args
+        .target
+        .parse()
+        .context("--target / TARGET_DATABASE_URL")?;
     let mut opts = TransferOptions::new()
         .jobs(args.jobs)
         .split_tables_larger_than(args.split_tables_larger_than)

@@ -642,6 +642,15 @@ async fn verify(
     // 3. Sequences and large objects.
     let before = differences.len();
     let sequences = compare::compare_sequences(&src.sequences, &tgt.sequences, &mut differences);
+    if options.source_snapshot.is_some() && differences.len() > before {
+        warnings.push(
+            "sequence values are not part of a snapshot: they are read as they are now, so a \
+             sequence that differs may have moved on the source after the copy, which means \
+             the app wrote rows the copy does not have (worker or clock dynos keep writing \
+             during Heroku maintenance mode)"
+                .into(),
+        );
+    }
     progress.event(&VerifyEvent::SequencesCompared {
         sequences,
         differences: differences.len() - before,
