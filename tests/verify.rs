@@ -470,6 +470,22 @@ async fn excluded_tables_are_left_out_of_schema_and_data() {
     assert!(report.is_identical(), "{:#?}", lines(&report));
 }
 
+async fn verify_urls(
+    source: &herokurds_core::url::DatabaseUrl,
+    target: &herokurds_core::url::DatabaseUrl,
+    options: &VerifyOptions,
+) -> VerifyReport {
+    verify::run(
+        source,
+        target,
+        options,
+        &NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("verify: {e}"))
+}
+
 fn database_url(pg: &LocalPostgres) -> herokurds_core::url::DatabaseUrl {
     pg.url()
         .expose_secret()
@@ -507,15 +523,7 @@ async fn a_real_transfer_verifies_identical_on_its_snapshot_while_the_source_mov
         .unwrap();
 
     let options = sliced().source_snapshot(Some(snapshot.id().to_string()));
-    let report = verify::run(
-        &source,
-        &target,
-        &options,
-        &NoProgress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("verify: {e}"));
+    let report = verify_urls(&source, &target, &options).await;
     // On the snapshot the tables are identical; sequences, which no
     // snapshot covers, show that the source moved on.
     assert_eq!(
@@ -535,19 +543,55 @@ async fn a_real_transfer_verifies_identical_on_its_snapshot_while_the_source_mov
     drop(snapshot);
 
     // Without the snapshot, the later writes show (and a warning says why).
-    let report = verify::run(
-        &source,
-        &target,
-        &sliced(),
-        &NoProgress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = verify_urls(&source, &target, &sliced()).await;
     let mut got = lines(&report);
     got.sort();
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(got[0].starts_with("sequence public.invoice_number_seq: last_value 500000 vs 424242"));
     assert!(got[1].starts_with("table public.big: content differs"));
     assert!(got[2].starts_with("table public.pairs: row count 101"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_excluded_from_the_transfer_is_excluded_from_the_check() {
+    use herokurds_core::transfer::{self, TransferOptions};
+    let (source, target) = tokio::join!(
+        LocalPostgres::start(PostgresOptions::heroku().heroku_ext(true)),
+        LocalPostgres::start(PostgresOptions::rds())
+    );
+    let pair = Pair {
+        source: source.unwrap(),
+        target: target.unwrap(),
+    };
+    pair.source
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let (source, target) = (database_url(&pair.source), database_url(&pair.target));
+    let work = tempfile::tempdir().unwrap();
+    transfer::run(
+        &source,
+        &target,
+        &TransferOptions::new()
+            .exclude_extension("pg_stat_statements")
+            .work_dir(work.path()),
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("transfer: {e}"));
+
+    let report = verify_urls(&source, &target, &VerifyOptions::new()).await;
+    assert_eq!(
+        lines(&report),
+        vec!["extension pg_stat_statements: missing on target"]
+    );
+    let options = VerifyOptions::new().exclude_extension("pg_stat_statements");
+    let report = verify_urls(&source, &target, &options).await;
+    assert!(report.is_identical(), "{:#?}", lines(&report));
 }
