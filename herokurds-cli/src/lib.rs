@@ -8,6 +8,7 @@
 pub mod heroku_render;
 pub mod s3_render;
 pub mod transfer_render;
+pub mod verify_render;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
