@@ -5,7 +5,9 @@
 //! Exit codes are the same everywhere: 0 success, 1 a check found a
 //! difference, 2 an error.
 
+pub mod demo;
 pub mod heroku_render;
+pub mod runbook_render;
 pub mod s3_render;
 pub mod transfer_render;
 pub mod verify_render;

@@ -111,6 +111,7 @@ pub struct ClientOptions {
     region: Option<String>,
     endpoint_url: Option<String>,
     max_attempts: Option<u32>,
+    credentials: Option<aws_sdk_s3::config::Credentials>,
 }
 
 impl ClientOptions {
@@ -142,6 +143,14 @@ impl ClientOptions {
     /// SDK's (3).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Uses these credentials instead of the default chain (embedders that
+    /// hold their own, local S3-compatible servers). Their `Debug` is
+    /// redacted by the SDK.
+    pub fn static_credentials(mut self, credentials: aws_sdk_s3::config::Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -177,6 +186,9 @@ impl ClientOptions {
         }
         if let Some(e) = &self.endpoint_url {
             loader = loader.endpoint_url(e);
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(c.clone());
         }
         if let Some(n) = self.max_attempts {
             loader = loader

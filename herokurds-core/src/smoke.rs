@@ -290,10 +290,21 @@ pub fn compare(before: &[PageCheck], after: &[PageCheck]) -> Vec<PageDifference>
         if a.images != b.images {
             note(format!("{} images -> {}", b.images, a.images));
         }
-        for broken in &a.broken_images {
-            if !b.broken_images.iter().any(|x| x.url == broken.url) {
-                note(format!("image {} broken ({})", broken.url, broken.reason));
-            }
+        // Count, not URLs: after a bucket rename the same image has a new URL.
+        if a.broken_images.len() > b.broken_images.len() {
+            let new: Vec<String> = a
+                .broken_images
+                .iter()
+                .filter(|x| !b.broken_images.iter().any(|y| y.url == x.url))
+                .map(|x| format!("{} ({})", x.url, x.reason))
+                .collect();
+            note(format!(
+                "{} of {} images broken (was {}): {}",
+                a.broken_images.len(),
+                a.images,
+                b.broken_images.len(),
+                new.join(", ")
+            ));
         }
     }
     for a in after {
@@ -535,7 +546,7 @@ mod tests {
                 "http://x/: status 200 -> 500",
                 "http://x/: title \"Home\" -> \"Server Error\"",
                 "http://x/: 2 images -> 0",
-                "http://x/p: image http://x/i.png broken (status 404)",
+                "http://x/p: 1 of 1 images broken (was 0): http://x/i.png (status 404)",
             ]
         );
     }
@@ -549,6 +560,18 @@ mod tests {
         });
         assert!(compare(std::slice::from_ref(&b), std::slice::from_ref(&b)).is_empty());
         assert!(!b.is_healthy());
+    }
+
+    #[test]
+    fn the_same_breakage_under_a_new_bucket_url_is_not_a_difference() {
+        let mut b = page("http://x/", 200, "Home", 2);
+        b.broken_images.push(BrokenImage {
+            url: "http://s3/old-bucket/missing.png".into(),
+            reason: "status 404".into(),
+        });
+        let mut a = b.clone();
+        a.broken_images[0].url = "http://s3/new-bucket/missing.png".into();
+        assert!(compare(&[b], &[a]).is_empty());
     }
 
     #[test]

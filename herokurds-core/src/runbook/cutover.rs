@@ -16,6 +16,23 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::heroku::{Client, HerokuError};
 use crate::url::DatabaseUrl;
 
+/// Why a cutover step could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CutoverError {
+    /// The Platform API refused or failed.
+    #[error(transparent)]
+    Heroku(#[from] HerokuError),
+    /// The app is not as the migration left it.
+    #[error("app {app}: {message}")]
+    AppChanged {
+        /// The app.
+        app: String,
+        /// What is different.
+        message: String,
+    },
+}
+
 /// The config var the app reads its database from.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 
@@ -23,12 +40,23 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 /// say secret, and URLs carrying credentials.
 pub fn looks_secret(name: &str, value: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    let secret_name = ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "AUTH"]
-        .iter()
-        .any(|w| upper.contains(w));
-    let url_with_credentials = value
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|auth| auth.contains('@')));
+    let secret_name = [
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| upper.contains(w));
+    let url_with_credentials = value.split_once("://").is_some_and(|(_, rest)| {
+        rest.split('/')
+            .next()
+            .is_some_and(|auth| auth.contains('@'))
+    });
     secret_name || url_with_credentials
 }
 
@@ -62,14 +90,14 @@ pub async fn attach_backup(
     app: &str,
     addon: &str,
     alias: &str,
-) -> Result<String, HerokuError> {
+) -> Result<String, CutoverError> {
     let attachments = heroku.attachments(app).await?;
     if let Some(existing) = attachments.iter().find(|a| a.name == alias) {
         if existing.addon.name == addon || existing.addon.id == addon {
             return Ok(format!("{addon} already attached as {alias}"));
         }
-        return Err(HerokuError::Conflict {
-            target: crate::heroku::Target::app(app).with_attachment(alias),
+        return Err(CutoverError::AppChanged {
+            app: app.to_string(),
             message: format!(
                 "{alias} is attached to {}, not {addon}; choose another cutover.backup_alias",
                 existing.addon.name
@@ -81,15 +109,22 @@ pub async fn attach_backup(
 }
 
 /// Step: detach the `DATABASE` attachment if it still points at `addon`.
-pub async fn detach_database(heroku: &Client, app: &str, addon: &str) -> Result<String, HerokuError> {
+pub async fn detach_database(
+    heroku: &Client,
+    app: &str,
+    addon: &str,
+) -> Result<String, CutoverError> {
     let attachments = heroku.attachments(app).await?;
-    match attachments.iter().find(|a| a.name == "DATABASE" && a.namespace.is_none()) {
+    match attachments
+        .iter()
+        .find(|a| a.name == "DATABASE" && a.namespace.is_none())
+    {
         Some(a) if a.addon.name == addon || a.addon.id == addon => {
             heroku.detach(app, "DATABASE").await?;
             Ok(format!("detached DATABASE from {addon}"))
         }
-        Some(a) => Err(HerokuError::Conflict {
-            target: crate::heroku::Target::app(app).with_attachment("DATABASE"),
+        Some(a) => Err(CutoverError::AppChanged {
+            app: app.to_string(),
             message: format!(
                 "DATABASE is attached to {}, not to {addon} as when the migration started; \
                  someone changed the app during the window",
@@ -137,7 +172,11 @@ pub async fn read_back(
         wrong.push(DATABASE_URL.to_string());
     }
     for (k, v) in vars {
-        if now.get(k).map(|x| x.expose_secret() != v.as_str()).unwrap_or(true) {
+        if now
+            .get(k)
+            .map(|x| x.expose_secret() != v.as_str())
+            .unwrap_or(true)
+        {
             wrong.push(k.clone());
         }
     }
@@ -164,7 +203,10 @@ pub async fn undo(
     });
     let restore: Vec<(String, SecretString)> = config_before
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), SecretString::from(v.clone()))))
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| (k.clone(), SecretString::from(v.clone())))
+        })
         .collect();
     if !restore.is_empty() {
         let names: Vec<String> = restore.iter().map(|(k, _)| k.clone()).collect();
@@ -178,7 +220,10 @@ pub async fn undo(
         .collect();
     if !unset.is_empty() {
         let current = heroku.config_vars(app).await?;
-        let present: Vec<String> = unset.into_iter().filter(|k| current.contains_key(k)).collect();
+        let present: Vec<String> = unset
+            .into_iter()
+            .filter(|k| current.contains_key(k))
+            .collect();
         if !present.is_empty() {
             heroku.unset_config_vars(app, present.clone()).await?;
             done.push(format!("unset {}", present.join(", ")));
@@ -207,7 +252,10 @@ mod tests {
         assert!(looks_secret("AWS_ACCESS_KEY_ID", "AKIA"));
         assert!(looks_secret("STRIPE_TOKEN", "x"));
         assert!(looks_secret("REDIS_URL", "redis://h:pw@host:6379"));
-        assert!(!looks_secret("AWS_STORAGE_BUCKET_NAME", "ol-micromasters-app-ci"));
+        assert!(!looks_secret(
+            "AWS_STORAGE_BUCKET_NAME",
+            "ol-micromasters-app-ci"
+        ));
         assert!(!looks_secret("CDN_URL", "https://cdn.example.com/static"));
     }
 }

@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::RunbookError;
 use super::journal::{AppLock, Journal, RunState, StepId, StepStatus, WorkDir};
 use super::report::Report;
-use super::steps::{Outcome, Runner, formation_words, restore_formation};
+use super::steps::{formation_words, restore_formation, Outcome, Runner};
 use super::target::heroku_source_url;
-use super::{Context, Plan, RunbookEvent, cutover, writes};
+use super::{cutover, writes, Context, Plan, RunbookEvent};
 use crate::progress::Progress;
 use crate::url::DatabaseUrl;
 
@@ -114,29 +114,39 @@ pub async fn resume(
             });
         }
     }
-    let (source, target) = resolve_urls(plan, ctx, &journal)
-        .await
-        .map_err(|reason| RunbookError::Step {
-            what: "resolving the database URLs".into(),
-            reason,
-        })?;
+    let (source, target) =
+        resolve_urls(plan, ctx, &journal)
+            .await
+            .map_err(|reason| RunbookError::Step {
+                what: "resolving the database URLs".into(),
+                reason,
+            })?;
     drive(plan, ctx, dir, journal, source, target, progress, cancel).await
 }
 
 /// The source URL (the old add-on's, through any of its attachments, so it
 /// is found before and after the cutover) and the target URL.
-async fn resolve_urls(plan: &Plan, ctx: &Context, journal: &Journal) -> Result<(DatabaseUrl, DatabaseUrl), String> {
+async fn resolve_urls(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+) -> Result<(DatabaseUrl, DatabaseUrl), String> {
     let app = &plan.heroku.app;
     let source = if let Some(var) = &plan.source.url_env {
-        let text = (ctx.env)(var).ok_or_else(|| format!("source.url_env: environment variable {var} is not set"))?;
-        heroku_source_url(&text).map_err(|e| format!("source.url_env: {var} is not a valid database URL: {e}"))?
+        let text = (ctx.env)(var)
+            .ok_or_else(|| format!("source.url_env: environment variable {var} is not set"))?;
+        heroku_source_url(&text)
+            .map_err(|e| format!("source.url_env: {var} is not a valid database URL: {e}"))?
     } else {
         source_from_heroku(plan, ctx, journal.old_addon.as_deref()).await?
     };
     let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
         .await?
         .url;
-    if source.host() == target.host() && source.port() == target.port() && source.dbname() == target.dbname() {
+    if source.host() == target.host()
+        && source.port() == target.port()
+        && source.dbname() == target.dbname()
+    {
         return Err(format!(
             "source and target are the same database ({}:{}/{}); check [target] of app {app}",
             target.host(),
@@ -156,7 +166,10 @@ pub(super) async fn source_from_heroku(
 ) -> Result<DatabaseUrl, String> {
     let app = &plan.heroku.app;
     let heroku = &ctx.heroku;
-    let addons = heroku.postgres_addons(app).await.map_err(|e| e.to_string())?;
+    let addons = heroku
+        .postgres_addons(app)
+        .await
+        .map_err(|e| e.to_string())?;
     let wanted = known_addon.or(plan.heroku.addon.as_deref());
     let addon = match wanted {
         Some(name) => addons
@@ -176,8 +189,9 @@ pub(super) async fn source_from_heroku(
     for name in names {
         if let Some(v) = vars.get(&format!("{name}_URL")) {
             use secrecy::ExposeSecret;
-            return heroku_source_url(v.expose_secret())
-                .map_err(|e| format!("config var {name}_URL of app {app} is not a valid database URL: {e}"));
+            return heroku_source_url(v.expose_secret()).map_err(|e| {
+                format!("config var {name}_URL of app {app} is not a valid database URL: {e}")
+            });
         }
     }
     Err(format!(
@@ -266,7 +280,10 @@ fn emit_finished(progress: &impl Progress<RunbookEvent>, j: &Journal, number: us
     });
 }
 
-async fn interrupted<P: Progress<RunbookEvent>>(r: &mut Runner<'_, P>, step: StepId) -> RunbookError {
+async fn interrupted<P: Progress<RunbookEvent>>(
+    r: &mut Runner<'_, P>,
+    step: StepId,
+) -> RunbookError {
     let maintenance_on = r
         .ctx
         .heroku
@@ -289,7 +306,9 @@ async fn abort<P: Progress<RunbookEvent>>(
 ) -> Result<RunbookError, RunbookError> {
     let app = r.plan.heroku.app.clone();
     let (restored, failures) = restore_app(r.ctx, &app, &mut r.journal).await;
-    r.journal.state = RunState::Aborted { reason: reason.clone() };
+    r.journal.state = RunState::Aborted {
+        reason: reason.clone(),
+    };
     r.journal.save(&r.dir)?;
     Ok(RunbookError::Aborted {
         app,
@@ -303,13 +322,20 @@ async fn abort<P: Progress<RunbookEvent>>(
 /// Scales dynos back and turns maintenance off when the migration turned
 /// it on; returns what was restored and what could not be (with the command
 /// that does it).
-async fn restore_app(ctx: &Context, app: &str, journal: &mut Journal) -> (Vec<String>, Vec<String>) {
+async fn restore_app(
+    ctx: &Context,
+    app: &str,
+    journal: &mut Journal,
+) -> (Vec<String>, Vec<String>) {
     let mut restored = Vec::new();
     let mut failures = Vec::new();
     if !journal.formation_before.is_empty() && !journal.is_finished(StepId::ScaleUp) {
         let q: Vec<(String, u32)> = journal.formation_before.clone().into_iter().collect();
         match restore_formation(ctx, app, &q).await {
-            Ok(()) => restored.push(format!("dynos {}", formation_words(&journal.formation_before))),
+            Ok(()) => restored.push(format!(
+                "dynos {}",
+                formation_words(&journal.formation_before)
+            )),
             Err(e) => failures.push(format!(
                 "scaling back {} failed ({e}); run: heroku ps:scale {} -a {app}",
                 formation_words(&journal.formation_before),
@@ -322,7 +348,10 @@ async fn restore_app(ctx: &Context, app: &str, journal: &mut Journal) -> (Vec<St
             )),
         }
     }
-    if !journal.maintenance_was_on && journal.maintenance_on_at.is_some() && journal.maintenance_off_at.is_none() {
+    if !journal.maintenance_was_on
+        && journal.maintenance_on_at.is_some()
+        && journal.maintenance_off_at.is_none()
+    {
         match ctx.heroku.set_maintenance(app, false).await {
             Ok(_) => {
                 journal.maintenance_off_at = Some(Utc::now());
@@ -390,7 +419,10 @@ pub async fn rollback(
     let dir = WorkDir::new(&plan.work_dir);
     let _lock = AppLock::acquire(&dir, &app)?;
     let mut journal = Journal::load(&dir, &app)?.ok_or_else(|| RunbookError::WrongState {
-        message: format!("no migration of app {app} to roll back (no journal at {})", dir.journal(&app).display()),
+        message: format!(
+            "no migration of app {app} to roll back (no journal at {})",
+            dir.journal(&app).display()
+        ),
     })?;
     let step_err = |what: &str, e: &dyn std::fmt::Display| RunbookError::Step {
         what: format!("rollback of app {app}: {what}"),
@@ -429,22 +461,35 @@ pub async fn rollback(
             if !failures.is_empty() {
                 return Err(step_err("restoring the app", &failures.join("; ")));
             }
-            report.actions.push("the cutover had not started: the app was still on its old database".into());
+            report
+                .actions
+                .push("the cutover had not started: the app was still on its old database".into());
             report.actions.extend(restored);
             return Ok(report);
         }
         RunState::InProgress | RunState::Completed => {}
     }
-    let old_addon = journal.old_addon.clone().ok_or_else(|| RunbookError::WrongState {
-        message: format!("the journal of app {app} does not name the old add-on; nothing to roll back to"),
-    })?;
-    let maintenance_now = ctx.heroku.maintenance(&app).await.map_err(|e| step_err("reading maintenance", &e))?;
+    let old_addon = journal
+        .old_addon
+        .clone()
+        .ok_or_else(|| RunbookError::WrongState {
+            message: format!(
+                "the journal of app {app} does not name the old add-on; nothing to roll back to"
+            ),
+        })?;
+    let maintenance_now = ctx
+        .heroku
+        .maintenance(&app)
+        .await
+        .map_err(|e| step_err("reading maintenance", &e))?;
     if !maintenance_now {
         ctx.heroku
             .set_maintenance(&app, true)
             .await
             .map_err(|e| step_err("maintenance on", &e))?;
-        report.actions.push("maintenance on while switching back".into());
+        report
+            .actions
+            .push("maintenance on while switching back".into());
         progress.event(&RunbookEvent::MaintenanceOn { at: Utc::now() });
     }
     if let Some(mark) = &journal.target_mark {
@@ -463,7 +508,9 @@ pub async fn rollback(
                 }
             }
             Err(e) => progress.event(&RunbookEvent::Warning {
-                message: format!("could not count rows written on the new database since the cutover: {e}"),
+                message: format!(
+                    "could not count rows written on the new database since the cutover: {e}"
+                ),
             }),
         }
     }
@@ -483,7 +530,10 @@ pub async fn rollback(
         restore_formation(ctx, &app, &q)
             .await
             .map_err(|e| step_err("scaling dynos back", &e))?;
-        report.actions.push(format!("dynos {}", formation_words(&journal.formation_before)));
+        report.actions.push(format!(
+            "dynos {}",
+            formation_words(&journal.formation_before)
+        ));
     }
     if !journal.maintenance_was_on {
         ctx.heroku
@@ -507,7 +557,10 @@ async fn rows_written_since(
     mark: &writes::WriteMark,
 ) -> Result<writes::WriteActivity, String> {
     let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan)).await?;
-    let client = crate::pg::connect(&target.url).await.map_err(|e| e.to_string())?.into_client();
+    let client = crate::pg::connect(&target.url)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_client();
     let now = writes::mark(&client).await.map_err(|e| e.to_string())?;
     Ok(writes::compare(mark, &now))
 }
@@ -545,8 +598,16 @@ pub async fn status(plan: &Plan, ctx: &Context) -> Result<Status, RunbookError> 
         what: format!("reading {what} of app {app}"),
         reason: e.to_string(),
     };
-    let maintenance = ctx.heroku.maintenance(&app).await.map_err(|e| api("maintenance", e))?;
-    let vars = ctx.heroku.config_vars(&app).await.map_err(|e| api("config vars", e))?;
+    let maintenance = ctx
+        .heroku
+        .maintenance(&app)
+        .await
+        .map_err(|e| api("maintenance", e))?;
+    let vars = ctx
+        .heroku
+        .config_vars(&app)
+        .await
+        .map_err(|e| api("config vars", e))?;
     let database_url_host = vars.get("DATABASE_URL").map(|v| {
         use secrecy::ExposeSecret;
         v.expose_secret()
@@ -564,12 +625,17 @@ pub async fn status(plan: &Plan, ctx: &Context) -> Result<Status, RunbookError> 
         app,
         state: journal.as_ref().map(|j| j.state.clone()),
         next_step: journal.as_ref().and_then(Journal::next_step),
-        steps_done: journal
-            .as_ref()
-            .map_or(0, |j| StepId::ALL.iter().filter(|s| j.is_finished(**s)).count()),
+        steps_done: journal.as_ref().map_or(0, |j| {
+            StepId::ALL.iter().filter(|s| j.is_finished(**s)).count()
+        }),
         steps: journal
             .as_ref()
-            .map(|j| j.steps.iter().map(|s| (s.id, s.status, s.detail.clone())).collect())
+            .map(|j| {
+                j.steps
+                    .iter()
+                    .map(|s| (s.id, s.status, s.detail.clone()))
+                    .collect()
+            })
             .unwrap_or_default(),
         database_url_host,
         database_addon,

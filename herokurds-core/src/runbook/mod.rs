@@ -45,7 +45,9 @@ pub mod writes;
 
 pub use engine::{resume, rollback, run, status, RollbackReport, Status};
 pub use error::RunbookError;
-pub use journal::{AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir};
+pub use journal::{
+    AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
+};
 pub use plan::{Plan, PlanError};
 pub use preflight::{preflight, PlanReport, PlannedStep};
 pub use report::Report;

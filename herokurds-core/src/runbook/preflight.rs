@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::{Context, Plan, StepId};
 use crate::smoke::PageCheck;
@@ -116,13 +115,19 @@ pub(super) async fn check(
     match heroku.postgres_addons(&app).await {
         Ok(addons) => {
             let chosen = match &plan.heroku.addon {
-                Some(name) => addons.iter().find(|a| &a.addon.name == name || &a.addon.id == name),
+                Some(name) => addons
+                    .iter()
+                    .find(|a| &a.addon.name == name || &a.addon.id == name),
                 None => addons.iter().find(|a| a.is_database(&app)),
             };
             match chosen {
                 Some(a) => {
                     r.addon = a.addon.name.clone();
-                    r.attachments = a.attachment_names(&app).iter().map(|s| s.to_string()).collect();
+                    r.attachments = a
+                        .attachment_names(&app)
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
                     if !a.is_database(&app) {
                         r.problems.push(format!(
                             "add-on {} is not attached to app {app} as DATABASE; the app does not run on it",
@@ -130,10 +135,10 @@ pub(super) async fn check(
                         ));
                     }
                     let alias = &plan.cutover.backup_alias;
-                    if let Some(other) = addons
-                        .iter()
-                        .find(|o| o.addon.id != a.addon.id && o.attachment_names(&app).contains(&alias.as_str()))
-                    {
+                    if let Some(other) = addons.iter().find(|o| {
+                        o.addon.id != a.addon.id
+                            && o.attachment_names(&app).contains(&alias.as_str())
+                    }) {
                         r.problems.push(format!(
                             "cutover.backup_alias {alias} is already attached to {}; choose another alias",
                             other.addon.name
@@ -158,7 +163,10 @@ pub(super) async fn check(
     if !plan.maintenance.scale_down.is_empty() {
         match heroku.formation(&app).await {
             Ok(f) => {
-                r.formation = f.iter().map(|f| (f.process_type.clone(), f.quantity)).collect();
+                r.formation = f
+                    .iter()
+                    .map(|f| (f.process_type.clone(), f.quantity))
+                    .collect();
                 for kind in &plan.maintenance.scale_down {
                     if !f.iter().any(|x| &x.process_type == kind) {
                         r.problems.push(format!(
@@ -177,7 +185,8 @@ pub(super) async fn check(
         Some(var) => (ctx.env)(var)
             .ok_or_else(|| format!("source.url_env: environment variable {var} is not set"))
             .and_then(|t| {
-                super::target::heroku_source_url(&t).map_err(|e| format!("source.url_env: {var}: {e}"))
+                super::target::heroku_source_url(&t)
+                    .map_err(|e| format!("source.url_env: {var}: {e}"))
             }),
         None if r.addon.is_empty() => Err(String::new()),
         None => super::engine::source_from_heroku(plan, ctx, Some(&r.addon)).await,
@@ -191,7 +200,11 @@ pub(super) async fn check(
             Some((s, t.url))
         }
         (s, t) => {
-            for e in [s.err(), t.err()].into_iter().flatten().filter(|e| !e.is_empty()) {
+            for e in [s.err(), t.err()]
+                .into_iter()
+                .flatten()
+                .filter(|e| !e.is_empty())
+            {
                 r.problems.push(e);
             }
             None
@@ -199,6 +212,19 @@ pub(super) async fn check(
     };
     if let Some((s, t)) = &urls {
         let mut opts = TransferOptions::new().jobs(plan.transfer.jobs);
+        let earlier = super::WorkDir::new(&plan.work_dir).transfer(&app);
+        if earlier.exists() {
+            // The target holds an earlier, aborted or rolled-back attempt's
+            // copy: the transfer starts it over (and refuses if its journal
+            // names another target), so it need not be empty.
+            opts = opts
+                .resume_mode(crate::transfer::ResumeMode::Resume)
+                .work_dir(earlier);
+            r.warnings.push(format!(
+                "the target holds the copy of an earlier attempt (state in {}); it will be dropped and copied again",
+                plan.work_dir.display()
+            ));
+        }
         for p in &plan.transfer.exclude_tables {
             opts = opts.exclude_table(p.clone());
         }
@@ -219,7 +245,9 @@ pub(super) async fn check(
         if measure {
             match read_rate(s).await {
                 Ok(rate) => r.read_rate_mb_s = rate,
-                Err(e) => r.warnings.push(format!("could not measure the source's read rate: {e}")),
+                Err(e) => r
+                    .warnings
+                    .push(format!("could not measure the source's read rate: {e}")),
             }
         }
     }
@@ -235,7 +263,9 @@ pub(super) async fn check(
         }
     }
     if measure && !plan.smoke.urls.is_empty() {
-        match crate::smoke::check_all(&plan.smoke.urls, &ctx.smoke, &crate::progress::NoProgress).await {
+        match crate::smoke::check_all(&plan.smoke.urls, &ctx.smoke, &crate::progress::NoProgress)
+            .await
+        {
             Ok(pages) => {
                 for p in pages.iter().filter(|p| !p.is_healthy()) {
                     r.warnings.push(format!(
@@ -253,7 +283,8 @@ pub(super) async fn check(
     }
 
     if let (Some(rate), Some(t)) = (r.read_rate_mb_s, &r.transfer) {
-        r.estimated_window_seconds = Some(estimate_window(t.estimated_bytes, rate, plan.transfer.jobs));
+        r.estimated_window_seconds =
+            Some(estimate_window(t.estimated_bytes, rate, plan.transfer.jobs));
     }
     r.steps = planned_steps(plan, &r);
     Ok((r, urls))
@@ -275,7 +306,10 @@ pub fn estimate_window(bytes: u64, read_mb_s: f64, jobs: usize) -> f64 {
 /// MB/s of one `COPY ... TO STDOUT` stream of the largest table, read for
 /// at most two seconds or 256 MB. `None` when there are no tables.
 async fn read_rate(source: &DatabaseUrl) -> Result<Option<f64>, String> {
-    let client = crate::pg::connect(source).await.map_err(|e| e.to_string())?.into_client();
+    let client = crate::pg::connect(source)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_client();
     let row = client
         .query_opt(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
@@ -307,7 +341,9 @@ async fn read_rate(source: &DatabaseUrl) -> Result<Option<f64>, String> {
 }
 
 async fn bucket_reachable(aws: &crate::aws::ClientOptions, location: &str) -> Result<(), String> {
-    let loc: crate::s3::S3Location = location.parse().map_err(|e: crate::s3::S3Error| e.to_string())?;
+    let loc: crate::s3::S3Location = location
+        .parse()
+        .map_err(|e: crate::s3::S3Error| e.to_string())?;
     let client = aws.s3_client().await;
     client
         .list_objects_v2()
@@ -316,7 +352,7 @@ async fn bucket_reachable(aws: &crate::aws::ClientOptions, location: &str) -> Re
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| crate::aws::describe_sdk_error(&e))
+        .map_err(|e| crate::aws::sdk_failure(&e).reason)
 }
 
 fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
@@ -333,7 +369,11 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                         "{pass} {} -> {}{}",
                         s.source,
                         s.target,
-                        if pass == "final" && s.delete { " (deleting extra keys)" } else { "" }
+                        if pass == "final" && s.delete {
+                            " (deleting extra keys)"
+                        } else {
+                            ""
+                        }
                     )
                 })
                 .collect::<Vec<_>>()
@@ -341,7 +381,11 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
         }
     };
     let size = r.transfer.as_ref().map_or(String::new(), |t| {
-        format!(" ({} tables, about {:.0} MB)", t.tables, t.estimated_bytes as f64 / 1_048_576.0)
+        format!(
+            " ({} tables, about {:.0} MB)",
+            t.tables,
+            t.estimated_bytes as f64 / 1_048_576.0
+        )
     });
     StepId::ALL
         .iter()

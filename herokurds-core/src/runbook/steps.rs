@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::journal::{Journal, StepId, StepStatus, WorkDir};
 use super::report::{S3Summary, TransferSummary, VerifySummary};
-use super::{Context, Plan, RunbookEvent, cutover, forward, writes};
+use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
 use crate::transfer::{ResumeMode, TransferOptions};
@@ -96,7 +96,8 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             )));
         }
         for w in &report.warnings {
-            self.progress.event(&RunbookEvent::Warning { message: w.clone() });
+            self.progress
+                .event(&RunbookEvent::Warning { message: w.clone() });
         }
         let j = &mut self.journal;
         j.old_addon = Some(report.addon.clone());
@@ -118,7 +119,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if self.plan.smoke.urls.is_empty() {
             return Ok(Outcome::Skipped("no [smoke] urls in the plan".into()));
         }
-        let p = forward(self.progress, |e| RunbookEvent::Smoke(e.clone()));
+        let p = forward(self.progress, |e: &crate::smoke::SmokeEvent| {
+            RunbookEvent::Smoke(e.clone())
+        });
         let pages = crate::smoke::check_all(&self.plan.smoke.urls, &self.ctx.smoke, &p).await?;
         let healthy = pages.iter().filter(|p| p.is_healthy()).count();
         self.journal.smoke_before = pages;
@@ -167,7 +170,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 .filters(filters)
                 .source(ClientSource::Options(src_opts))
                 .destination(ClientSource::Options(aws.clone()));
-            let p = forward(self.progress, |e| RunbookEvent::S3(e.clone()));
+            let p = forward(self.progress, |e: &crate::s3::SyncEvent| {
+                RunbookEvent::S3(e.clone())
+            });
             let r = crate::s3::sync(&src, &dst, &opts, &p, self.cancel.clone()).await?;
             words.push(format!(
                 "{} -> {}: {} copied, {} up to date, {} deleted",
@@ -191,7 +196,12 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             return Err(fail(format!(
                 "{} object(s) failed to copy: {}",
                 failed.len(),
-                failed.iter().take(10).cloned().collect::<Vec<_>>().join("; ")
+                failed
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )));
         }
         Ok(Outcome::Done(words.join("; ")))
@@ -202,12 +212,16 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         self.journal.maintenance_off_at = None;
         if self.journal.maintenance_was_on {
             self.progress.event(&RunbookEvent::MaintenanceOn { at });
-            return Ok(Outcome::Done("maintenance was already on before the migration".into()));
+            return Ok(Outcome::Done(
+                "maintenance was already on before the migration".into(),
+            ));
         }
         let app = self.app().to_string();
         self.ctx.heroku.set_maintenance(&app, true).await?;
         self.progress.event(&RunbookEvent::MaintenanceOn { at });
-        Ok(Outcome::Done(format!("maintenance on for {app}; web traffic is held")))
+        Ok(Outcome::Done(format!(
+            "maintenance on for {app}; web traffic is held"
+        )))
     }
 
     async fn scale_down(&mut self) -> StepResult {
@@ -228,7 +242,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 )));
             };
             // On resume the first recorded quantity wins: now it may be 0.
-            let before = *self.journal.formation_before.entry(kind.clone()).or_insert(f.quantity);
+            let before = *self
+                .journal
+                .formation_before
+                .entry(kind.clone())
+                .or_insert(f.quantity);
             if f.quantity > 0 {
                 updates.push((kind.clone(), before));
             }
@@ -280,10 +298,14 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if let Some(bin) = &self.ctx.pg_bin_dir {
             opts = opts.pg_bin_dir(bin.clone());
         }
-        let p = forward(self.progress, |e| RunbookEvent::Transfer(e.clone()));
-        let r = crate::transfer::run(&self.source, &self.target, &opts, &p, self.cancel.clone()).await?;
+        let p = forward(self.progress, |e: &crate::transfer::TransferEvent| {
+            RunbookEvent::Transfer(e.clone())
+        });
+        let r = crate::transfer::run(&self.source, &self.target, &opts, &p, self.cancel.clone())
+            .await?;
         for w in &r.warnings {
-            self.progress.event(&RunbookEvent::Warning { message: w.clone() });
+            self.progress
+                .event(&RunbookEvent::Warning { message: w.clone() });
         }
         let summary = TransferSummary {
             tables: r.tables.len(),
@@ -316,9 +338,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         for e in &self.plan.transfer.exclude_extensions {
             opts = opts.exclude_extension(e.clone());
         }
-        let p = forward(self.progress, |e| RunbookEvent::Verify(e.clone()));
+        let p = forward(self.progress, |e: &crate::verify::VerifyEvent| {
+            RunbookEvent::Verify(e.clone())
+        });
         let started = std::time::Instant::now();
-        let r = crate::verify::run(&self.source, &self.target, &opts, &p, self.cancel.clone()).await?;
+        let r = crate::verify::run(&self.source, &self.target, &opts, &p, &self.cancel).await?;
         Ok(VerifySummary {
             identical: r.is_identical(),
             tables: r.tables.len(),
@@ -331,13 +355,21 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     async fn verify(&mut self) -> StepResult {
         let v = self.run_verify().await?;
         let identical = v.identical;
-        let (tables, n, first): (usize, usize, Vec<String>) =
-            (v.tables, v.differences.len(), v.differences.iter().take(20).cloned().collect());
+        let (tables, n, first): (usize, usize, Vec<String>) = (
+            v.tables,
+            v.differences.len(),
+            v.differences.iter().take(20).cloned().collect(),
+        );
         self.journal.verify = Some(v);
         if identical {
-            return Ok(Outcome::Done(format!("{tables} tables: target equals source")));
+            return Ok(Outcome::Done(format!(
+                "{tables} tables: target equals source"
+            )));
         }
-        let mut why = format!("{n} difference(s) between source and target: {}", first.join("; "));
+        let mut why = format!(
+            "{n} difference(s) between source and target: {}",
+            first.join("; ")
+        );
         if let Some(mark) = &self.journal.source_mark {
             let client = crate::pg::connect(&self.source).await?.into_client();
             let now = writes::mark(&client).await?;
@@ -355,7 +387,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
 
     async fn write_check(&mut self) -> StepResult {
         let Some(mark) = self.journal.source_mark.clone() else {
-            return Err(fail("no write mark was recorded before the transfer; run the migration again"));
+            return Err(fail(
+                "no write mark was recorded before the transfer; run the migration again",
+            ));
         };
         let client = crate::pg::connect(&self.source).await?.into_client();
         let activity = writes::check_since(&client, &mark, self.ctx.flush_wait).await?;
@@ -385,15 +419,25 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     async fn attach_backup(&mut self) -> StepResult {
         let app = self.app().to_string();
         if !self.plan.cutover.config_vars.is_empty() && self.journal.config_before.is_empty() {
-            let (before, withheld) =
-                cutover::config_before(&self.ctx.heroku, &app, self.plan.cutover.config_vars.keys()).await?;
+            let (before, withheld) = cutover::config_before(
+                &self.ctx.heroku,
+                &app,
+                self.plan.cutover.config_vars.keys(),
+            )
+            .await?;
             self.journal.config_before = before;
             self.journal.unjournaled_vars = withheld;
             self.journal.save(&self.dir)?;
         }
         let addon = self.old_addon()?;
         Ok(Outcome::Done(
-            cutover::attach_backup(&self.ctx.heroku, &app, &addon, &self.plan.cutover.backup_alias).await?,
+            cutover::attach_backup(
+                &self.ctx.heroku,
+                &app,
+                &addon,
+                &self.plan.cutover.backup_alias,
+            )
+            .await?,
         ))
     }
 
@@ -411,21 +455,37 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             self.journal.save(&self.dir)?;
         }
         Ok(Outcome::Done(
-            cutover::set_config(&self.ctx.heroku, self.app(), &self.target, &self.plan.cutover.config_vars).await?,
+            cutover::set_config(
+                &self.ctx.heroku,
+                self.app(),
+                &self.target,
+                &self.plan.cutover.config_vars,
+            )
+            .await?,
         ))
     }
 
     async fn read_back(&mut self) -> StepResult {
-        let wrong =
-            cutover::read_back(&self.ctx.heroku, self.app(), &self.target, &self.plan.cutover.config_vars).await?;
+        let wrong = cutover::read_back(
+            &self.ctx.heroku,
+            self.app(),
+            &self.target,
+            &self.plan.cutover.config_vars,
+        )
+        .await?;
         if wrong.is_empty() {
             Ok(Outcome::Done(format!(
-                "DATABASE_URL now points at {}{}",
+                "DATABASE_URL now points at {}:{}/{}{}",
                 self.target.host(),
+                self.target.port(),
+                self.target.dbname(),
                 if self.plan.cutover.config_vars.is_empty() {
                     String::new()
                 } else {
-                    format!("; {} config var(s) as planned", self.plan.cutover.config_vars.len())
+                    format!(
+                        "; {} config var(s) as planned",
+                        self.plan.cutover.config_vars.len()
+                    )
                 }
             )))
         } else {
@@ -440,7 +500,8 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if self.journal.formation_before.is_empty() {
             return Ok(Outcome::Skipped("nothing was scaled down".into()));
         }
-        let restore: Vec<(String, u32)> = self.journal.formation_before.clone().into_iter().collect();
+        let restore: Vec<(String, u32)> =
+            self.journal.formation_before.clone().into_iter().collect();
         restore_formation(self.ctx, self.app(), &restore).await?;
         Ok(Outcome::Done(format!(
             "restored {}",
@@ -461,7 +522,10 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         self.ctx.heroku.set_maintenance(self.app(), false).await?;
         let at = Utc::now();
         self.journal.maintenance_off_at = Some(at);
-        let downtime = self.journal.downtime().map_or(0.0, |d| d.num_milliseconds() as f64 / 1000.0);
+        let downtime = self
+            .journal
+            .downtime()
+            .map_or(0.0, |d| d.num_milliseconds() as f64 / 1000.0);
         self.progress.event(&RunbookEvent::MaintenanceOff {
             at,
             downtime_seconds: downtime,
@@ -476,7 +540,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if self.journal.smoke_before.is_empty() {
             return Ok(Outcome::Skipped("no smoke baseline".into()));
         }
-        let p = forward(self.progress, |e| RunbookEvent::Smoke(e.clone()));
+        let p = forward(self.progress, |e: &crate::smoke::SmokeEvent| {
+            RunbookEvent::Smoke(e.clone())
+        });
         let after = crate::smoke::check_all(&self.plan.smoke.urls, &self.ctx.smoke, &p).await?;
         let diffs = crate::smoke::compare(&self.journal.smoke_before, &after);
         let words = if diffs.is_empty() {
@@ -485,7 +551,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             format!(
                 "{} difference(s): {}",
                 diffs.len(),
-                diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+                diffs
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         };
         self.journal.smoke_differences = diffs;
@@ -493,10 +563,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     fn old_addon(&self) -> Result<String, StepFailure> {
-        self.journal
-            .old_addon
-            .clone()
-            .ok_or_else(|| fail("the journal does not name the old add-on (preflight did not finish)"))
+        self.journal.old_addon.clone().ok_or_else(|| {
+            fail("the journal does not name the old add-on (preflight did not finish)")
+        })
     }
 }
 
@@ -511,7 +580,8 @@ pub(super) async fn restore_formation(
 }
 
 fn parse_location(text: &str) -> Result<S3Location, StepFailure> {
-    text.parse::<S3Location>().map_err(|e| fail(format!("{text}: {e}")))
+    text.parse::<S3Location>()
+        .map_err(|e| fail(format!("{text}: {e}")))
 }
 
 /// Quantities as a list, for messages.

@@ -97,9 +97,11 @@ pub async fn resolve_target(
 
     let password: SecretString = if let Some(var) = &t.password_env {
         sources.push(format!("password from ${var}"));
-        SecretString::from(env(var).ok_or_else(|| {
-            format!("target.password_env: environment variable {var} is not set")
-        })?)
+        SecretString::from(
+            env(var).ok_or_else(|| {
+                format!("target.password_env: environment variable {var} is not set")
+            })?,
+        )
     } else {
         let (secret_id, what) = match (&t.password_secret, &managed_secret) {
             (Some(id), _) => (id.clone(), "target.password_secret"),
@@ -175,8 +177,15 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + Send + Sync {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    fn env_of(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Send + Sync {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[tokio::test]
@@ -189,7 +198,9 @@ mod tests {
             ..TargetSection::default()
         };
         let env = env_of(&[("RDS_PW", "p@ss:/w?rd")]);
-        let r = resolve_target(&t, &env, &ClientOptions::new()).await.unwrap();
+        let r = resolve_target(&t, &env, &ClientOptions::new())
+            .await
+            .unwrap();
         assert_eq!(
             r.url.expose_url(),
             "postgres://rds_master:p%40ss%3A%2Fw%3Frd@db.abc.us-east-1.rds.amazonaws.com:5432/app?sslmode=require"
@@ -204,10 +215,14 @@ mod tests {
             url_env: Some("TARGET_DATABASE_URL".into()),
             ..TargetSection::default()
         };
-        let e = resolve_target(&t, &env_of(&[]), &ClientOptions::new()).await.unwrap_err();
+        let e = resolve_target(&t, &env_of(&[]), &ClientOptions::new())
+            .await
+            .unwrap_err();
         assert!(e.contains("TARGET_DATABASE_URL is not set"), "{e}");
         let env = env_of(&[("TARGET_DATABASE_URL", "postgres://u:hunter2@h:99999/d")]);
-        let e = resolve_target(&t, &env, &ClientOptions::new()).await.unwrap_err();
+        let e = resolve_target(&t, &env, &ClientOptions::new())
+            .await
+            .unwrap_err();
         assert!(e.contains("port") && !e.contains("hunter2"), "{e}");
     }
 
@@ -218,13 +233,16 @@ mod tests {
             password_env: Some("PW".into()),
             ..TargetSection::default()
         };
-        let e = resolve_target(&t, &env_of(&[("PW", "x")]), &ClientOptions::new()).await.unwrap_err();
+        let e = resolve_target(&t, &env_of(&[("PW", "x")]), &ClientOptions::new())
+            .await
+            .unwrap_err();
         assert!(e.contains("user") && e.contains("dbname"), "{e}");
     }
 
     #[test]
     fn heroku_urls_get_sslmode_require() {
-        let u = heroku_source_url("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8abc").unwrap();
+        let u = heroku_source_url("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8abc")
+            .unwrap();
         assert_eq!(u.param(Param::SslMode), Some("require"));
         let u = heroku_source_url("postgres://u:p@h:5432/d?sslmode=verify-full").unwrap();
         assert_eq!(u.param(Param::SslMode), Some("verify-full"));

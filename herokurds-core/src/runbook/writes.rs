@@ -96,7 +96,9 @@ pub async fn mark(client: &Client) -> Result<WriteMark, tokio_postgres::Error> {
         )
         .await?;
     let next_xid: i64 = row.get(0);
-    client.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await?;
     let mut tables = BTreeMap::new();
     for row in client.query(MARK_SQL, &[]).await? {
         tables.insert(
@@ -179,8 +181,18 @@ mod tests {
 
     #[test]
     fn counters_file_nodes_and_new_or_dropped_tables_are_changes() {
-        let before = m(100, &[("public.a", 5, 1), ("public.b", 7, 2), ("public.gone", 0, 3)]);
-        let after = m(104, &[("public.a", 5, 1), ("public.b", 9, 2), ("public.new", 0, 4)]);
+        let before = m(
+            100,
+            &[
+                ("public.a", 5, 1),
+                ("public.b", 7, 2),
+                ("public.gone", 0, 3),
+            ],
+        );
+        let after = m(
+            104,
+            &[("public.a", 5, 1), ("public.b", 9, 2), ("public.new", 0, 4)],
+        );
         let act = compare(&before, &after);
         assert_eq!(act.transactions, 4);
         assert_eq!(
@@ -188,8 +200,18 @@ mod tests {
             "public.b (2 rows changed), public.gone (truncated, rewritten, created or dropped), \
              public.new (truncated, rewritten, created or dropped)"
         );
-        let truncated = m(101, &[("public.a", 5, 9), ("public.b", 7, 2), ("public.gone", 0, 3)]);
-        assert_eq!(compare(&before, &truncated).tables.get("public.a"), Some(&None));
+        let truncated = m(
+            101,
+            &[
+                ("public.a", 5, 9),
+                ("public.b", 7, 2),
+                ("public.gone", 0, 3),
+            ],
+        );
+        assert_eq!(
+            compare(&before, &truncated).tables.get("public.a"),
+            Some(&None)
+        );
         assert!(compare(&before, &before).is_quiet());
     }
 }

@@ -6,6 +6,8 @@
 //! S3 and Secrets Manager ([`moto`]). The Heroku Platform API, which has no
 //! local implementation, is emulated by `heroku::emulator`.
 
+#[cfg(feature = "emulator")]
+pub mod demo;
 pub mod moto;
 mod postgres;
 mod tls;

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::sync::oneshot;
 
@@ -100,7 +100,12 @@ async fn current(state: &AppState) -> Result<(tokio_postgres::Client, String, St
         .ok_or_else(|| page_error(StatusCode::INTERNAL_SERVER_ERROR, "DATABASE_URL is not set"))?
         .expose_secret()
         .parse()
-        .map_err(|e| page_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("DATABASE_URL: {e}")))?;
+        .map_err(|e| {
+            page_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("DATABASE_URL: {e}"),
+            )
+        })?;
     let bucket = vars
         .get("AWS_STORAGE_BUCKET_NAME")
         .map(|b| b.expose_secret().to_string())

@@ -1,0 +1,187 @@
+//! `herokurds`: the whole migration of a Heroku app's Postgres database
+//! (and S3 assets) to AWS RDS. Glue: parse flags, build the plan and
+//! context, call one runbook function, render.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use herokurds_cli::runbook_render::{plan_text, RunbookRender};
+use herokurds_cli::{print_json, println_safe, EXIT_DIFFERENT};
+use herokurds_core::heroku::Client;
+use herokurds_core::runbook::{self, Context, Plan, Report, RunbookError};
+use tokio_util::sync::CancellationToken;
+
+const ABOUT: &str =
+    "Move a Heroku app's Postgres database and S3 assets to AWS RDS, with proof and rollback.";
+const LONG_ABOUT: &str = "\
+Moves a Heroku app's Heroku Postgres database (and S3 assets) to AWS RDS in the
+lossless order: smoke baseline, S3 pre-sync, maintenance on, streaming copy,
+verification, write check, final S3 sync, cutover (backup alias, detach
+DATABASE, set DATABASE_URL), maintenance off, smoke compare. Every step is
+journaled in the plan's work_dir: `resume` continues an interrupted run,
+`rollback` puts the app back on its old database.
+
+Start with `herokurds demo` to watch it all on local sandboxes, then write a
+plan (see README) and run `herokurds plan --config plan.toml`.
+
+The Heroku token comes from HEROKU_API_KEY or ~/.netrc, the API URL from
+HEROKU_API_URL / HEROKU_HOST; AWS credentials from the standard AWS chain.
+Passwords are read from the environment or Secrets Manager, never from flags.
+
+Exit codes: 0 success; 1 a check found a difference (preflight problems,
+verification differences, writes on the source, smoke differences); 2 error.";
+
+#[derive(Parser)]
+#[command(name = "herokurds", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Machine-readable output: NDJSON events, then the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check everything, change nothing; print the steps and the window estimate.
+    Plan(PlanArgs),
+    /// Perform the migration (asks to type the app name unless --yes).
+    Run(ChangeArgs),
+    /// Continue an interrupted migration from its journal.
+    Resume(ChangeArgs),
+    /// Put the app back on its old database.
+    Rollback(ChangeArgs),
+    /// Where the journal stands, where DATABASE_URL points, maintenance state.
+    Status(PlanArgs),
+    /// Run, roll back and run again on local sandboxes (PostgreSQL binaries needed).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// The plan file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ChangeArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Rows of the demo's extra `events` table (more = a longer copy).
+    #[arg(long, default_value_t = 200_000)]
+    rows: u64,
+}
+
+fn main() -> ExitCode {
+    herokurds_cli::init_tracing();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<RunbookError>() {
+            Some(r) if r.is_check_failure() => {
+                eprintln!("error: {r}");
+                ExitCode::from(EXIT_DIFFERENT)
+            }
+            _ => herokurds_cli::report_error(&e),
+        },
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    if let Command::Demo(args) = cli.command {
+        return herokurds_cli::demo::run(args.rows, json).await;
+    }
+    let (args, yes) = match &cli.command {
+        Command::Plan(a) | Command::Status(a) => (a, true),
+        Command::Run(a) | Command::Resume(a) | Command::Rollback(a) => (&a.plan, a.yes),
+        Command::Demo(_) => unreachable!("handled above"),
+    };
+    let plan = Plan::load(&args.config)?;
+    let heroku = Client::from_env().context("setting up the Heroku API client")?;
+    let ctx = Context::new(heroku).plan_path(args.config.display().to_string());
+    let render = RunbookRender::new(json);
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupt: finishing the current unit of work, then stopping (resumable)");
+            on_ctrl_c.cancel();
+        }
+    });
+    match cli.command {
+        Command::Plan(_) => {
+            let report = runbook::preflight(&plan, &ctx).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println_safe(plan_text(&report))?;
+            }
+            Ok(ExitCode::from(if report.problems.is_empty() {
+                0
+            } else {
+                EXIT_DIFFERENT
+            }))
+        }
+        Command::Status(_) => {
+            let status = runbook::status(&plan, &ctx).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                println_safe(herokurds_cli::runbook_render::status_text(&status))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(_) | Command::Resume(_) | Command::Rollback(_) if !yes => {
+            herokurds_cli::runbook_render::confirm(&plan.heroku.app)?;
+            run_command(cli.command, &plan, &ctx, &render, cancel, json).await
+        }
+        command => run_command(command, &plan, &ctx, &render, cancel, json).await,
+    }
+}
+
+async fn run_command(
+    command: Command,
+    plan: &Plan,
+    ctx: &Context,
+    render: &RunbookRender,
+    cancel: CancellationToken,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report: Report = match command {
+        Command::Run(_) => runbook::run(plan, ctx, render, cancel).await?,
+        Command::Resume(_) => runbook::resume(plan, ctx, render, cancel).await?,
+        Command::Rollback(_) => {
+            let r = runbook::rollback(plan, ctx, render).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println_safe(herokurds_cli::runbook_render::rollback_text(&r))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => unreachable!("only changing commands get here"),
+    };
+    herokurds_cli::runbook_render::save_report(plan, &report)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println_safe(report.to_markdown())?;
+    }
+    Ok(ExitCode::from(if report.smoke_differences.is_empty() {
+        0
+    } else {
+        EXIT_DIFFERENT
+    }))
+}

@@ -1,0 +1,87 @@
+//! `herokurds demo`: the real `run` path, then `rollback`, then `run`
+//! again, on local sandboxes (see `herokurds_core::sandbox::demo`).
+
+use std::process::ExitCode;
+
+use herokurds_core::runbook::{self, RunbookError};
+use herokurds_core::sandbox::demo::{DemoOptions, DemoStack};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::runbook_render::{plan_text, rollback_text, RunbookRender};
+use crate::{print_json, println_safe};
+
+/// Starts the sandboxes, migrates, rolls back, migrates again, prints the
+/// report; everything is stopped and deleted at the end.
+pub async fn run(rows: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let s3 = herokurds_core::sandbox::moto::find_moto_server().is_ok();
+    let say = |s: String| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    say("starting the sandbox: Heroku-like and RDS-like PostgreSQL clusters, the Heroku emulator, local S3, the sample app's site".into());
+    if !s3 {
+        say("note: moto_server not found (scripts/setup.d/20-moto.sh installs it): the demo runs without the S3 part".into());
+    }
+    let stack = DemoStack::start(DemoOptions {
+        s3,
+        event_rows: rows,
+        ..DemoOptions::default()
+    })
+    .await?;
+    let plan_path = stack.write_plan()?;
+    let plan = stack.plan();
+    let ctx = stack.context().plan_path(plan_path.display().to_string());
+    say(format!(
+        "sandbox up: app {} on {}, its site at {}\nplan: {}\n",
+        herokurds_core::sandbox::demo::DEMO_APP,
+        stack.heroku.url(),
+        stack.web.url(),
+        plan_path.display()
+    ));
+    let render = RunbookRender::new(json);
+
+    say("== herokurds plan".into());
+    let planned = runbook::preflight(&plan, &ctx).await?;
+    if !json {
+        println_safe(plan_text(&planned))?;
+    }
+    say("== herokurds run".into());
+    let first = runbook::run(&plan, &ctx, &render, CancellationToken::new()).await?;
+    let target_url: herokurds_core::url::DatabaseUrl =
+        stack.target.url().expose_secret().parse()?;
+    say(format!(
+        "the app's DATABASE_URL now points at {target_url}\n"
+    ));
+
+    say("== herokurds rollback".into());
+    let back = runbook::rollback(&plan, &ctx, &render).await?;
+    if !json {
+        println_safe(rollback_text(&back))?;
+    }
+
+    say("== herokurds run (forward again)".into());
+    let again = runbook::run(&plan, &ctx, &render, CancellationToken::new()).await?;
+    let status = runbook::status(&plan, &ctx).await?;
+    if json {
+        print_json(
+            &serde_json::json!({ "first_run": first, "rollback": back, "second_run": again, "status": status }),
+        )?;
+    } else {
+        println_safe(again.to_markdown())?;
+        println_safe(format!(
+            "demo finished: the app runs on the RDS-like cluster (DATABASE_URL host {}, maintenance {}); cleaning up",
+            status.database_url_host.as_deref().unwrap_or("?"),
+            if status.maintenance { "on" } else { "off" }
+        ))?;
+    }
+    if !again.smoke_differences.is_empty() {
+        return Err(RunbookError::Step {
+            what: "demo smoke comparison".into(),
+            reason: format!("{} page difference(s)", again.smoke_differences.len()),
+        }
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
+}

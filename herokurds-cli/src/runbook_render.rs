@@ -1,0 +1,364 @@
+//! Rendering of a migration for `herokurds`: one line per step, the live
+//! downtime clock while maintenance is on, the transfer's, verification's
+//! and sync's own bars while those steps run; NDJSON with `--json`.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use herokurds_core::progress::Progress;
+use herokurds_core::runbook::report::human_seconds;
+use herokurds_core::runbook::{PlanReport, RunbookEvent, StepId, StepStatus};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::s3_render::SyncRenderer;
+use crate::transfer_render::TransferRender;
+use crate::verify_render::VerifyBars;
+
+/// Receives [`RunbookEvent`]s.
+pub struct RunbookRender {
+    json: bool,
+    tty: bool,
+    multi: MultiProgress,
+    clock: Mutex<Option<ProgressBar>>,
+    transfer: Mutex<Option<TransferRender>>,
+    verify: Mutex<Option<VerifyBars>>,
+    s3: Mutex<Option<SyncRenderer>>,
+}
+
+impl RunbookRender {
+    /// NDJSON on stdout when `json`; else lines (and bars on a terminal) on stderr.
+    pub fn new(json: bool) -> Self {
+        let tty = !json && std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if tty {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        RunbookRender {
+            json,
+            tty,
+            multi,
+            clock: Mutex::new(None),
+            transfer: Mutex::new(None),
+            verify: Mutex::new(None),
+            s3: Mutex::new(None),
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.tty {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    fn start_clock(&self, at: chrono::DateTime<chrono::Utc>) {
+        let mut clock = self.clock.lock().unwrap();
+        if clock.is_some() || !self.tty {
+            return;
+        }
+        let elapsed = (chrono::Utc::now() - at).to_std().unwrap_or_default();
+        let bar = self
+            .multi
+            .add(ProgressBar::new_spinner().with_elapsed(elapsed));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner:.red} maintenance ON, downtime {elapsed_precise}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        *clock = Some(bar);
+    }
+
+    fn stop_clock(&self) {
+        if let Some(bar) = self.clock.lock().unwrap().take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn step_started(&self, step: StepId) {
+        match step {
+            StepId::Transfer => *self.transfer.lock().unwrap() = Some(TransferRender::new(false)),
+            StepId::Verify | StepId::WriteCheck => {
+                *self.verify.lock().unwrap() = Some(VerifyBars::stderr())
+            }
+            StepId::S3Presync | StepId::S3FinalSync => {
+                let any = "s3://herokurds/".parse().expect("a valid location");
+                *self.s3.lock().unwrap() = Some(SyncRenderer::new(any, true, false));
+            }
+            _ => {}
+        }
+    }
+
+    fn step_finished(&self) {
+        self.transfer.lock().unwrap().take();
+        self.verify.lock().unwrap().take();
+        self.s3.lock().unwrap().take();
+    }
+}
+
+impl Progress<RunbookEvent> for RunbookRender {
+    fn event(&self, e: &RunbookEvent) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(e) {
+                let _ = crate::println_safe(line);
+            }
+            return;
+        }
+        match e {
+            RunbookEvent::StepStarted { number, step } => {
+                self.line(format!("[{number:>2}/16] {step} ..."));
+                self.step_started(*step);
+            }
+            RunbookEvent::StepFinished {
+                number,
+                step,
+                status,
+                detail,
+                seconds,
+            } => {
+                self.step_finished();
+                let word = match status {
+                    StepStatus::Done => "done",
+                    StepStatus::Skipped => "skipped",
+                    StepStatus::Failed => "FAILED",
+                    StepStatus::Running | StepStatus::Pending => "?",
+                };
+                self.line(format!(
+                    "[{number:>2}/16] {step}: {word}{}{}",
+                    seconds
+                        .map(|s| format!(" in {}", human_seconds(s)))
+                        .unwrap_or_default(),
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default()
+                ));
+            }
+            RunbookEvent::StepAlreadyDone { number, step } => {
+                self.line(format!("[{number:>2}/16] {step}: already done"));
+            }
+            RunbookEvent::MaintenanceOn { at } => {
+                self.line(format!(
+                    "maintenance ON at {} — downtime starts",
+                    at.format("%H:%M:%S UTC")
+                ));
+                self.start_clock(*at);
+            }
+            RunbookEvent::MaintenanceOff {
+                downtime_seconds, ..
+            } => {
+                self.stop_clock();
+                self.line(format!(
+                    "maintenance OFF — downtime {}",
+                    human_seconds(*downtime_seconds)
+                ));
+            }
+            RunbookEvent::Transfer(t) => {
+                if let Some(r) = self.transfer.lock().unwrap().as_ref() {
+                    r.event(t);
+                }
+            }
+            RunbookEvent::Verify(v) => {
+                if let Some(r) = self.verify.lock().unwrap().as_ref() {
+                    r.event(v);
+                }
+            }
+            RunbookEvent::S3(s) => {
+                if let Some(r) = self.s3.lock().unwrap().as_ref() {
+                    r.event(s);
+                }
+            }
+            RunbookEvent::Smoke(herokurds_core::smoke::SmokeEvent::Checked { page }) => {
+                self.line(format!(
+                    "        {} {} {:?}{}",
+                    page.status.map_or("---".into(), |s| s.to_string()),
+                    page.url,
+                    page.title.as_deref().unwrap_or(""),
+                    if page.broken_images.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} broken images)", page.broken_images.len())
+                    }
+                ));
+            }
+            RunbookEvent::Warning { message } => self.line(format!("warning: {message}")),
+            _ => {}
+        }
+    }
+}
+
+/// The plan as text: findings, the numbered steps, the estimate, problems.
+pub fn plan_text(r: &PlanReport) -> String {
+    let mut t = format!(
+        "app {}: add-on {} attached as {}; maintenance {}\n",
+        r.app,
+        if r.addon.is_empty() { "?" } else { &r.addon },
+        r.attachments.join(", "),
+        if r.maintenance_on { "ON" } else { "off" }
+    );
+    if let Some(tp) = &r.transfer {
+        t.push_str(&format!(
+            "source {} (PostgreSQL {}) -> target {} (PostgreSQL {}), {}\n",
+            r.source_host,
+            tp.source_version,
+            r.target_host,
+            tp.target_version,
+            tp.pg_dump.as_deref().unwrap_or("pg_dump not found")
+        ));
+        t.push_str(&format!(
+            "{} tables, about {:.1} MB, {} sequences, {} large objects; {} extension(s)\n",
+            tp.tables,
+            tp.estimated_bytes as f64 / 1_048_576.0,
+            tp.sequences,
+            tp.large_objects,
+            tp.extensions.len()
+        ));
+    }
+    if !r.target_sources.is_empty() {
+        t.push_str(&format!("target URL: {}\n", r.target_sources.join("; ")));
+    }
+    for b in &r.buckets {
+        t.push_str(&format!("bucket {b}\n"));
+    }
+    t.push_str("\nsteps:\n");
+    for s in &r.steps {
+        t.push_str(&format!(
+            "  {:>2}. {:<44} {}\n",
+            s.number,
+            s.step.title(),
+            s.change
+        ));
+    }
+    if let (Some(rate), Some(w)) = (r.read_rate_mb_s, r.estimated_window_seconds) {
+        t.push_str(&format!(
+            "\nestimated maintenance window: about {} (source read rate {rate:.0} MB/s, one stream)\n",
+            human_seconds(w)
+        ));
+    }
+    for w in &r.warnings {
+        t.push_str(&format!("warning: {w}\n"));
+    }
+    if r.problems.is_empty() {
+        t.push_str("\nready: `herokurds run` will take these steps\n");
+    } else {
+        t.push_str(&format!(
+            "\n{} problem(s) to fix before `herokurds run`:\n",
+            r.problems.len()
+        ));
+        for p in &r.problems {
+            t.push_str(&format!("  - {p}\n"));
+        }
+    }
+    t
+}
+
+/// `status` as text.
+pub fn status_text(s: &herokurds_core::runbook::Status) -> String {
+    use herokurds_core::runbook::RunState;
+    let mut t = format!("app {}\n", s.app);
+    t.push_str(&format!(
+        "DATABASE_URL host: {}\nDATABASE add-on: {}\nmaintenance: {}\n",
+        s.database_url_host.as_deref().unwrap_or("(not set)"),
+        s.database_addon
+            .as_deref()
+            .unwrap_or("(none: DATABASE_URL is a plain config var)"),
+        if s.maintenance { "ON" } else { "off" }
+    ));
+    match &s.state {
+        None => t.push_str("journal: none (no migration started with this plan's work_dir)\n"),
+        Some(state) => {
+            let words = match state {
+                RunState::InProgress => "in progress".to_string(),
+                RunState::Aborted { reason } => format!("aborted before the cutover: {reason}"),
+                RunState::Completed => "completed".to_string(),
+                RunState::RolledBack => "rolled back".to_string(),
+            };
+            t.push_str(&format!(
+                "journal: {words}; {} of 16 steps done",
+                s.steps_done
+            ));
+            if let Some(next) = s.next_step {
+                t.push_str(&format!("; next: {next}"));
+            }
+            if let Some(d) = s.downtime_seconds {
+                t.push_str(&format!("; downtime {}", human_seconds(d)));
+            }
+            t.push('\n');
+            for (i, (step, status, detail)) in s.steps.iter().enumerate() {
+                t.push_str(&format!(
+                    "  {:>2}. {:<44} {:?}{}\n",
+                    i + 1,
+                    step.title(),
+                    status,
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    t
+}
+
+/// `rollback` as text.
+pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
+    let mut t = format!("app {} is back on its old database:\n", r.app);
+    for a in &r.actions {
+        t.push_str(&format!("  - {a}\n"));
+    }
+    match r.target_writes {
+        Some(0) => t.push_str("no rows were written on the new database since the cutover\n"),
+        Some(n) => t.push_str(&format!(
+            "WARNING: {n} row(s) were written on the new database since the cutover ({}); they were NOT copied back\n",
+            r.target_tables_written.join(", ")
+        )),
+        None => t.push_str("rows written on the new database since the cutover: unknown\n"),
+    }
+    if !r.vars_to_restore_by_hand.is_empty() {
+        t.push_str(&format!(
+            "restore by hand (their old values looked secret and were not journaled): {}\n",
+            r.vars_to_restore_by_hand.join(", ")
+        ));
+    }
+    t
+}
+
+/// Asks the operator to type the app's name, as Heroku's CLI does.
+pub fn confirm(app: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    eprint!(
+        " !    This changes app {app} (maintenance mode, DATABASE attachment, config vars).\n \
+         !    To proceed, type {app} or re-run with --yes\n\n> "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() == app {
+        Ok(())
+    } else {
+        Err(herokurds_core::runbook::RunbookError::NotConfirmed.into())
+    }
+}
+
+/// Writes `report.md` and `report.json` into the plan's work dir.
+pub fn save_report(
+    plan: &herokurds_core::runbook::Plan,
+    report: &herokurds_core::runbook::Report,
+) -> anyhow::Result<()> {
+    let dir = herokurds_core::runbook::WorkDir::new(&plan.work_dir);
+    let md = dir.report(&plan.heroku.app, "md");
+    if let Some(parent) = md.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&md, report.to_markdown())?;
+    std::fs::write(
+        dir.report(&plan.heroku.app, "json"),
+        serde_json::to_vec_pretty(report)?,
+    )?;
+    Ok(())
+}
