@@ -1,0 +1,200 @@
+//! The real `herokurds` binary against the sandbox stack: confirmation,
+//! plan, a run killed during the transfer and finished with resume, status,
+//! and no secret in anything it prints.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP};
+use secrecy::ExposeSecret;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herokurds");
+
+fn command(stack: &DemoStack) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", stack.work_dir())
+        .envs(stack.env_vars());
+    c
+}
+
+fn run(stack: &DemoStack, args: &[&str], stdin: &str) -> Output {
+    let mut child = command(stack)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_no_secrets(stack: &DemoStack, out: &str) {
+    for s in [
+        stack.source.password().expose_secret().to_string(),
+        stack.target.password().expose_secret().to_string(),
+        stack.token().to_string(),
+        stack.heroku.config_vars(DEMO_APP).unwrap()["SECRET_KEY"].clone(),
+    ] {
+        assert!(!out.contains(&s), "output leaks a secret:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
+    let stack = DemoStack::start(DemoOptions::default()).await.unwrap();
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+
+    let out = run(&stack, &["run", "--config", plan], "not-the-app\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not confirmed"), "{}", text(&out));
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+
+    let out = run(&stack, &["plan", "--config", plan], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("16. smoke compare") && t.contains("estimated maintenance window"),
+        "{t}"
+    );
+    assert_no_secrets(&stack, &t);
+
+    let out = run(&stack, &["plan", "--config", plan, "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+
+    let out = run(&stack, &["status", "--config", plan], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("journal: none"), "{}", text(&out));
+
+    let out = run(&stack, &["plan", "--config", "/nonexistent/plan.toml"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("/nonexistent/plan.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
+    let stack = DemoStack::start(DemoOptions {
+        event_rows: 400_000,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap();
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    let mut child = command(&stack)
+        .args(["run", "--config", plan, "--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let line = lines.next().expect("events until the kill").unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        // Kill once the first table is in: mid-transfer, maintenance on.
+        if line.contains("\"event\":\"table_finished\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no table finished:\n{seen}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_secrets(&stack, &seen);
+    assert_eq!(
+        stack.heroku.maintenance(DEMO_APP),
+        Some(true),
+        "killed inside the window"
+    );
+
+    let out = run(&stack, &["status", "--config", plan, "--json"], "");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["next_step"], "transfer", "{status}");
+    assert_eq!(status["maintenance"], true);
+
+    let out = run(&stack, &["run", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("herokurds resume"),
+        "run refuses and points at resume: {}",
+        text(&out)
+    );
+
+    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("already done") && t.contains("target equals source"),
+        "{t}"
+    );
+    assert_no_secrets(&stack, &t);
+    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+        ["DATABASE_URL"]
+        .parse()
+        .unwrap();
+    assert_eq!(db.port(), stack.target.port());
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+    let n: i64 = stack
+        .target
+        .owner_client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 400_000);
+
+    let report = std::fs::read_to_string(
+        stack
+            .work_dir()
+            .join("state")
+            .join(DEMO_APP)
+            .join("report.md"),
+    )
+    .unwrap();
+    assert!(
+        report.contains("completed: the app runs on the new database"),
+        "{report}"
+    );
+    assert_no_secrets(&stack, &report);
+
+    let out = run(&stack, &["rollback", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("back on its old database"),
+        "{}",
+        text(&out)
+    );
+    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+        ["DATABASE_URL"]
+        .parse()
+        .unwrap();
+    assert_eq!(db.port(), stack.source.port());
+}
