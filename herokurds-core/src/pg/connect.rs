@@ -89,8 +89,7 @@ pub enum ConnectError {
     /// The database does not exist (SQLSTATE 3D000).
     #[error(
         "database {dbname:?} does not exist on {server}: check the dbname part of the URL \
-         (on RDS it is the instance's dbName; the server's default database is named after the \
-         master user only if none was set)"
+         (Heroku: the path of the app's DATABASE_URL; RDS: the instance's dbName output)"
     )]
     UnknownDatabase {
         /// The database asked for.
