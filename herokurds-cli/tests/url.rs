@@ -305,6 +305,12 @@ fn check_connects_and_diagnoses() {
     );
     assert!(!r.stderr.contains("Nope"), "{}", r.stderr);
 
+    // The redacted URL `build` prints, pasted back: said so.
+    let redacted = good.parse::<DatabaseUrl>().unwrap().to_string();
+    let r = run(&["check"], &[("DATABASE_URL", &redacted)], None);
+    assert_eq!(r.code, 2);
+    assert_has(&r.stderr, "this is a redacted URL");
+
     let r = run(
         &["check", "--json"],
         &[(

@@ -429,6 +429,9 @@ fn display_and_debug_hide_the_password() {
     assert!(debug.contains("\"***\""), "{debug}");
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(!format!("{:?}", url.to_builder().build()).contains("hunter2"));
+    let builder_debug = format!("{:?}", url.to_builder());
+    assert!(builder_debug.contains("Some(\"***\")"), "{builder_debug}");
+    assert!(!builder_debug.contains("hunter2"), "{builder_debug}");
     assert!(url.expose_url().contains("hunter2-secret"));
 }
 
