@@ -7,6 +7,7 @@
 
 pub mod heroku_input;
 pub mod heroku_render;
+pub mod url_render;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -8,5 +8,6 @@
 
 pub mod moto;
 mod postgres;
+mod tls;
 
 pub use postgres::{LocalPostgres, PostgresOptions, SandboxError, Shape};

@@ -1,1 +1,0 @@
-//! TODO(pg): placeholder until its issue lands.

@@ -1,1 +1,0 @@
-//! TODO(runbook): placeholder until its issue lands.

@@ -1,0 +1,645 @@
+//! The journal: what a migration has done, so a crash or Ctrl-C resumes at
+//! the first unfinished step and a rollback knows what to undo.
+//!
+//! One JSON file per app in the work directory, rewritten atomically (temp
+//! file, fsync, rename) after every step. It holds names, hosts, times and
+//! counts, never a password or a config var's secret value. An exclusive
+//! `flock` on a lock file beside it stops two runs on the same app; the
+//! kernel releases it when the process dies, so there are no stale locks.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::report::{S3Summary, TransferSummary, VerifySummary};
+use crate::smoke::{PageCheck, PageDifference};
+
+/// Every path herokurds uses under a work directory, declared in one place.
+#[derive(Debug, Clone)]
+pub struct WorkDir {
+    root: PathBuf,
+}
+
+impl WorkDir {
+    /// A work directory rooted at `root` (not created until needed).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        WorkDir { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<app>.journal.json`
+    pub fn journal(&self, app: &str) -> PathBuf {
+        self.root.join(format!("{app}.journal.json"))
+    }
+
+    /// `<root>/<app>.lock`
+    pub fn lock(&self, app: &str) -> PathBuf {
+        self.root.join(format!("{app}.lock"))
+    }
+
+    /// `<root>/<app>/transfer`: the transfer's own state (schema archive,
+    /// per-table journal).
+    pub fn transfer(&self, app: &str) -> PathBuf {
+        self.root.join(app).join("transfer")
+    }
+
+    /// `<root>/<app>/report.md` and `report.json`.
+    pub fn report(&self, app: &str, extension: &str) -> PathBuf {
+        self.root.join(app).join(format!("report.{extension}"))
+    }
+
+    /// Creates the root (mode 0700: it describes infrastructure).
+    pub fn create(&self) -> Result<(), JournalError> {
+        fs::create_dir_all(&self.root).map_err(|e| JournalError::io(&self.root, "creating", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| JournalError::io(&self.root, "restricting", e))
+    }
+}
+
+/// The steps of a migration, in the order `run` performs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepId {
+    /// Check everything, change nothing.
+    Preflight,
+    /// Record each smoke page before anything changes.
+    SmokeBaseline,
+    /// Sync the buckets' bulk before the window.
+    S3Presync,
+    /// Maintenance mode on; the downtime clock starts.
+    MaintenanceOn,
+    /// Scale the plan's process types (workers, clock) to zero.
+    ScaleDown,
+    /// Copy the database.
+    Transfer,
+    /// Prove the copy equals the source.
+    Verify,
+    /// Check nothing wrote to the source since the snapshot.
+    WriteCheck,
+    /// Sync what changed in the buckets since the pre-sync.
+    S3FinalSync,
+    /// Attach the old add-on under the backup alias.
+    AttachBackup,
+    /// Detach the old add-on's `DATABASE` attachment.
+    DetachDatabase,
+    /// Set `DATABASE_URL` and the plan's config vars.
+    SetConfig,
+    /// Read the config back and compare.
+    ReadBack,
+    /// Restore the scaled-down process types.
+    ScaleUp,
+    /// Maintenance mode off; the downtime clock stops.
+    MaintenanceOff,
+    /// Fetch the smoke pages again and compare.
+    SmokeCompare,
+}
+
+impl StepId {
+    /// All steps in order.
+    pub const ALL: [StepId; 16] = [
+        StepId::Preflight,
+        StepId::SmokeBaseline,
+        StepId::S3Presync,
+        StepId::MaintenanceOn,
+        StepId::ScaleDown,
+        StepId::Transfer,
+        StepId::Verify,
+        StepId::WriteCheck,
+        StepId::S3FinalSync,
+        StepId::AttachBackup,
+        StepId::DetachDatabase,
+        StepId::SetConfig,
+        StepId::ReadBack,
+        StepId::ScaleUp,
+        StepId::MaintenanceOff,
+        StepId::SmokeCompare,
+    ];
+
+    /// Whether the step changes what the app runs on: from the first of
+    /// these on, a failure leaves maintenance on and says how to finish or
+    /// roll back.
+    pub fn is_cutover(self) -> bool {
+        matches!(
+            self,
+            StepId::AttachBackup | StepId::DetachDatabase | StepId::SetConfig | StepId::ReadBack
+        )
+    }
+
+    /// A short human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            StepId::Preflight => "preflight checks",
+            StepId::SmokeBaseline => "smoke baseline",
+            StepId::S3Presync => "S3 pre-sync",
+            StepId::MaintenanceOn => "maintenance on",
+            StepId::ScaleDown => "scale down workers",
+            StepId::Transfer => "database transfer",
+            StepId::Verify => "verify target equals source",
+            StepId::WriteCheck => "check for writes since the snapshot",
+            StepId::S3FinalSync => "S3 final sync",
+            StepId::AttachBackup => "attach old database under the backup alias",
+            StepId::DetachDatabase => "detach the old DATABASE attachment",
+            StepId::SetConfig => "set DATABASE_URL and config vars",
+            StepId::ReadBack => "read config back and compare",
+            StepId::ScaleUp => "restore workers",
+            StepId::MaintenanceOff => "maintenance off",
+            StepId::SmokeCompare => "smoke compare",
+        }
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started.
+    Pending,
+    /// Started and not finished (a crash leaves this).
+    Running,
+    /// Finished.
+    Done,
+    /// Nothing to do for this plan (e.g. no buckets).
+    Skipped,
+    /// Failed; `detail` says why.
+    Failed,
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Which step.
+    pub id: StepId,
+    /// Where it stands.
+    pub status: StepStatus,
+    /// When it last started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished or failed.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What it did or why it failed, in words, without secrets.
+    pub detail: Option<String>,
+}
+
+impl StepRecord {
+    /// Seconds between start and finish.
+    pub fn seconds(&self) -> Option<f64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// Where the whole migration stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RunState {
+    /// Started and not finished: `resume` continues it.
+    InProgress,
+    /// Stopped before the cutover with the app back on its old database and
+    /// maintenance off; `run` may start again.
+    Aborted {
+        /// Why.
+        reason: String,
+    },
+    /// The app runs on the new database.
+    Completed,
+    /// `rollback` put the app back on the old database.
+    RolledBack,
+}
+
+/// What a migration has learned and done: everything `resume`,
+/// `rollback` and `status` need, and nothing secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Format version.
+    pub version: u32,
+    /// The Heroku app.
+    pub app: String,
+    /// Where the migration stands.
+    pub state: RunState,
+    /// When `run` started.
+    pub started_at: DateTime<Utc>,
+    /// Last write.
+    pub updated_at: DateTime<Utc>,
+    /// Every step in order.
+    pub steps: Vec<StepRecord>,
+    /// The Postgres add-on the app ran on before the cutover.
+    pub old_addon: Option<String>,
+    /// Other attachment names the old add-on had.
+    pub old_attachments: Vec<String>,
+    /// Source database host (never the URL: it has the password).
+    pub source_host: Option<String>,
+    /// Target database host.
+    pub target_host: Option<String>,
+    /// When maintenance went on, and off.
+    pub maintenance_on_at: Option<DateTime<Utc>>,
+    /// When maintenance went off.
+    pub maintenance_off_at: Option<DateTime<Utc>>,
+    /// Whether maintenance was already on before `run` (then it is left on).
+    pub maintenance_was_on: bool,
+    /// Process types scaled down and their quantities before.
+    pub formation_before: BTreeMap<String, u32>,
+    /// The plan's config vars' values before the cutover (`None`: unset).
+    /// Values that look secret are not journaled: see `unjournaled_vars`.
+    pub config_before: BTreeMap<String, Option<String>>,
+    /// Plan config vars whose old value was not journaled because it looks
+    /// secret; rollback asks the operator to restore these.
+    pub unjournaled_vars: Vec<String>,
+    /// Per-table modification counters on the source when the copy started.
+    pub source_counters: BTreeMap<String, i64>,
+    /// Per-table modification counters on the target at the cutover, to
+    /// count writes made on RDS before a rollback.
+    pub target_counters: BTreeMap<String, i64>,
+    /// What the database copy did.
+    pub transfer: Option<TransferSummary>,
+    /// What verification found.
+    pub verify: Option<VerifySummary>,
+    /// Each bucket sync pass.
+    pub s3: Vec<S3Summary>,
+    /// The smoke pages before anything changed.
+    pub smoke_before: Vec<PageCheck>,
+    /// How the pages changed after the cutover.
+    pub smoke_differences: Vec<PageDifference>,
+}
+
+impl Journal {
+    /// A fresh journal for `app`: every step pending.
+    pub fn new(app: &str) -> Self {
+        let now = Utc::now();
+        Journal {
+            version: 1,
+            app: app.to_string(),
+            state: RunState::InProgress,
+            started_at: now,
+            updated_at: now,
+            steps: StepId::ALL
+                .iter()
+                .map(|&id| StepRecord {
+                    id,
+                    status: StepStatus::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    detail: None,
+                })
+                .collect(),
+            old_addon: None,
+            old_attachments: Vec::new(),
+            source_host: None,
+            target_host: None,
+            maintenance_on_at: None,
+            maintenance_off_at: None,
+            maintenance_was_on: false,
+            formation_before: BTreeMap::new(),
+            config_before: BTreeMap::new(),
+            unjournaled_vars: Vec::new(),
+            source_counters: BTreeMap::new(),
+            target_counters: BTreeMap::new(),
+            transfer: None,
+            verify: None,
+            s3: Vec::new(),
+            smoke_before: Vec::new(),
+            smoke_differences: Vec::new(),
+        }
+    }
+
+    /// The record of `id`.
+    pub fn step(&self, id: StepId) -> &StepRecord {
+        self.steps
+            .iter()
+            .find(|s| s.id == id)
+            .expect("every step has a record")
+    }
+
+    fn step_mut(&mut self, id: StepId) -> &mut StepRecord {
+        self.steps
+            .iter_mut()
+            .find(|s| s.id == id)
+            .expect("every step has a record")
+    }
+
+    /// Whether `id` is done or skipped.
+    pub fn is_finished(&self, id: StepId) -> bool {
+        matches!(self.step(id).status, StepStatus::Done | StepStatus::Skipped)
+    }
+
+    /// The first step not done or skipped.
+    pub fn next_step(&self) -> Option<StepId> {
+        self.steps
+            .iter()
+            .find(|s| !matches!(s.status, StepStatus::Done | StepStatus::Skipped))
+            .map(|s| s.id)
+    }
+
+    /// Whether any cutover step has started: from then on the app may be
+    /// on the new database.
+    pub fn cutover_started(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.id.is_cutover() && s.status != StepStatus::Pending)
+    }
+
+    /// Marks `id` running.
+    pub fn start(&mut self, id: StepId) {
+        let s = self.step_mut(id);
+        s.status = StepStatus::Running;
+        s.started_at = Some(Utc::now());
+        s.finished_at = None;
+        s.detail = None;
+    }
+
+    /// Marks `id` done with what it did.
+    pub fn finish(&mut self, id: StepId, detail: impl Into<String>) {
+        let s = self.step_mut(id);
+        s.status = StepStatus::Done;
+        s.finished_at = Some(Utc::now());
+        let d = detail.into();
+        s.detail = (!d.is_empty()).then_some(d);
+    }
+
+    /// Marks `id` skipped, saying why.
+    pub fn skip(&mut self, id: StepId, why: impl Into<String>) {
+        let s = self.step_mut(id);
+        s.status = StepStatus::Skipped;
+        s.started_at.get_or_insert_with(Utc::now);
+        s.finished_at = Some(Utc::now());
+        s.detail = Some(why.into());
+    }
+
+    /// Marks `id` failed, saying why.
+    pub fn fail(&mut self, id: StepId, why: impl Into<String>) {
+        let s = self.step_mut(id);
+        s.status = StepStatus::Failed;
+        s.finished_at = Some(Utc::now());
+        s.detail = Some(why.into());
+    }
+
+    /// Puts steps from `from` on back to pending (a new attempt after an
+    /// abort).
+    pub fn reset_from(&mut self, from: StepId) {
+        for s in self.steps.iter_mut().filter(|s| s.id >= from) {
+            s.status = StepStatus::Pending;
+            s.started_at = None;
+            s.finished_at = None;
+            s.detail = None;
+        }
+    }
+
+    /// The downtime so far (or in all, once maintenance is off).
+    pub fn downtime(&self) -> Option<chrono::Duration> {
+        let on = self.maintenance_on_at?;
+        Some(self.maintenance_off_at.unwrap_or_else(Utc::now) - on)
+    }
+
+    /// Reads the journal of `app`, if there is one.
+    pub fn load(dir: &WorkDir, app: &str) -> Result<Option<Journal>, JournalError> {
+        let path = dir.journal(app);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(JournalError::io(&path, "reading", e)),
+        };
+        let journal: Journal = serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if journal.app != app {
+            return Err(JournalError::Corrupt {
+                path,
+                message: format!("it belongs to app {:?}, not {app:?}", journal.app),
+            });
+        }
+        Ok(Some(journal))
+    }
+
+    /// Writes the journal atomically: a temp file beside it, fsync, rename,
+    /// fsync of the directory. Mode 0600.
+    pub fn save(&mut self, dir: &WorkDir) -> Result<(), JournalError> {
+        self.updated_at = Utc::now();
+        dir.create()?;
+        let path = dir.journal(&self.app);
+        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+        let body = serde_json::to_vec_pretty(self).expect("the journal serialises");
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(dir.root())?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            JournalError::io(&path, "writing", e)
+        })
+    }
+}
+
+/// An exclusive lock on one app's migration; released on drop or when the
+/// process exits.
+#[derive(Debug)]
+pub struct AppLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl AppLock {
+    /// Takes the lock for `app`, or fails at once naming the holder.
+    pub fn acquire(dir: &WorkDir, app: &str) -> Result<AppLock, JournalError> {
+        dir.create()?;
+        let path = dir.lock(app);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, "opening", e))?;
+        // SAFETY: flock on a file descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(JournalError::Locked {
+                app: app.to_string(),
+                path,
+                holder: holder.trim().to_string(),
+            });
+        }
+        file.set_len(0)
+            .map_err(|e| JournalError::io(&path, "writing", e))?;
+        let _ = writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            Utc::now().to_rfc3339()
+        );
+        Ok(AppLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why the journal or lock could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The journal does not parse.
+    #[error(
+        "journal {path} is unreadable ({message}); move it aside to start over, or restore it"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another process holds the app's lock.
+    #[error("another herokurds process is migrating app {app} ({holder}); lock file {path}")]
+    Locked {
+        /// The app.
+        app: String,
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote into it.
+        holder: String,
+    },
+}
+
+impl JournalError {
+    fn io(path: &Path, action: &'static str, source: io::Error) -> Self {
+        JournalError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_progress_and_resume_at_the_first_unfinished_one() {
+        let mut j = Journal::new("micromasters-ci");
+        assert_eq!(j.next_step(), Some(StepId::Preflight));
+        j.start(StepId::Preflight);
+        j.finish(StepId::Preflight, "ok");
+        j.skip(StepId::SmokeBaseline, "no smoke URLs");
+        j.start(StepId::S3Presync);
+        assert_eq!(j.next_step(), Some(StepId::S3Presync));
+        assert!(!j.cutover_started());
+        j.finish(StepId::S3Presync, "");
+        for id in [
+            StepId::MaintenanceOn,
+            StepId::ScaleDown,
+            StepId::Transfer,
+            StepId::Verify,
+        ] {
+            j.start(id);
+            j.finish(id, "");
+        }
+        j.start(StepId::WriteCheck);
+        j.fail(StepId::WriteCheck, "public.jobs changed");
+        assert_eq!(j.next_step(), Some(StepId::WriteCheck));
+        j.reset_from(StepId::MaintenanceOn);
+        assert_eq!(j.next_step(), Some(StepId::MaintenanceOn));
+        assert!(j.is_finished(StepId::S3Presync));
+        j.start(StepId::AttachBackup);
+        assert!(j.cutover_started());
+    }
+
+    #[test]
+    fn save_and_load_round_trip_with_private_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path().join("work"));
+        assert!(Journal::load(&dir, "app-one").unwrap().is_none());
+        let mut j = Journal::new("app-one");
+        j.old_addon = Some("postgresql-rigid-71273".into());
+        j.save(&dir).unwrap();
+        let back = Journal::load(&dir, "app-one").unwrap().unwrap();
+        assert_eq!(back.old_addon, j.old_addon);
+        assert_eq!(back.steps, j.steps);
+        let mode = fs::metadata(dir.journal("app-one"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = fs::metadata(dir.root()).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(dir.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_journal_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        fs::write(dir.journal("app-two"), "{not json").unwrap();
+        let e = Journal::load(&dir, "app-two").unwrap_err().to_string();
+        assert!(
+            e.contains("app-two.journal.json") && e.contains("unreadable"),
+            "{e}"
+        );
+        let mut other = Journal::new("app-three");
+        other.save(&dir).unwrap();
+        fs::copy(dir.journal("app-three"), dir.journal("app-two")).unwrap();
+        let e = Journal::load(&dir, "app-two").unwrap_err().to_string();
+        assert!(e.contains("belongs to app \"app-three\""), "{e}");
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_and_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        let lock = AppLock::acquire(&dir, "app-one").unwrap();
+        let e = AppLock::acquire(&dir, "app-one").unwrap_err().to_string();
+        assert!(
+            e.contains("another herokurds process")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        let _other_app = AppLock::acquire(&dir, "app-two").unwrap();
+        drop(lock);
+        AppLock::acquire(&dir, "app-one").unwrap();
+    }
+}

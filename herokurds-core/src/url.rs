@@ -1,1 +1,0 @@
-//! TODO(url): placeholder until its issue lands.

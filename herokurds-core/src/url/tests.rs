@@ -1,0 +1,536 @@
+//! The URL rules, without a database.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn parse(s: &str) -> DatabaseUrl {
+    s.parse()
+        .unwrap_or_else(|e| panic!("{s} should parse: {e}"))
+}
+
+fn problems(s: &str) -> Vec<UrlProblem> {
+    match s.parse::<DatabaseUrl>() {
+        Ok(url) => panic!("{s} should not parse, got {url}"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+fn error_text(s: &str) -> String {
+    s.parse::<DatabaseUrl>().unwrap_err().to_string()
+}
+
+fn invalid(part: UrlPart, value: Option<&str>) -> impl Fn(&UrlProblem) -> bool {
+    let value = value.map(str::to_string);
+    move |p| matches!(p, UrlProblem::Invalid { part: q, value: v, .. } if *q == part && *v == value)
+}
+
+fn builder() -> DatabaseUrlBuilder {
+    let mut b = DatabaseUrl::builder();
+    b.user("u").password("pw".into()).host("h").dbname("d");
+    b
+}
+
+#[test]
+fn a_heroku_url_parses_into_its_parts() {
+    let url = parse("postgres://uabc:p4ss@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d9x");
+    assert_eq!(url.scheme(), Scheme::Postgres);
+    assert_eq!(url.user(), "uabc");
+    assert_eq!(url.password().expose_secret(), "p4ss");
+    assert_eq!(
+        url.host(),
+        &Host::Name("ec2-1-2-3-4.compute-1.amazonaws.com".into())
+    );
+    assert_eq!(url.port(), 5432);
+    assert_eq!(url.dbname(), "d9x");
+    assert_eq!(url.params().count(), 0);
+    assert_eq!(url.ssl_mode(), SslMode::Prefer);
+}
+
+#[test]
+fn the_parsed_scheme_is_kept() {
+    let url = parse("postgresql://u:p@h/d");
+    assert_eq!(url.scheme(), Scheme::Postgresql);
+    assert_eq!(url.expose_url(), "postgresql://u:p@h:5432/d");
+}
+
+#[test]
+fn the_port_is_always_written() {
+    assert_eq!(
+        parse("postgres://u:p@h/d").expose_url(),
+        "postgres://u:p@h:5432/d"
+    );
+    assert_eq!(builder().build().unwrap().port(), 5432);
+}
+
+#[test]
+fn every_missing_part_is_named_at_once() {
+    let err = DatabaseUrl::builder().build().unwrap_err();
+    assert_eq!(err.to_string(), "missing: user, password, host, dbname");
+    assert_eq!(err.missing().count(), 4);
+    assert_eq!(
+        error_text("postgres:///"),
+        "missing: user, password, host, dbname"
+    );
+    assert_eq!(error_text("postgres://u@/d"), "missing: password, host");
+}
+
+#[test]
+fn missing_and_malformed_parts_are_named_together() {
+    let err = DatabaseUrl::builder()
+        .user("u")
+        .dbname("d")
+        .port_text("abc")
+        .scheme_text("mysql")
+        .param("sslmode", "on")
+        .param("sslmod", "require")
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    for expected in [
+        "missing: password, host",
+        r#"invalid: port "abc" (expected 1-65535)"#,
+        r#"invalid: scheme "mysql" (expected postgres or postgresql)"#,
+        r#"invalid: parameter sslmode "on" (expected one of disable, allow, prefer, require, verify-ca, verify-full)"#,
+        r#"unknown parameter "sslmod" (did you mean sslmode?)"#,
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text:?}");
+    }
+    assert_eq!(err.problems().len(), 6, "{:?}", err.problems());
+}
+
+#[test]
+fn empty_parts_count_as_missing() {
+    let err = DatabaseUrl::builder()
+        .user("")
+        .password("".into())
+        .host("")
+        .dbname("")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "missing: user, password, host, dbname");
+    assert_eq!(
+        error_text("postgres://:@:5432/"),
+        "missing: user, password, host, dbname"
+    );
+}
+
+#[test]
+fn an_rds_endpoint_pasted_as_host_is_split() {
+    let endpoint = "mydb.c9abc.us-east-1.rds.amazonaws.com:5432";
+    let url = builder().host(endpoint).build().unwrap();
+    assert_eq!(
+        url.host(),
+        &Host::Name("mydb.c9abc.us-east-1.rds.amazonaws.com".into())
+    );
+    assert_eq!(url.port(), 5432);
+    assert!(!url.expose_url().contains(":5432:5432"));
+    // The same port given again is fine; another port is a conflict naming both.
+    assert_eq!(builder().host(endpoint).port(5432).build().unwrap(), url);
+    let err = builder().host(endpoint).port(6432).build().unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [UrlProblem::PortConflict {
+            host: endpoint.into(),
+            host_port: 5432,
+            port: 6432
+        }]
+    );
+    assert!(err.to_string().contains("5432") && err.to_string().contains("6432"));
+    // A host carrying its port in a URL is a doubled port, not a host.
+    assert!(problems("postgres://u:p@h:5432:5432/d")
+        .iter()
+        .any(invalid(UrlPart::Port, Some("5432:5432"))));
+}
+
+#[test]
+fn a_host_from_the_runbook_template_is_refused() {
+    // `postgres://user:pw@${endpoint}:5432/db` with endpoint = host:5432.
+    let err = builder()
+        .host("h.example.com:5432:5432")
+        .build()
+        .unwrap_err();
+    assert!(err
+        .problems()
+        .iter()
+        .any(invalid(UrlPart::Port, Some("5432:5432"))));
+}
+
+#[test]
+fn ipv6_hosts_are_bracketed() {
+    let url = parse("postgres://u:p@[2001:db8::7]:6543/d");
+    assert_eq!(url.host(), &Host::Ipv6("2001:db8::7".parse().unwrap()));
+    assert_eq!(url.port(), 6543);
+    assert_eq!(url.expose_url(), "postgres://u:p@[2001:db8::7]:6543/d");
+    let built = builder().host("::1").build().unwrap();
+    assert_eq!(built.host(), &Host::Ipv6(Ipv6Addr::LOCALHOST));
+    assert_eq!(built.expose_url(), "postgres://u:pw@[::1]:5432/d");
+    let built = builder().host("[::1]:5433").build().unwrap();
+    assert_eq!(built.port(), 5433);
+    assert_eq!(
+        parse("postgres://u:p@127.0.0.1/d").host(),
+        &Host::Ipv4(Ipv4Addr::LOCALHOST)
+    );
+}
+
+#[test]
+fn bad_hosts_are_named() {
+    for url in [
+        "postgres://u:p@bad_host!/d",
+        "postgres://u:p@[::zz]/d",
+        "postgres://u:p@h1,h2/d",
+        "postgres://u:p@%2Fvar%2Frun%2Fpostgresql/d",
+    ] {
+        let found = problems(url);
+        assert!(
+            found.iter().any(|p| matches!(
+                p,
+                UrlProblem::Invalid {
+                    part: UrlPart::Host,
+                    ..
+                }
+            )),
+            "{url}: {found:?}"
+        );
+    }
+    assert!(error_text("postgres://u:p@h1,h2/d").contains("multi-host"));
+    assert!(error_text("postgres://u:p@%2Ftmp/d").contains("Unix-domain"));
+}
+
+#[test]
+fn bad_ports_are_named() {
+    for (url, port) in [
+        ("postgres://u:p@h:0/d", "0"),
+        ("postgres://u:p@h:65536/d", "65536"),
+        ("postgres://u:p@h:/d", ""),
+        ("postgres://u:p@h:54x/d", "54x"),
+    ] {
+        assert!(
+            problems(url).iter().any(invalid(UrlPart::Port, Some(port))),
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn params_are_parsed_checked_and_kept_in_order() {
+    let url = parse(
+        "postgres://u:p@h/d?sslmode=verify-full&sslrootcert=%2Fetc%2Frds%20bundle.pem\
+         &application_name=herokurds%20check&connect_timeout=10&options=-c%20statement_timeout%3D0",
+    );
+    assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+    assert_eq!(url.ssl_root_cert(), Some(Path::new("/etc/rds bundle.pem")));
+    assert_eq!(url.application_name(), Some("herokurds check"));
+    assert_eq!(url.connect_timeout(), Some(Duration::from_secs(10)));
+    assert_eq!(url.param(Param::Options), Some("-c statement_timeout=0"));
+    let names: Vec<_> = url.params().map(|(p, _)| p.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "sslmode",
+            "sslrootcert",
+            "application_name",
+            "connect_timeout",
+            "options"
+        ]
+    );
+    assert_eq!(parse(&url.expose_url()), url);
+    // Paths stay readable in the written URL.
+    assert!(url
+        .expose_url()
+        .contains("&sslrootcert=/etc/rds%20bundle.pem&"));
+}
+
+#[test]
+fn a_plus_in_a_value_is_a_plus() {
+    // libpq does not decode `+` as a space; neither do we.
+    assert_eq!(
+        parse("postgres://u:p+q@h/d?application_name=a+b")
+            .password()
+            .expose_secret(),
+        "p+q"
+    );
+    assert_eq!(
+        parse("postgres://u:p@h/d?application_name=a+b").application_name(),
+        Some("a+b")
+    );
+}
+
+#[test]
+fn unknown_unsupported_and_repeated_params_are_named() {
+    let found = problems(
+        "postgres://u:p@h/d?pool=5&gssencmode=disable&sslmode=require&sslmode=disable&host=x",
+    );
+    assert!(found.contains(&UrlProblem::UnknownParam {
+        name: "pool".into(),
+        suggestion: None
+    }));
+    assert!(found
+        .iter()
+        .any(|p| matches!(p, UrlProblem::UnsupportedParam { name, .. } if name == "gssencmode")));
+    assert!(found.contains(&UrlProblem::Duplicate {
+        part: UrlPart::Param("sslmode".into())
+    }));
+    assert!(found.contains(&UrlProblem::Duplicate {
+        part: UrlPart::Host
+    }));
+    assert!(problems("postgres://u:p@h/d?sslmode")
+        .iter()
+        .any(|p| matches!(p, UrlProblem::Syntax { .. })));
+    // A parameter naming a part, given through the builder, says where it belongs.
+    let err = builder().param("password", "x").build().unwrap_err();
+    assert!(err.to_string().contains("own part of the URL"), "{err}");
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let err = builder().param("sslcert", "/c.pem").build().unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [UrlProblem::Missing {
+            part: UrlPart::Param("sslkey".into())
+        }]
+    );
+    assert!(builder()
+        .param("sslcert", "/c.pem")
+        .param("sslkey", "/k.pem")
+        .build()
+        .is_ok());
+}
+
+#[test]
+fn parts_may_come_from_the_query_like_libpq() {
+    let url = parse("postgresql:///app?host=db.example.com&port=6432&user=me&password=p%40ss");
+    assert_eq!(url.host(), &Host::Name("db.example.com".into()));
+    assert_eq!(url.port(), 6432);
+    assert_eq!(url.user(), "me");
+    assert_eq!(url.password().expose_secret(), "p@ss");
+    assert_eq!(url.dbname(), "app");
+}
+
+#[test]
+fn key_value_form_is_accepted() {
+    let url = parse(
+        r"host=db.example.com port=6432 user=me password='it\'s a \\secret' dbname=app sslmode=require",
+    );
+    assert_eq!(url.host(), &Host::Name("db.example.com".into()));
+    assert_eq!(url.port(), 6432);
+    assert_eq!(url.password().expose_secret(), r"it's a \secret");
+    assert_eq!(url.ssl_mode(), SslMode::Require);
+    assert_eq!(
+        url.expose_url(),
+        "postgres://me:it%27s%20a%20%5Csecret@db.example.com:6432/app?sslmode=require"
+    );
+    let err = error_text("host=h user=u password='open dbname=d");
+    assert!(err.contains("no closing quote"), "{err}");
+    assert!(!err.contains("open"), "{err}");
+    let err = error_text("host=h password=two words dbname=d user=u");
+    assert!(err.contains("without '='"), "{err}");
+    assert!(!err.contains("words"), "{err}");
+}
+
+#[test]
+fn text_that_is_not_a_url_is_refused_without_quoting_it() {
+    let err = error_text("my secret password");
+    assert!(err.starts_with("not a PostgreSQL URL"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    let err = error_text("mysql://u:secret@h/d");
+    assert!(err.contains(r#"invalid: scheme "mysql""#), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn special_characters_round_trip_exactly() {
+    let password = "@:/?#%[] é'\"$\\\n\t😀&=+*";
+    let url = builder()
+        .user("us@er:/é")
+        .password(password.into())
+        .dbname("db/with?odd#chars é")
+        .param("application_name", "a&b=c#d é")
+        .build()
+        .unwrap();
+    let exposed = url.expose_url();
+    assert!(
+        !exposed.contains(' ') && !exposed.contains('\n'),
+        "{exposed}"
+    );
+    let back = parse(&exposed);
+    assert_eq!(back.password().expose_secret(), password);
+    assert_eq!(back, url);
+}
+
+#[test]
+fn an_unencoded_special_in_a_password_is_not_mistaken_for_a_host() {
+    // A hand-built URL with a raw `/` in the password: libpq would report
+    // "invalid port" quoting part of the password. We quote nothing.
+    for url in [
+        "postgres://u:zq/xk@h:5432/d",
+        "postgres://u:zq?xk@h:5432/d",
+        "postgres://u:zq#xk@h:5432/d",
+    ] {
+        let err = error_text(url);
+        assert!(err.contains("percent-encode"), "{err}");
+        assert!(!err.contains("zq") && !err.contains("xk"), "{url}: {err}");
+    }
+    // A raw `@` is unambiguous: the host follows the last one.
+    assert_eq!(
+        parse("postgres://u:p@ss@h/d").password().expose_secret(),
+        "p@ss"
+    );
+    // A raw `:` in a password is fine too.
+    assert_eq!(
+        parse("postgres://u:a:b@h/d").password().expose_secret(),
+        "a:b"
+    );
+}
+
+#[test]
+fn a_malformed_password_escape_is_named_not_shown() {
+    for url in [
+        "postgres://u:sec%zzret@h/d",
+        "postgres://u:secret%@h/d",
+        "postgres://u:secret%ff@h/d",
+        "postgres://u:p@h/d?password=sec%zzret",
+    ] {
+        let found = problems(url);
+        assert!(
+            found.iter().any(invalid(UrlPart::Password, None)),
+            "{url}: {found:?}"
+        );
+        let text = error_text(url);
+        assert!(!text.contains("sec") && !text.contains("%zz"), "{text}");
+        assert!(
+            !text.contains("missing: password"),
+            "reported twice: {text}"
+        );
+    }
+    assert!(problems("postgres://us%zzer:p@h/d")
+        .iter()
+        .any(invalid(UrlPart::User, Some("us%zzer"))));
+}
+
+#[test]
+fn nul_characters_are_refused() {
+    let err = builder().password("a\0b".into()).build().unwrap_err();
+    assert!(err.problems().iter().any(invalid(UrlPart::Password, None)));
+    assert!(!err.to_string().contains("a\\0b"), "{err}");
+    assert!(builder().user("a\0").build().is_err());
+    assert!(builder().dbname("a\0").build().is_err());
+}
+
+#[test]
+fn display_and_debug_hide_the_password() {
+    let url = builder().password("hunter2-secret".into()).build().unwrap();
+    assert_eq!(url.to_string(), "postgres://u:***@h:5432/d");
+    assert_eq!(url.redacted_url(), url.to_string());
+    let debug = format!("{url:?}");
+    assert!(debug.contains("\"***\""), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!format!("{:?}", url.to_builder().build()).contains("hunter2"));
+    let builder_debug = format!("{:?}", url.to_builder());
+    assert!(builder_debug.contains("Some(\"***\")"), "{builder_debug}");
+    assert!(!builder_debug.contains("hunter2"), "{builder_debug}");
+    assert!(url.expose_url().contains("hunter2-secret"));
+}
+
+#[test]
+fn display_round_trips_with_the_password_redacted() {
+    let url = parse("postgresql://u%20x:secret@[::1]:6000/d%2Fb?sslmode=require&keepalives=0");
+    let shown: DatabaseUrl = url.to_string().parse().unwrap();
+    assert_eq!(shown.password().expose_secret(), "***");
+    assert_eq!(
+        shown
+            .to_builder()
+            .password("secret".into())
+            .build()
+            .unwrap(),
+        url
+    );
+    assert_eq!(parse(&url.expose_url()), url);
+}
+
+#[test]
+fn to_builder_allows_changing_one_part() {
+    let url = parse("postgres://u:p@h/d?sslmode=require");
+    let changed = url
+        .to_builder()
+        .remove_param("sslmode")
+        .param("sslmode", "verify-full")
+        .dbname("other")
+        .build()
+        .unwrap();
+    assert_eq!(
+        changed.expose_url(),
+        "postgres://u:p@h:5432/other?sslmode=verify-full"
+    );
+}
+
+#[test]
+fn surrounding_whitespace_is_ignored() {
+    assert_eq!(parse("  postgres://u:p@h/d\n"), parse("postgres://u:p@h/d"));
+}
+
+/// Any string PostgreSQL can take (no NUL), of any characters.
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[^\u{0}]{1,40}",
+        proptest::collection::vec(
+            prop_oneof![
+                Just('@'),
+                Just(':'),
+                Just('/'),
+                Just('?'),
+                Just('#'),
+                Just('%'),
+                Just('['),
+                Just(']'),
+                Just(' '),
+                Just('\''),
+                Just('\n'),
+                Just('é'),
+                Just('😀'),
+                (1u8..0x20).prop_map(char::from),
+                any::<char>().prop_filter("no NUL", |c| *c != '\0'),
+            ],
+            1..30
+        )
+        .prop_map(|chars| chars.into_iter().collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_user_password_dbname_and_param_round_trip(
+        user in any_text(),
+        password in any_text(),
+        dbname in any_text(),
+        app in any_text(),
+        scheme in prop_oneof![Just("postgres"), Just("postgresql")],
+        port in 1u16..,
+    ) {
+        let url = DatabaseUrl::builder()
+            .scheme_text(scheme)
+            .user(user.clone())
+            .password(password.clone().into())
+            .host("db.example.com")
+            .port(port)
+            .dbname(dbname.clone())
+            .param("application_name", app.clone())
+            .build()
+            .unwrap();
+        let back: DatabaseUrl = url.expose_url().parse().unwrap();
+        prop_assert_eq!(back.user(), user.as_str());
+        prop_assert_eq!(back.password().expose_secret(), password.as_str());
+        prop_assert_eq!(back.dbname(), dbname.as_str());
+        prop_assert_eq!(back.application_name(), Some(app.as_str()));
+        prop_assert_eq!(&back, &url);
+        // Display differs from the full URL in the password alone, which it shows as ***.
+        let redacted: DatabaseUrl = url.to_string().parse().unwrap();
+        prop_assert_eq!(redacted.password().expose_secret(), "***");
+        prop_assert_eq!(redacted.to_builder().password(password.into()).build().unwrap(), url);
+    }
+}
