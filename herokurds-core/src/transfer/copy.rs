@@ -237,7 +237,7 @@ pub(crate) async fn pipe(
 /// deadlock, serialization failure).
 pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
     match e.code() {
-        None => true,
+        None => e.is_closed() || caused_by_io(e),
         Some(code) => {
             let c = code.code();
             c.starts_with("08")
@@ -245,6 +245,18 @@ pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
                 || matches!(c, "57014" | "53300" | "40001" | "40P01" | "55P03")
         }
     }
+}
+
+/// Whether an I/O error (reset, broken pipe, TLS) is in the error's chain.
+fn caused_by_io(e: &tokio_postgres::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// Whether the error is PostgreSQL refusing to read a table whose policies

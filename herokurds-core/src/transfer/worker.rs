@@ -451,13 +451,17 @@ async fn copy_attempt(
                 })
                 .map_err(Failure::Fatal)?;
             }
-            sh.emit(TransferEvent::TableFinished {
-                table: key.clone(),
-                slice,
-                rows: moved.rows,
-                bytes: moved.bytes,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            if slice.is_some() {
+                // Journaled above; a whole table is journaled (then
+                // reported) by finish_task.
+                sh.emit(TransferEvent::TableFinished {
+                    table: key.clone(),
+                    slice,
+                    rows: moved.rows,
+                    bytes: moved.bytes,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
             Ok(Some(moved))
         }
         Ok(None) => Ok(None),
@@ -522,15 +526,14 @@ fn finish_task(sh: &Shared, task: &CopyTask, moved: Moved) -> Result<(), Transfe
         t.bytes += tally.bytes;
         t.seconds += tally.seconds;
     })?;
-    if task.slice.is_some() {
-        sh.emit(TransferEvent::TableFinished {
-            table: key,
-            slice: None,
-            rows: tally.rows,
-            bytes: tally.bytes,
-            seconds: tally.seconds,
-        });
-    }
+    // Reported once on disk: whoever sees this event may rely on it.
+    sh.emit(TransferEvent::TableFinished {
+        table: key,
+        slice: None,
+        rows: tally.rows,
+        bytes: tally.bytes,
+        seconds: tally.seconds,
+    });
     let items = sh
         .early
         .lock()
@@ -571,8 +574,8 @@ async fn exec_steps(
                 let row = c
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
-                         WHERE conrelid = $1::regclass AND conname = $2), \
-                         pg_catalog.to_regclass($3) IS NOT NULL",
+                         WHERE conrelid = $1::text::regclass AND conname = $2), \
+                         pg_catalog.to_regclass($3::text) IS NOT NULL",
                         &[table, constraint, index],
                     )
                     .await?;
