@@ -8,6 +8,8 @@
 pub mod heroku_input;
 pub mod heroku_render;
 pub mod url_render;
+pub mod transfer_render;
+pub mod verify_render;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 //! starts in [`connect`]: TLS as the URL's `sslmode` says, and a failure
 //! explained in terms of the URL part to fix ([`ConnectError`]).
 
+pub mod catalog;
 mod connect;
 mod server_info;
 

@@ -1,0 +1,144 @@
+//! herokurds-transfer: copy a Heroku Postgres database into an empty RDS
+//! database — consistent snapshot, parallel COPY streams, no dump file.
+//! Exit codes: 0 done, 2 error (the work directory says what is done;
+//! finish with --resume).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use herokurds_cli::transfer_render::TransferRender;
+use herokurds_cli::{init_tracing, report_error};
+use herokurds_core::transfer::{
+    self, parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions,
+};
+use herokurds_core::url::DatabaseUrl;
+use tokio_util::sync::CancellationToken;
+
+/// Copy a Heroku Postgres database into an empty (RDS) database.
+///
+/// Pass the URLs in SOURCE_DATABASE_URL and TARGET_DATABASE_URL rather than
+/// as --source/--target: command-line arguments, passwords included, are
+/// visible to every user of the machine in `ps`. Passwords never appear in
+/// the output, the journal or the arguments of pg_dump/pg_restore.
+#[derive(Parser)]
+#[command(name = "herokurds-transfer", version)]
+struct Args {
+    /// Source database URL (Heroku's DATABASE_URL).
+    #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
+    source: String,
+    /// Target database URL (the RDS database, empty).
+    #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
+    target: String,
+    /// Tables copied at once.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Index builds at once, overlapping the copy (default: --jobs).
+    #[arg(long)]
+    index_jobs: Option<usize>,
+    /// Copy tables larger than this in several ctid slices at once.
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    split_tables_larger_than: u64,
+    /// Do not copy the rows of matching tables (glob on schema.table, or on
+    /// the name alone); they are created empty. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    exclude_table: Vec<String>,
+    /// Do not create this extension on the target (e.g. pg_stat_statements
+    /// in Heroku's heroku_ext schema). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    exclude_extension: Vec<String>,
+    /// COPY format: binary (fast) or text (portable fallback).
+    #[arg(long, default_value = "binary")]
+    format: CopyFormat,
+    /// Finish the transfer journaled in --work-dir.
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Drop what the journaled transfer created on the target and start over.
+    #[arg(long)]
+    restart: bool,
+    /// Where the journal, lock and schema archive live.
+    #[arg(long, default_value = ".herokurds")]
+    work_dir: PathBuf,
+    /// Attempts per table, slice or index on connection failures.
+    #[arg(long, default_value_t = 4)]
+    attempts: u32,
+    /// Do not ANALYZE tables after loading them.
+    #[arg(long)]
+    skip_analyze: bool,
+    /// Only run the preflight checks and print what they found.
+    #[arg(long)]
+    preflight_only: bool,
+    /// Print events and the report as NDJSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let args = Args::parse();
+    let render = TransferRender::new(args.json);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(args, &render)) {
+        Ok(code) => code,
+        Err(e) => {
+            render.error(&format!("{e:#}"));
+            report_error(&e)
+        }
+    }
+}
+
+async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
+    let source: DatabaseUrl = args
+        .source
+        .parse()
+        .context("--source / SOURCE_DATABASE_URL")?;
+    let target: DatabaseUrl = args
+        .target
+        .parse()
+        .context("--target / TARGET_DATABASE_URL")?;
+    let mut opts = TransferOptions::new()
+        .jobs(args.jobs)
+        .split_tables_larger_than(args.split_tables_larger_than)
+        .format(args.format)
+        .work_dir(args.work_dir)
+        .analyze(!args.skip_analyze)
+        .retry(RetryPolicy::new(
+            args.attempts,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        ))
+        .resume_mode(match (args.resume, args.restart) {
+            (true, _) => ResumeMode::Resume,
+            (_, true) => ResumeMode::Restart,
+            _ => ResumeMode::Fresh,
+        });
+    if let Some(n) = args.index_jobs {
+        opts = opts.index_jobs(n);
+    }
+    for p in args.exclude_table {
+        opts = opts.exclude_table(p);
+    }
+    for e in args.exclude_extension {
+        opts = opts.exclude_extension(e);
+    }
+    if args.preflight_only {
+        let report = transfer::preflight(&source, &target, &opts).await?;
+        render.preflight(&report)?;
+        return Ok(ExitCode::from(if report.is_ok() {
+            herokurds_cli::EXIT_OK
+        } else {
+            herokurds_cli::EXIT_ERROR
+        }));
+    }
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let report = transfer::run(&source, &target, &opts, render, cancel).await?;
+    render.finish(&report)?;
+    Ok(ExitCode::from(herokurds_cli::EXIT_OK))
+}

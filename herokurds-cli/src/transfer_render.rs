@@ -1,0 +1,328 @@
+//! How `herokurds-transfer` shows a transfer: progress bars on a terminal,
+//! one line per step otherwise, NDJSON with `--json`; and the final
+//! summary table.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use herokurds_core::progress::Progress;
+use herokurds_core::transfer::{PreflightReport, Slice, TransferEvent, TransferReport};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::{print_json, println_safe};
+
+/// Where the events go.
+enum Mode {
+    /// One JSON object per line on stdout.
+    Json,
+    /// Bars on stderr (a terminal).
+    Bars {
+        multi: MultiProgress,
+        overall: ProgressBar,
+        tables: Mutex<HashMap<String, ProgressBar>>,
+    },
+    /// A line per step on stderr (not a terminal: logs, CI).
+    Lines,
+}
+
+/// Renders [`TransferEvent`]s; a [`Progress`] for [`herokurds_core::transfer::run`].
+pub struct TransferRender {
+    mode: Mode,
+}
+
+fn human_bytes(b: u64) -> String {
+    indicatif::HumanBytes(b).to_string()
+}
+
+fn key(table: &str, slice: Option<Slice>) -> String {
+    match slice {
+        Some(s) => format!("{table} [{}/{}]", s.index, s.count),
+        None => table.to_string(),
+    }
+}
+
+impl TransferRender {
+    /// NDJSON when `json`, bars when stderr is a terminal, else lines.
+    pub fn new(json: bool) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed_precise} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            overall.set_prefix("transfer");
+            overall.enable_steady_tick(Duration::from_millis(200));
+            Mode::Bars {
+                multi,
+                overall,
+                tables: Mutex::new(HashMap::new()),
+            }
+        } else {
+            Mode::Lines
+        };
+        TransferRender { mode }
+    }
+
+    fn line(&self, text: String) {
+        match &self.mode {
+            Mode::Bars { multi, .. } => {
+                let _ = multi.println(text);
+            }
+            Mode::Lines => eprintln!("{text}"),
+            Mode::Json => {}
+        }
+    }
+
+    /// Shows a preflight report (for `--preflight-only`).
+    pub fn preflight(&self, r: &PreflightReport) -> anyhow::Result<()> {
+        if let Mode::Json = self.mode {
+            return print_json(r);
+        }
+        println_safe(format!(
+            "source {} as {}; target {} as {}; pg_dump {}",
+            r.source_version,
+            r.source_user,
+            r.target_version,
+            r.target_user,
+            r.pg_dump.as_deref().unwrap_or("not found")
+        ))?;
+        println_safe(format!(
+            "{} tables (~{}), {} sequences, {} large objects; {} excluded; target holds {} tables",
+            r.tables,
+            human_bytes(r.estimated_bytes),
+            r.sequences,
+            r.large_objects,
+            r.excluded_tables.len(),
+            r.target_tables
+        ))?;
+        for e in &r.extensions {
+            println_safe(format!(
+                "extension {} {} (schema {}): {}",
+                e.name,
+                e.version,
+                e.schema,
+                if e.excluded {
+                    "excluded"
+                } else if e.creatable {
+                    "ok"
+                } else {
+                    "cannot be created on the target"
+                }
+            ))?;
+        }
+        for w in &r.warnings {
+            println_safe(format!("warning: {w}"))?;
+        }
+        for p in &r.problems {
+            println_safe(format!("problem: {p}"))?;
+        }
+        Ok(())
+    }
+
+    /// Clears the bars and prints the summary (or the report as JSON).
+    pub fn finish(&self, report: &TransferReport) -> anyhow::Result<()> {
+        match &self.mode {
+            Mode::Json => {
+                return print_json(&serde_json::json!({ "event": "report", "report": report }))
+            }
+            Mode::Bars { overall, multi, .. } => {
+                overall.finish_and_clear();
+                let _ = multi.clear();
+            }
+            Mode::Lines => {}
+        }
+        println_safe(format!(
+            "{:<48} {:>12} {:>12} {:>8} {:>9}",
+            "table", "rows", "bytes", "seconds", "MB/s"
+        ))?;
+        for t in &report.tables {
+            let mbs = if t.seconds > 0.0 {
+                t.bytes as f64 / 1e6 / t.seconds
+            } else {
+                0.0
+            };
+            println_safe(format!(
+                "{:<48} {:>12} {:>12} {:>8.1} {:>9.1}{}",
+                t.table,
+                t.rows,
+                human_bytes(t.bytes),
+                t.seconds,
+                mbs,
+                if t.from_earlier_run {
+                    "  (earlier run)"
+                } else {
+                    ""
+                }
+            ))?;
+        }
+        println_safe(format!(
+            "total: {} rows, {} in {:.1} s = {:.1} MB/s, {:.0} rows/s; {} indexes/constraints/post-data items, \
+             {} sequences, {} large objects{}",
+            report.rows(),
+            human_bytes(report.bytes()),
+            report.seconds,
+            report.mb_per_second(),
+            report.rows_per_second(),
+            report.post_data_items,
+            report.sequences,
+            report.large_objects,
+            if report.resumed { " (resumed)" } else { "" }
+        ))?;
+        println_safe(format!(
+            "snapshot {} at source WAL {}",
+            report.snapshot.id,
+            report.snapshot.lsn.as_deref().unwrap_or("(not readable)")
+        ))?;
+        Ok(())
+    }
+
+    /// Reports a failure in `--json` mode (stderr gets it in every mode).
+    pub fn error(&self, message: &str) {
+        if let Mode::Json = self.mode {
+            let _ = print_json(&serde_json::json!({ "event": "error", "message": message }));
+        }
+    }
+
+    fn bar_for(&self, name: &str, total: u64) -> Option<ProgressBar> {
+        let Mode::Bars { multi, tables, .. } = &self.mode else {
+            return None;
+        };
+        let mut tables = tables.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            tables
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new(total));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<40!} {bytes:>10} {bytes_per_sec:>12} {msg}",
+                        )
+                        .expect("valid template"),
+                    );
+                    bar.set_prefix(name.to_string());
+                    bar
+                })
+                .clone(),
+        )
+    }
+
+    fn remove_bar(&self, name: &str) {
+        if let Mode::Bars { multi, tables, .. } = &self.mode {
+            if let Some(bar) = tables
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name)
+            {
+                bar.finish_and_clear();
+                multi.remove(&bar);
+            }
+        }
+    }
+}
+
+impl Progress<TransferEvent> for TransferRender {
+    fn event(&self, e: &TransferEvent) {
+        if let Mode::Json = self.mode {
+            let _ = print_json(e);
+            return;
+        }
+        match e {
+            TransferEvent::PreflightPassed {
+                tables,
+                estimated_bytes,
+                source_version,
+                target_version,
+                ..
+            } => {
+                if let Mode::Bars { overall, .. } = &self.mode {
+                    overall.set_length(*estimated_bytes);
+                }
+                self.line(format!(
+                    "preflight ok: {tables} tables, ~{} (source {source_version}, target {target_version})",
+                    human_bytes(*estimated_bytes)
+                ));
+            }
+            TransferEvent::PhaseStarted { phase } => {
+                if let Mode::Bars { overall, .. } = &self.mode {
+                    overall.set_message(format!("{phase:?}"));
+                }
+                if let Mode::Lines = self.mode {
+                    self.line(format!("{phase:?}: started"));
+                }
+            }
+            TransferEvent::PhaseFinished { phase, seconds } => {
+                self.line(format!("{phase:?}: done in {seconds:.1} s"))
+            }
+            TransferEvent::TableStarted { table, slice, .. } => {
+                if let Some(bar) = self.bar_for(&key(table, *slice), 0) {
+                    bar.set_message("copying");
+                }
+            }
+            TransferEvent::TableProgress {
+                table,
+                slice,
+                rows,
+                bytes,
+                ..
+            } => {
+                if let Some(bar) = self.bar_for(&key(table, *slice), 0) {
+                    bar.set_position(*bytes);
+                    bar.set_message(format!("~{rows} rows"));
+                }
+            }
+            TransferEvent::TableFinished {
+                table,
+                slice,
+                rows,
+                bytes,
+                seconds,
+            } => {
+                let name = key(table, *slice);
+                self.remove_bar(&name);
+                if slice.is_none() {
+                    if let Mode::Bars { overall, .. } = &self.mode {
+                        overall.inc(*bytes);
+                    }
+                }
+                if slice.is_none() || matches!(self.mode, Mode::Lines) {
+                    self.line(format!(
+                        "copied {name}: {rows} rows, {} in {seconds:.1} s",
+                        human_bytes(*bytes)
+                    ));
+                }
+            }
+            TransferEvent::TableSkipped { table, reason } => {
+                self.line(format!("skipped {table}: {reason}"))
+            }
+            TransferEvent::Retrying {
+                item,
+                attempt,
+                of,
+                backoff,
+                error,
+            } => self.line(format!(
+                "retrying {item} (attempt {attempt} of {of}, after {backoff:.0} s): {error}"
+            )),
+            TransferEvent::IndexFinished { item, seconds, .. }
+                if matches!(self.mode, Mode::Lines) =>
+            {
+                self.line(format!("built {item} in {seconds:.1} s"))
+            }
+            TransferEvent::SequencesSet { count } => self.line(format!("set {count} sequences")),
+            TransferEvent::LargeObjectsCopied { count, bytes } => self.line(format!(
+                "copied {count} large objects ({})",
+                human_bytes(*bytes)
+            )),
+            TransferEvent::Warning { message } => self.line(format!("warning: {message}")),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The real `herokurds-transfer` binary: killed mid-run and finished with
+//! `--resume`; exit codes; NDJSON; passwords never printed.
+
+#[path = "../../tests/transfer_support/mod.rs"]
+mod transfer_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use secrecy::ExposeSecret;
+use transfer_support::{assert_same, pair};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herokurds-transfer");
+
+const DATA: &str = "
+CREATE TABLE first_big (id bigint PRIMARY KEY, payload text);
+INSERT INTO first_big SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, 150000) i;
+CREATE TABLE second_big (id bigint PRIMARY KEY, ref bigint REFERENCES first_big (id), payload text);
+INSERT INTO second_big SELECT i, i, repeat(md5(i::text), 5) FROM generate_series(1, 150000) i;
+CREATE TABLE third (id serial PRIMARY KEY, v text);
+INSERT INTO third (v) SELECT 'v' || i FROM generate_series(1, 5000) i;
+SELECT lo_from_bytea(4242, 'blob');
+";
+
+fn command(src: &str, tgt: &str, work: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("SOURCE_DATABASE_URL", src)
+        .env("TARGET_DATABASE_URL", tgt)
+        .env_remove("RUST_LOG")
+        .arg("--work-dir")
+        .arg(work)
+        .args(["--jobs", "1"]);
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_the_binary_finishes_with_resume() {
+    let (src, tgt) = pair().await;
+    src.owner_client()
+        .await
+        .unwrap()
+        .batch_execute(DATA)
+        .await
+        .unwrap();
+    let (s_url, t_url) = (
+        src.url().expose_secret().to_string(),
+        tgt.url().expose_secret().to_string(),
+    );
+    let passwords = [
+        src.password().expose_secret().to_string(),
+        tgt.password().expose_secret().to_string(),
+    ];
+    let work = tempfile::tempdir().unwrap();
+
+    // Run, and kill -9 it once the first table is in.
+    let mut child = command(&s_url, &t_url, work.path())
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first_lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains(r#""event":"table_finished""#);
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        first_lines.iter().any(|l| l.contains("table_finished")),
+        "{first_lines:?}"
+    );
+    for l in &first_lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("NDJSON");
+        assert!(v.get("event").is_some(), "{l}");
+    }
+
+    // A plain run refuses the unfinished journal (exit 2).
+    let out = tokio::task::spawn_blocking({
+        let (s, t, w) = (s_url.clone(), t_url.clone(), work.path().to_path_buf());
+        move || command(&s, &t, &w).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--resume"), "{}", text(&out));
+
+    // --resume finishes; the table done before is skipped.
+    let out = tokio::task::spawn_blocking({
+        let (s, t, w) = (s_url.clone(), t_url.clone(), work.path().to_path_buf());
+        move || {
+            command(&s, &t, &w)
+                .args(["--resume", "--json"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(r#""event":"table_skipped""#), "{all}");
+    let report = all
+        .lines()
+        .find(|l| l.contains(r#""event":"report""#))
+        .expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(report).unwrap();
+    assert_eq!(report["report"]["resumed"], true);
+    assert_same(&src, &tgt).await;
+
+    for p in &passwords {
+        assert!(!all.contains(p.as_str()));
+        for l in &first_lines {
+            assert!(!l.contains(p.as_str()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_exit_2_and_never_print_the_password() {
+    let (src, tgt) = pair().await;
+    tgt.owner_client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE occupied (id int)")
+        .await
+        .unwrap();
+    let (s_url, t_url) = (
+        src.url().expose_secret().to_string(),
+        tgt.url().expose_secret().to_string(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let outs = tokio::task::spawn_blocking({
+        let w = work.path().to_path_buf();
+        move || {
+            vec![
+                command(&s_url, &t_url, &w).output().unwrap(),
+                command(&s_url, &t_url, &w)
+                    .arg("--preflight-only")
+                    .output()
+                    .unwrap(),
+                command(&s_url, &t_url, &w).arg("--help").output().unwrap(),
+                // A URL given as an argument, broken: the error names the
+                // flag, not the password.
+                Command::new(BIN)
+                    .args(["--source", &s_url.replace("127.0.0.1:", "127.0.0.1:x")])
+                    .args(["--target", &t_url])
+                    .output()
+                    .unwrap(),
+            ]
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outs[0].status.code(), Some(2));
+    assert!(
+        text(&outs[0]).contains("already holds 1 table"),
+        "{}",
+        text(&outs[0])
+    );
+    assert_eq!(outs[1].status.code(), Some(2));
+    assert!(text(&outs[1]).contains("problem:"), "{}", text(&outs[1]));
+    assert_eq!(outs[2].status.code(), Some(0));
+    assert!(text(&outs[2]).contains("SOURCE_DATABASE_URL"));
+    assert_eq!(outs[3].status.code(), Some(2));
+    assert!(text(&outs[3]).contains("--source"), "{}", text(&outs[3]));
+    for out in &outs {
+        for p in [src.password(), tgt.password()] {
+            assert!(!text(out).contains(p.expose_secret()), "{}", text(out));
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! TODO(transfer): placeholder until its issue lands.

@@ -1,0 +1,278 @@
+//! The work directory: what a transfer has finished, so `--resume` can
+//! finish the rest, and a lock so two runs never write the same target.
+//!
+//! Every path lives in [`Paths`]. The journal is JSON, rewritten whole
+//! (write to a temporary file, fsync, rename) after each step that
+//! finishes, so a crash leaves either the old or the new version. It holds
+//! names, counts and dump ids — never a password: the source and target
+//! are recorded as `user@host:port/dbname`.
+//!
+//! What is recorded, in order of the run: the schema archive written, the
+//! pre-data restored, per table whether its rows are in (and for a table
+//! copied in slices, which slices committed and which transaction was
+//! committing one when the run stopped), each post-data entry run,
+//! sequences set, large objects copied, and the run finished.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The journal format; a different version is not resumed.
+const VERSION: u32 = 1;
+
+/// Every file of the transfer's work directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    /// `<work-dir>/transfer`.
+    pub(crate) dir: PathBuf,
+    /// The journal, `journal.json`.
+    pub(crate) journal: PathBuf,
+    /// Where the next journal is written before the rename.
+    journal_tmp: PathBuf,
+    /// The lock file, held with `flock` for the whole run.
+    pub(crate) lock: PathBuf,
+    /// The schema archive (`pg_dump --format=custom`).
+    pub(crate) archive: PathBuf,
+    /// The list `pg_restore --use-list` restores pre-data from.
+    pub(crate) pre_data_list: PathBuf,
+    /// The list the post-data SQL is generated from.
+    pub(crate) post_data_list: PathBuf,
+}
+
+impl Paths {
+    pub(crate) fn new(work_dir: &Path) -> Self {
+        let dir = work_dir.join("transfer");
+        Paths {
+            journal: dir.join("journal.json"),
+            journal_tmp: dir.join("journal.json.tmp"),
+            lock: dir.join("lock"),
+            archive: dir.join("schema.dump"),
+            pre_data_list: dir.join("pre-data.list"),
+            post_data_list: dir.join("post-data.list"),
+            dir,
+        }
+    }
+
+    /// Creates the directory (mode 0700: it holds the schema).
+    pub(crate) fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+    }
+}
+
+/// An exclusive `flock` on the lock file, released when dropped (or when
+/// the process dies, whatever the cause).
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: fs::File,
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug)]
+pub(crate) enum LockError {
+    /// Another live process holds it; its pid as it wrote it.
+    Held(String),
+    Io(io::Error),
+}
+
+impl Lock {
+    pub(crate) fn acquire(path: &Path) -> Result<Lock, LockError> {
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(LockError::Io)?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let holder = fs::read_to_string(path).unwrap_or_default();
+                return Err(LockError::Held(holder.trim().to_string()));
+            }
+            return Err(LockError::Io(err));
+        }
+        file.set_len(0).map_err(LockError::Io)?;
+        writeln!(file, "{}", std::process::id()).map_err(LockError::Io)?;
+        Ok(Lock { _file: file })
+    }
+}
+
+/// One table's progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TableState {
+    /// All rows are in (committed on the target).
+    pub(crate) done: bool,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+    /// For a table copied in slices: emptied before the first slice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) truncated: bool,
+    /// For a table copied in slices: the inner block boundaries, kept so
+    /// a resumed run cuts the table the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slice_bounds: Option<Vec<i64>>,
+    /// Slices committed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) slices_done: BTreeSet<u32>,
+    /// Slices whose COMMIT was sent with this target transaction id: after
+    /// a crash, `pg_xact_status` says whether it happened.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) committing: BTreeMap<u32, i64>,
+}
+
+/// What a transfer has finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Journal {
+    pub(crate) version: u32,
+    /// `user@host:port/dbname` of the source.
+    pub(crate) source: String,
+    /// `user@host:port/dbname` of the target.
+    pub(crate) target: String,
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) updated_at: chrono::DateTime<chrono::Utc>,
+    /// Runs (first plus resumes) that used this journal.
+    pub(crate) runs: u32,
+    pub(crate) schema_dumped: bool,
+    pub(crate) pre_data_done: bool,
+    /// Tables by `schema.name` (unquoted).
+    pub(crate) tables: BTreeMap<String, TableState>,
+    /// Post-data TOC entries run, by dump id.
+    pub(crate) post_data_done: BTreeSet<i32>,
+    pub(crate) sequences_done: bool,
+    pub(crate) large_objects_done: bool,
+    pub(crate) finished: bool,
+}
+
+impl Journal {
+    pub(crate) fn new(source: String, target: String) -> Self {
+        let now = chrono::Utc::now();
+        Journal {
+            version: VERSION,
+            source,
+            target,
+            started_at: now,
+            updated_at: now,
+            runs: 0,
+            schema_dumped: false,
+            pre_data_done: false,
+            tables: BTreeMap::new(),
+            post_data_done: BTreeSet::new(),
+            sequences_done: false,
+            large_objects_done: false,
+            finished: false,
+        }
+    }
+
+    /// Reads the journal, `None` when there is none.
+    pub(crate) fn load(paths: &Paths) -> io::Result<Option<Journal>> {
+        match fs::read(&paths.journal) {
+            Ok(bytes) => {
+                let j: Journal = serde_json::from_slice(&bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if j.version != VERSION {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("journal version {} (this build reads {VERSION})", j.version),
+                    ));
+                }
+                Ok(Some(j))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the journal atomically: temporary file, fsync, rename, fsync
+    /// of the directory.
+    pub(crate) fn save(&mut self, paths: &Paths) -> io::Result<()> {
+        self.updated_at = chrono::Utc::now();
+        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&paths.journal_tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&paths.journal_tmp, &paths.journal)?;
+        if let Ok(d) = fs::File::open(&paths.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Deletes the journal and everything derived from the archive.
+    pub(crate) fn remove(paths: &Paths) -> io::Result<()> {
+        for p in [
+            &paths.journal,
+            &paths.archive,
+            &paths.pre_data_list,
+            &paths.post_data_list,
+        ] {
+            match fs::remove_file(p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn table(&mut self, key: &str) -> &mut TableState {
+        self.tables.entry(key.to_string()).or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trips_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        paths.create().unwrap();
+        assert!(Journal::load(&paths).unwrap().is_none());
+        let mut j = Journal::new("u@h:5432/src".into(), "v@h:5432/tgt".into());
+        j.table("public.t").done = true;
+        let s = j.table("public.big");
+        s.slice_bounds = Some(vec![10, 20, 30]);
+        s.slices_done.insert(2);
+        s.committing.insert(3, 778);
+        j.post_data_done.insert(3210);
+        j.save(&paths).unwrap();
+        let back = Journal::load(&paths).unwrap().unwrap();
+        assert_eq!(back, j);
+        assert!(!paths.journal_tmp.exists());
+        let mode = fs::metadata(&paths.dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        Journal::remove(&paths).unwrap();
+        assert!(Journal::load(&paths).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        paths.create().unwrap();
+        let first = Lock::acquire(&paths.lock).unwrap();
+        match Lock::acquire(&paths.lock) {
+            Err(LockError::Held(pid)) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("{other:?}"),
+        }
+        drop(first);
+        Lock::acquire(&paths.lock).unwrap();
+    }
+}

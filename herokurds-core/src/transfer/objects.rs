@@ -1,0 +1,119 @@
+//! Sequences and large objects: the state `COPY` does not carry.
+//!
+//! Sequences are not transactional, so no snapshot describes them: they
+//! are read after the rows are in, as late as possible, which can only put
+//! them ahead of the copied rows (a gap), never behind (a duplicate key
+//! after cutover). Each is set with `setval(seq, last_value, is_called)`,
+//! which reproduces descending sequences, sequences never called and
+//! sequences ahead of their column's maximum exactly.
+//!
+//! Large objects keep their oids (applications store them in their own
+//! columns). Their contents are read in the snapshot with `lo_get` in
+//! 4 MiB pieces — the source user can read the objects it owns — and
+//! written with `lo_create(oid)` (unless pre-data already created it) and
+//! `lo_put`, after truncating, so a retry or a resume rewrites them
+//! exactly. They end up owned by the target user.
+
+use tokio_postgres::Client;
+
+use super::copy::message;
+use super::error::TransferError;
+use crate::pg::catalog::{quote_literal, LargeObject, SequenceInfo};
+
+/// Sets every sequence on the target; statements batched 500 at a time.
+pub(crate) async fn set_sequences(
+    target: &Client,
+    sequences: &[SequenceInfo],
+) -> Result<(), TransferError> {
+    for chunk in sequences.chunks(500) {
+        let sql = format!(
+            "SELECT {}",
+            chunk.iter().map(setval_sql).collect::<Vec<_>>().join(", ")
+        );
+        if let Err(e) = target.batch_execute(&sql).await {
+            // Name the sequence: retry one by one.
+            for s in chunk {
+                target
+                    .batch_execute(&format!("SELECT {}", setval_sql(s)))
+                    .await
+                    .map_err(|e| TransferError::Sequence {
+                        sequence: s.to_string(),
+                        message: message(&e),
+                    })?;
+            }
+            return Err(TransferError::Sequence {
+                sequence: chunk.first().map(|s| s.to_string()).unwrap_or_default(),
+                message: message(&e),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn setval_sql(s: &SequenceInfo) -> String {
+    format!(
+        "pg_catalog.setval({}::regclass, {}, {})",
+        quote_literal(&s.qualified_name()),
+        s.last_value,
+        s.is_called
+    )
+}
+
+/// How much of a large object is moved per round trip.
+const LO_PIECE: i32 = 4 << 20;
+
+/// Copies `objects` from `source` (a session inside the snapshot
+/// transaction) to `target`, all in one target transaction. Returns the
+/// bytes copied.
+pub(crate) async fn copy_large_objects(
+    source: &Client,
+    target: &Client,
+    objects: &[LargeObject],
+) -> Result<u64, TransferError> {
+    let fail = |oid: u32| {
+        move |e: tokio_postgres::Error| TransferError::LargeObject {
+            oid,
+            message: message(&e),
+        }
+    };
+    let first = objects.first().map(|o| o.oid).unwrap_or(0);
+    target.batch_execute("BEGIN").await.map_err(fail(first))?;
+    let mut total = 0u64;
+    for lo in objects {
+        let oid = lo.oid;
+        target
+            .execute(
+                "SELECT lo_create($1) WHERE NOT EXISTS \
+                 (SELECT 1 FROM pg_largeobject_metadata WHERE oid = $1)",
+                &[&oid],
+            )
+            .await
+            .map_err(fail(oid))?;
+        target
+            .execute("SELECT lo_truncate(lo_open($1, 131072), 0)", &[&oid])
+            .await
+            .map_err(fail(oid))?;
+        let mut offset: i64 = 0;
+        loop {
+            let piece: Vec<u8> = source
+                .query_one("SELECT lo_get($1, $2, $3)", &[&oid, &offset, &LO_PIECE])
+                .await
+                .map_err(fail(oid))?
+                .get(0);
+            if piece.is_empty() {
+                break;
+            }
+            target
+                .execute("SELECT lo_put($1, $2, $3)", &[&oid, &offset, &piece])
+                .await
+                .map_err(fail(oid))?;
+            offset += piece.len() as i64;
+            total += piece.len() as u64;
+            if piece.len() < LO_PIECE as usize {
+                break;
+            }
+        }
+    }
+    target.batch_execute("COMMIT").await.map_err(fail(first))?;
+    Ok(total)
+}

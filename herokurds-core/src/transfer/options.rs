@@ -1,0 +1,361 @@
+//! How a transfer runs: [`TransferOptions`] and the small types it holds.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The `COPY` format rows travel in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CopyFormat {
+    /// `FORMAT binary` (default): no text parsing of numbers, timestamps
+    /// and `bytea` on the target. Tables with a column whose binary form
+    /// carries server-specific type oids (composite types, arrays of
+    /// user-defined types) are copied as text regardless.
+    #[default]
+    Binary,
+    /// `FORMAT text`: the portable fallback.
+    Text,
+}
+
+impl fmt::Display for CopyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CopyFormat::Binary => "binary",
+            CopyFormat::Text => "text",
+        })
+    }
+}
+
+impl FromStr for CopyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "binary" => Ok(CopyFormat::Binary),
+            "text" => Ok(CopyFormat::Text),
+            other => Err(format!("unknown COPY format `{other}` (binary or text)")),
+        }
+    }
+}
+
+/// What to do with the work directory's journal of an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ResumeMode {
+    /// Start a new transfer; refuse if the journal of an unfinished one is
+    /// there, or if the target holds tables.
+    #[default]
+    Fresh,
+    /// Finish the journaled transfer: keep the schema archive and every
+    /// table, slice and post-data entry already done, redo the rest.
+    Resume,
+    /// Drop what the journaled transfer created on the target
+    /// (`DROP OWNED BY CURRENT_USER`) and start over.
+    Restart,
+}
+
+/// How often and how patiently a failed table, slice or post-data entry is
+/// retried. Only failures worth retrying are (a lost connection, a backend
+/// terminated by an administrator, a deadlock, too many connections); a
+/// query the server rejects stops the run at once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4).
+    pub attempts: u32,
+    /// Wait before the second attempt (default 1 s); doubled after each.
+    pub first_backoff: Duration,
+    /// The longest wait (default 30 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: every failure stops the run.
+    pub fn none() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// `attempts` in all with `first_backoff` doubling up to `max_backoff`.
+    pub fn new(attempts: u32, first_backoff: Duration, max_backoff: Duration) -> Self {
+        RetryPolicy {
+            attempts: attempts.max(1),
+            first_backoff,
+            max_backoff,
+        }
+    }
+
+    /// The wait before attempt `attempt` (2 for the first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(2).min(20);
+        self.first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
+/// Everything a transfer can be told, with defaults that suit a Heroku to
+/// RDS move. Build with [`TransferOptions::new`] and the setters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransferOptions {
+    jobs: usize,
+    index_jobs: Option<usize>,
+    split_threshold: u64,
+    format: CopyFormat,
+    exclude_tables: Vec<String>,
+    exclude_extensions: Vec<String>,
+    resume: ResumeMode,
+    work_dir: PathBuf,
+    retry: RetryPolicy,
+    pg_bin_dir: Option<PathBuf>,
+    maintenance_work_mem: String,
+    analyze: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            jobs: 4,
+            index_jobs: None,
+            split_threshold: 1 << 30,
+            format: CopyFormat::Binary,
+            exclude_tables: Vec::new(),
+            exclude_extensions: Vec::new(),
+            resume: ResumeMode::Fresh,
+            work_dir: PathBuf::from(".herokurds"),
+            retry: RetryPolicy::default(),
+            pg_bin_dir: None,
+            maintenance_work_mem: "512MB".into(),
+            analyze: true,
+        }
+    }
+}
+
+impl TransferOptions {
+    /// The defaults: 4 jobs, tables split above 1 GiB, binary COPY, work
+    /// directory `.herokurds/`, 4 attempts per table, `ANALYZE` after load.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tables copied at once (default 4; at least 1). Each job holds one
+    /// source and one target session.
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// The number of tables copied at once.
+    pub fn get_jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Index and constraint builds at once, on their own target sessions,
+    /// overlapping the copy of other tables (default: same as `jobs`).
+    pub fn index_jobs(mut self, jobs: usize) -> Self {
+        self.index_jobs = Some(jobs.max(1));
+        self
+    }
+
+    /// The number of index builds at once.
+    pub fn get_index_jobs(&self) -> usize {
+        self.index_jobs.unwrap_or(self.jobs)
+    }
+
+    /// Tables whose heap is larger than this many bytes are copied in
+    /// several `ctid` ranges at once (default 1 GiB).
+    pub fn split_tables_larger_than(mut self, bytes: u64) -> Self {
+        self.split_threshold = bytes.max(1);
+        self
+    }
+
+    /// The split threshold in bytes.
+    pub fn get_split_threshold(&self) -> u64 {
+        self.split_threshold
+    }
+
+    /// The COPY format (default binary).
+    pub fn format(mut self, format: CopyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The COPY format.
+    pub fn get_format(&self) -> CopyFormat {
+        self.format
+    }
+
+    /// Leaves the rows of matching tables behind (their definitions,
+    /// indexes and constraints are still created, empty). Patterns are
+    /// globs on `schema.table`, or on the bare name when there is no dot.
+    pub fn exclude_table(mut self, pattern: impl Into<String>) -> Self {
+        self.exclude_tables.push(pattern.into());
+        self
+    }
+
+    /// The table exclusion patterns.
+    pub fn get_exclude_tables(&self) -> &[String] {
+        &self.exclude_tables
+    }
+
+    /// Does not create the named extension on the target (typically
+    /// `pg_stat_statements`, which needs rights RDS's master user may
+    /// lack). Objects that depend on it will fail to restore.
+    pub fn exclude_extension(mut self, name: impl Into<String>) -> Self {
+        self.exclude_extensions.push(name.into());
+        self
+    }
+
+    /// The excluded extensions.
+    pub fn get_exclude_extensions(&self) -> &[String] {
+        &self.exclude_extensions
+    }
+
+    /// Fresh (default), resume or restart.
+    pub fn resume_mode(mut self, mode: ResumeMode) -> Self {
+        self.resume = mode;
+        self
+    }
+
+    /// The resume mode.
+    pub fn get_resume_mode(&self) -> ResumeMode {
+        self.resume
+    }
+
+    /// Where the journal, lock and schema archive live (default
+    /// `.herokurds/`; the transfer uses its `transfer/` subdirectory).
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = dir.into();
+        self
+    }
+
+    /// The work directory.
+    pub fn get_work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// The retry policy for tables, slices and post-data entries.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The retry policy.
+    pub fn get_retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Use `pg_dump` and `pg_restore` from this directory only (default:
+    /// search `PATH`, then `/usr/lib/postgresql/*/bin`, newest first).
+    pub fn pg_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pg_bin_dir = Some(dir.into());
+        self
+    }
+
+    /// The explicit client-tools directory, if any.
+    pub fn get_pg_bin_dir(&self) -> Option<&Path> {
+        self.pg_bin_dir.as_deref()
+    }
+
+    /// `maintenance_work_mem` of the sessions that build indexes (default
+    /// `512MB`; each index job may use this much on the target).
+    pub fn maintenance_work_mem(mut self, value: impl Into<String>) -> Self {
+        self.maintenance_work_mem = value.into();
+        self
+    }
+
+    /// The index sessions' `maintenance_work_mem`.
+    pub fn get_maintenance_work_mem(&self) -> &str {
+        &self.maintenance_work_mem
+    }
+
+    /// Whether each table is `ANALYZE`d once its indexes are built, so the
+    /// application's first queries on the target have statistics (default on).
+    pub fn analyze(mut self, on: bool) -> Self {
+        self.analyze = on;
+        self
+    }
+
+    /// Whether tables are analyzed.
+    pub fn get_analyze(&self) -> bool {
+        self.analyze
+    }
+}
+
+/// Parses a size such as `1GB`, `512MiB`, `100k` or `1048576` into bytes
+/// (units are powers of 1024, as in PostgreSQL's settings).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 1GB, 512MB, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("100k"), Ok(102_400));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy::new(5, Duration::from_secs(1), Duration::from_secs(3));
+        assert_eq!(p.backoff(2), Duration::from_secs(1));
+        assert_eq!(p.backoff(3), Duration::from_secs(2));
+        assert_eq!(p.backoff(4), Duration::from_secs(3));
+        assert_eq!(RetryPolicy::none().attempts, 1);
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for f in [CopyFormat::Binary, CopyFormat::Text] {
+            assert_eq!(f.to_string().parse::<CopyFormat>(), Ok(f));
+        }
+        assert!("csv".parse::<CopyFormat>().is_err());
+    }
+
+    #[test]
+    fn index_jobs_follow_jobs_unless_set() {
+        let o = TransferOptions::new().jobs(3);
+        assert_eq!(o.get_index_jobs(), 3);
+        assert_eq!(o.index_jobs(1).get_index_jobs(), 1);
+        assert_eq!(TransferOptions::new().jobs(0).get_jobs(), 1);
+    }
+}

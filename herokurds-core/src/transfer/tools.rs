@@ -1,0 +1,155 @@
+//! Finding `pg_dump` and `pg_restore` of a major version that can read the
+//! source server.
+//!
+//! `pg_dump` refuses servers newer than itself ("server version mismatch"),
+//! and it says so only when it runs; the preflight asks first. The search
+//! order is an explicit directory if given, else `PATH`, then the newest
+//! `/usr/lib/postgresql/*/bin` (where Debian's `postgresql-client-NN`
+//! packages put them, several side by side).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The pair of client tools the schema steps run.
+#[derive(Debug, Clone)]
+pub(crate) struct Tools {
+    pub(crate) pg_dump: PathBuf,
+    pub(crate) pg_restore: PathBuf,
+    /// `pg_dump --version`'s major version (9.6 is 9).
+    pub(crate) major: u32,
+    /// `pg_dump --version`'s whole version, e.g. `15.18`.
+    pub(crate) version: String,
+}
+
+/// What the search found when no suitable pair exists.
+#[derive(Debug, Clone)]
+pub(crate) enum ToolsProblem {
+    /// No `pg_dump` (with a `pg_restore` next to it) anywhere searched.
+    Missing { searched: String },
+    /// Only versions older than the server's were found.
+    TooOld {
+        found: Vec<(PathBuf, String)>,
+        needed: u32,
+    },
+}
+
+/// Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into
+/// `(15, "15.18")`; `9.6.24` gives `(9, "9.6.24")`.
+pub(crate) fn parse_version(output: &str) -> Option<(u32, String)> {
+    let version = output
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?
+        .trim_end_matches(|c: char| !c.is_ascii_digit());
+    let major = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some((major, version.to_string()))
+}
+
+fn probe(dir: &Path) -> Option<Tools> {
+    let pg_dump = dir.join("pg_dump");
+    let pg_restore = dir.join("pg_restore");
+    if !pg_dump.is_file() || !pg_restore.is_file() {
+        return None;
+    }
+    let out = Command::new(&pg_dump).arg("--version").output().ok()?;
+    let (major, version) = parse_version(&String::from_utf8_lossy(&out.stdout))?;
+    Some(Tools {
+        pg_dump,
+        pg_restore,
+        major,
+        version,
+    })
+}
+
+/// Directories to search, in order: `explicit` alone if given, else the
+/// directory of each `pg_dump` on `PATH` (symlinks resolved, as Debian's
+/// `pg_wrapper` links there), then `/usr/lib/postgresql/*/bin` newest first.
+fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut dirs = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            let exe = d.join("pg_dump");
+            if exe.is_file() {
+                let real = std::fs::canonicalize(&exe).unwrap_or(exe);
+                // pg_wrapper (a Perl script) picks a version itself; use the
+                // real binaries instead.
+                let is_wrapper = real.file_name().is_some_and(|n| n == "pg_wrapper");
+                if !is_wrapper {
+                    if let Some(parent) = real.parent() {
+                        dirs.push(parent.to_path_buf());
+                    }
+                }
+            }
+        }
+    }
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
+    dirs.extend(versioned.into_iter().map(|(_, d)| d));
+    dirs.dedup();
+    dirs
+}
+
+/// Finds a `pg_dump`/`pg_restore` pair whose major version is at least
+/// `server_major`: the first suitable one in search order.
+pub(crate) fn find(explicit: Option<&Path>, server_major: u32) -> Result<Tools, ToolsProblem> {
+    let dirs = candidate_dirs(explicit);
+    let found: Vec<Tools> = dirs.iter().filter_map(|d| probe(d)).collect();
+    if let Some(t) = found.iter().find(|t| t.major >= server_major) {
+        return Ok(t.clone());
+    }
+    if found.is_empty() {
+        let searched = match explicit {
+            Some(d) => d.display().to_string(),
+            None => "PATH, /usr/lib/postgresql/*/bin".to_string(),
+        };
+        return Err(ToolsProblem::Missing { searched });
+    }
+    Err(ToolsProblem::TooOld {
+        found: found.into_iter().map(|t| (t.pg_dump, t.version)).collect(),
+        needed: server_major,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_from_debian_and_old_outputs() {
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some((15, "15.18".to_string()))
+        );
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 9.6.24"),
+            Some((9, "9.6.24".to_string()))
+        );
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 17devel"),
+            Some((17, "17".to_string()))
+        );
+        assert_eq!(parse_version("no digits here"), None);
+    }
+
+    #[test]
+    fn an_explicit_directory_is_the_only_one_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        match find(Some(dir.path()), 15) {
+            Err(ToolsProblem::Missing { searched }) => {
+                assert_eq!(searched, dir.path().display().to_string())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

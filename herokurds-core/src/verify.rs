@@ -1,1 +1,0 @@
-//! TODO(verify): placeholder until its issue lands.

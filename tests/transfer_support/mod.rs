@@ -1,0 +1,141 @@
+//! Helpers shared by the transfer tests: sandbox pairs, URLs, and a
+//! table-by-table, sequence-by-sequence comparison read as superuser on
+//! both sides (so row-level security hides nothing from it).
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+
+use herokurds_core::pg::catalog::{self, TableFilter};
+use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_core::transfer::TransferEvent;
+use herokurds_core::url::DatabaseUrl;
+use secrecy::ExposeSecret;
+
+/// A Heroku-shaped source and an RDS-shaped target.
+pub async fn pair() -> (LocalPostgres, LocalPostgres) {
+    let (s, t) = tokio::join!(
+        LocalPostgres::start(PostgresOptions::heroku()),
+        LocalPostgres::start(PostgresOptions::rds())
+    );
+    (
+        s.expect("source sandbox (run scripts/test to install PostgreSQL)"),
+        t.expect("target sandbox"),
+    )
+}
+
+/// The owner's URL as a `DatabaseUrl`.
+pub fn url(pg: &LocalPostgres) -> DatabaseUrl {
+    pg.url()
+        .expose_secret()
+        .parse()
+        .expect("sandbox URL parses")
+}
+
+/// Every event, serialized, for assertions.
+#[derive(Default)]
+pub struct Events(pub Mutex<Vec<TransferEvent>>);
+
+impl herokurds_core::progress::Progress<TransferEvent> for Events {
+    fn event(&self, e: &TransferEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Events {
+    pub fn json(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect()
+    }
+}
+
+/// One line per table (count + md5 of sorted rows), sequence (last_value,
+/// is_called), large object (md5), and schema object, as superuser.
+pub async fn fingerprint(pg: &LocalPostgres) -> Vec<String> {
+    let c = pg.superuser_client(pg.database()).await.unwrap();
+    let inv = catalog::inventory(&c, &TableFilter::new()).await.unwrap();
+    let mut out = Vec::new();
+    for t in inv.tables.iter().filter(|t| t.holds_rows()) {
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) \
+                     FROM ONLY {} t",
+                    t.qualified_name()
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push(format!(
+            "T {t} {} {}",
+            row.get::<_, i64>(0),
+            row.get::<_, String>(1)
+        ));
+    }
+    for s in &inv.sequences {
+        out.push(format!("S {s} {} {}", s.last_value, s.is_called));
+    }
+    for r in c
+        .query(
+            "SELECT oid::text, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        out.push(format!(
+            "L {} {}",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1)
+        ));
+    }
+    let objects = "
+        SELECT 'I ' || schemaname || ' ' || indexdef FROM pg_indexes
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+        UNION ALL
+        SELECT 'C ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+               || ' ' || condeferrable::text || condeferred::text || convalidated::text
+          FROM pg_constraint WHERE connamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+        UNION ALL
+        SELECT 'G ' || tgrelid::regclass::text || ' ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL
+        SELECT 'P ' || schemaname || '.' || tablename || ' ' || policyname || ' ' || coalesce(qual, '') FROM pg_policies
+        UNION ALL
+        SELECT 'R ' || relname || ' ' || relrowsecurity::text || relforcerowsecurity::text || relpersistence::text FROM pg_class
+         WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'm')
+        UNION ALL
+        SELECT 'M ' || matviewname || ' ' || ispopulated::text FROM pg_matviews
+        UNION ALL
+        SELECT 'E ' || extname || ' ' || extnamespace::regnamespace::text FROM pg_extension WHERE oid >= 16384
+        ORDER BY 1";
+    for r in c.query(objects, &[]).await.unwrap() {
+        out.push(r.get::<_, String>(0));
+    }
+    out.sort();
+    out
+}
+
+/// Asserts both databases hold the same, printing the differences.
+pub async fn assert_same(source: &LocalPostgres, target: &LocalPostgres) {
+    let (s, t) = tokio::join!(fingerprint(source), fingerprint(target));
+    let only_s: Vec<&String> = s.iter().filter(|l| !t.contains(l)).collect();
+    let only_t: Vec<&String> = t.iter().filter(|l| !s.contains(l)).collect();
+    assert!(
+        only_s.is_empty() && only_t.is_empty(),
+        "source and target differ.\nonly in source:\n  {}\nonly in target:\n  {}",
+        only_s
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        only_t
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+    );
+}
