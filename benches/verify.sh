@@ -9,7 +9,7 @@
 #   1. herokurds-verify --jobs JOBS (full), and --counts-only;
 #   2. per-row hash variants on the largest table, best of 3 each;
 # and prints MB/s and the ratio of verify's time to each copy method's.
-# Stops the two clusters it started.
+# Stops the two clusters it started and removes their directory.
 #
 # Usage: benches/verify.sh [SIZE_MB]     (default 1024)
 # Env:   ANCHORS=../shared/bench/anchors.sh  SRC_PORT=56432 TGT_PORT=56433 JOBS=2
@@ -35,6 +35,7 @@ stop() {
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA/$c/data" -m fast stop >/dev/null 2>&1 ||
       "$PGBIN/pg_ctl" -D "$DATA/$c/data" -m fast stop >/dev/null 2>&1 || true
   done
+  rm -rf "$DATA"
 }
 trap stop EXIT
 SOURCE_DATABASE_URL=$(sed -n 's/.*  source: \(postgres:.*\)$/\1/p' "$W/anchors.err")

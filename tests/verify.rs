@@ -468,6 +468,18 @@ async fn excluded_tables_are_left_out_of_schema_and_data() {
     assert!(report.tables.iter().all(|t| t.table != "public.audit_log"));
     let report = check(&pair, VerifyOptions::new().exclude_table("audit_log")).await;
     assert!(report.is_identical(), "{:#?}", lines(&report));
+
+    // A cancelled token stops the check with an error, never a verdict.
+    let (s, t) = (
+        sessions(&pair.source, 1).await,
+        sessions(&pair.target, 1).await,
+    );
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = verify::run_with_clients(&s, &t, &VerifyOptions::new(), &NoProgress, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, verify::VerifyError::Cancelled), "{err}");
 }
 
 async fn verify_urls(

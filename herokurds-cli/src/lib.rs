@@ -6,9 +6,11 @@
 //! difference, 2 an error.
 
 pub mod demo;
+pub mod heroku_input;
 pub mod heroku_render;
 pub mod runbook_render;
 pub mod s3_render;
+pub mod url_render;
 pub mod transfer_render;
 pub mod verify_render;
 

@@ -3,14 +3,13 @@
 //! Glue only: parse flags, build a `heroku::Client` from the environment,
 //! call one client method, render the answer (text or `--json`).
 
-use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
+use herokurds_cli::heroku_input::{owned_hint, parse_pairs, taken_hint};
 use herokurds_cli::heroku_render as render;
-use herokurds_core::heroku::{Client, HerokuError};
-use secrecy::SecretString;
+use herokurds_core::heroku::Client;
 
 /// Heroku config vars, maintenance mode and Postgres attachments, through
 /// the Heroku Platform API (no Heroku CLI needed).
@@ -138,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             render::config_value(json, app, &key, &value)
         }
         Command::Config(ConfigCommand::Set { pairs }) => {
-            let vars = parse_pairs(&pairs)?;
+            let vars = parse_pairs(&pairs, std::io::stdin())?;
             let keys: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
             client
                 .set_config_vars(app, vars)
@@ -183,66 +182,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Promote { addon } => render::promoted(json, &client.promote(app, &addon).await?),
     }
-}
-
-/// `KEY=VALUE` / `KEY=-` (stdin, once). Errors never quote a value.
-fn parse_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, SecretString)>> {
-    let mut out = Vec::new();
-    let mut stdin_used = false;
-    for (i, pair) in pairs.iter().enumerate() {
-        let Some((key, value)) = pair.split_once('=') else {
-            bail!(
-                "argument {} is not KEY=VALUE (use KEY=- to read the value from stdin)",
-                i + 1
-            );
-        };
-        if key.is_empty() {
-            bail!("argument {} has no KEY before '='", i + 1);
-        }
-        let value = if value == "-" {
-            if stdin_used {
-                bail!("only one KEY=- can read stdin");
-            }
-            stdin_used = true;
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .with_context(|| format!("cannot read the value of {key} from stdin"))?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            let text = text.strip_suffix('\r').unwrap_or(text);
-            if text.is_empty() {
-                bail!("no value for {key} on stdin");
-            }
-            text.to_owned()
-        } else {
-            value.to_owned()
-        };
-        out.push((key.to_owned(), SecretString::from(value)));
-    }
-    Ok(out)
-}
-
-/// Says which attachment owns a var Heroku refused to change.
-fn owned_hint(e: HerokuError, app: &str) -> anyhow::Error {
-    let owner = e
-        .api_message()
-        .and_then(|m| m.strip_prefix("Cannot overwrite attachment values "))
-        .and_then(|vars| vars.trim_end_matches('.').split(", ").next())
-        .map(str::to_owned);
-    match owner.as_deref().and_then(|v| v.strip_suffix("_URL")) {
-        Some(name) => anyhow::Error::new(e).context(format!(
-            "{name}_URL belongs to the {name} attachment; run `herokurds-heroku -a {app} detach {name}` first"
-        )),
-        None => e.into(),
-    }
-}
-
-/// Says to pass `--confirm` when the name is taken.
-fn taken_hint(e: HerokuError, app: &str) -> anyhow::Error {
-    if e.is_confirmation_required() {
-        return anyhow::Error::new(e).context(format!(
-            "the name is taken on app {app}; re-run with --confirm to replace it"
-        ));
-    }
-    e.into()
 }

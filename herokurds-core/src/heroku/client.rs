@@ -734,6 +734,21 @@ mod tests {
     }
 
     #[test]
+    fn client_and_its_futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_sync<T: Sync>(_: &T) {}
+        let client = ClientBuilder::new()
+            .token(SecretString::from("t"))
+            .build()
+            .unwrap();
+        is_sync(&client);
+        is_send(&client.promote("a", "b"));
+        is_send(&client.set_config_vars("a", [("K", "v")]));
+        is_send(&client.attachments("a"));
+        is_send(&client.scale("a", &[("worker", 0)]));
+    }
+
+    #[test]
     fn config_keys_are_checked() {
         assert!(check_config_key("DATABASE_URL").is_ok());
         assert!(check_config_key("A-B").is_err());

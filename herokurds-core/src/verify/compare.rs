@@ -298,3 +298,127 @@ pub(crate) async fn compare_large_objects(
     }
     Ok(Some(result))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::data::{SideTallies, Sums, TablePlan};
+
+    fn plan(name: &str, rls: Option<Rls>) -> TablePlan {
+        TablePlan {
+            qualified: name.into(),
+            bytes: 8192,
+            blocks: 1,
+            rls,
+        }
+    }
+
+    fn tally(rows: u64, hash: u64, failed: Option<&str>) -> data::Tally {
+        let mut t = data::Tally::default();
+        t.sums = Sums { rows, hash };
+        t.failed = failed.map(str::to_string);
+        t
+    }
+
+    fn sides(s: Vec<data::Tally>, t: Vec<data::Tally>) -> (SideTallies, SideTallies) {
+        (
+            SideTallies {
+                tables: s,
+                large_objects: None,
+            },
+            SideTallies {
+                tables: t,
+                large_objects: None,
+            },
+        )
+    }
+
+    #[test]
+    fn counts_then_contents_then_refusals_become_one_line_each() {
+        let src = [
+            plan("public.a", None),
+            plan("public.b", None),
+            plan("public.c", Some(Rls::Forced)),
+        ];
+        let tgt = [
+            plan("public.a", None),
+            plan("public.b", None),
+            plan("public.c", None),
+        ];
+        let (s, t) = sides(
+            vec![
+                tally(3, 1, None),
+                tally(2, 5, None),
+                tally(
+                    0,
+                    0,
+                    Some("query would be affected by row-level security policy"),
+                ),
+            ],
+            vec![tally(2, 1, None), tally(2, 6, None), tally(9, 9, None)],
+        );
+        let mut d = Vec::new();
+        let results = compare_tables(&src, &s, &tgt, &t, false, &mut d);
+        let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            "table public.a: row count 3 on source vs 2 on target"
+        );
+        assert!(lines[1].starts_with("table public.b: content differs with equal row counts (checksum 0000000000000005 vs 0000000000000006)"));
+        assert!(
+            lines[2].contains("not verified on source: row-level security is forced"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains("ALTER TABLE public.c NO FORCE ROW LEVEL SECURITY"));
+        assert!(results.iter().all(|r| !r.equal));
+        assert!(results[2].source.is_none() && results[2].target.is_some());
+    }
+
+    #[test]
+    fn counts_only_ignores_checksums_and_a_table_without_a_partner_is_named_once() {
+        let src = [plan("public.a", None), plan("public.gone", None)];
+        let tgt = [plan("public.a", None)];
+        let (s, t) = sides(
+            vec![tally(2, 1, None), tally(1, 1, None)],
+            vec![tally(2, 7, None)],
+        );
+        let mut d = vec![Difference::new(
+            "table",
+            "public.gone",
+            Detail::MissingOnTarget,
+        )];
+        let results = compare_tables(&src, &s, &tgt, &t, true, &mut d);
+        assert_eq!(d.len(), 1, "the schema's line is enough: {d:#?}");
+        assert!(results[0].equal);
+        assert_eq!(results[0].source.as_ref().unwrap().checksum, None);
+    }
+
+    #[test]
+    fn sequences_compare_value_and_is_called_and_an_unreadable_side_is_said() {
+        let s = Ok(BTreeMap::from([
+            ("public.a".to_string(), (41, true)),
+            ("public.b".to_string(), (1, false)),
+        ]));
+        let t = Ok(BTreeMap::from([
+            ("public.a".to_string(), (42, true)),
+            ("public.b".to_string(), (1, true)),
+        ]));
+        let mut d = Vec::new();
+        assert_eq!(compare_sequences(&s, &t, &mut d), 2);
+        let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "sequence public.a: last_value 41 vs 42",
+                "sequence public.b: is_called false vs true"
+            ]
+        );
+        let mut d = Vec::new();
+        compare_sequences(&Err("permission denied for sequence s".into()), &t, &mut d);
+        assert!(d[0]
+            .to_string()
+            .starts_with("sequences (all): not verified on source: permission denied"));
+    }
+}

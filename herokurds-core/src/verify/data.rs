@@ -153,7 +153,8 @@ pub(crate) enum Work {
 }
 
 impl Work {
-    fn bytes(&self) -> u64 {
+    /// Bytes this item reads.
+    pub(crate) fn bytes(&self) -> u64 {
         match self {
             Work::Slice { bytes, .. } | Work::LargeObjects { bytes } => *bytes,
         }

@@ -577,6 +577,11 @@ async fn verify(
         objects: schema_objects,
         differences: differences.len(),
     });
+    tracing::debug!(
+        objects = schema_objects,
+        differences = differences.len(),
+        "schema compared"
+    );
 
     // 2. Data, both sides at once.
     let src_work = data::plan_work(
@@ -599,13 +604,9 @@ async fn verify(
             side,
             tables: tables.len(),
             slices: work.len(),
-            bytes: work
-                .iter()
-                .map(|w| match w {
-                    data::Work::Slice { bytes, .. } | data::Work::LargeObjects { bytes } => *bytes,
-                })
-                .sum(),
+            bytes: work.iter().map(data::Work::bytes).sum(),
         });
+        tracing::debug!(%side, tables = tables.len(), slices = work.len(), "data planned");
     }
     let (src_tally, tgt_tally) = futures::try_join!(
         data::run_side(

@@ -30,7 +30,8 @@
 //! `GET /__emulator/state`, `GET /__emulator/requests`.
 //!
 //! Not emulated: creating or destroying apps and add-ons, credentials,
-//! Basic authentication, two-factor, teams, ETags.
+//! Basic authentication, two-factor, teams, ETags; the `Accept` header's
+//! version is not checked (`version=3` and `version=3.sdk` both work).
 
 mod range;
 mod seed;
