@@ -10,8 +10,8 @@ pub mod heroku_input;
 pub mod heroku_render;
 pub mod runbook_render;
 pub mod s3_render;
-pub mod url_render;
 pub mod transfer_render;
+pub mod url_render;
 pub mod verify_render;
 
 use std::io::{self, Write};

@@ -181,3 +181,33 @@ pub fn read_password(
         }
     }
 }
+
+/// Builds a URL from AWS sources (Secrets Manager, a Pulumi export, the RDS
+/// API) with [`herokurds_core::runbook::resolve_target`]; `password`, when
+/// given (from --password-env or stdin), wins over a secret's.
+pub async fn resolve_from_aws(
+    target: &herokurds_core::runbook::plan::TargetSection,
+    password: Option<secrecy::SecretString>,
+) -> Result<herokurds_core::url::DatabaseUrl, String> {
+    const GIVEN: &str = "HEROKURDS_URL_GIVEN_PASSWORD";
+    let mut target = target.clone();
+    let given = password.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
+    if given.is_some() {
+        target.password_env = Some(GIVEN.into());
+    }
+    let env = move |name: &str| if name == GIVEN { given.clone() } else { None };
+    let options = herokurds_core::aws::ClientOptions::new();
+    herokurds_core::runbook::resolve_target(&target, &env, &options)
+        .await
+        .map(|r| r.url)
+}
+
+/// Prints a one-line error (as `{"error": ...}` with `--json`); exit 2.
+pub fn report_message(message: &str, json: bool) -> ExitCode {
+    if json {
+        let _ = print_json(&serde_json::json!({ "error": message }));
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(EXIT_ERROR)
+}

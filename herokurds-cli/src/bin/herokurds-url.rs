@@ -98,6 +98,21 @@ struct BuildArgs {
     /// Read the password from stdin (one trailing newline is dropped).
     #[arg(long)]
     password_stdin: bool,
+    /// Password (and user, host, port, dbname if missing) from this AWS Secrets
+    /// Manager secret: name or ARN; RDS-managed or rotation JSON, or plain text.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["password_env", "password_stdin"])]
+    password_secret: Option<String>,
+    /// Host, port, dbname and user from a `pulumi stack export` JSON file
+    /// (the aws:rds/instance:Instance's `address`, never `endpoint`).
+    #[arg(long, value_name = "FILE", conflicts_with = "rds_instance")]
+    pulumi_export: Option<PathBuf>,
+    /// Which RDS instance of the export, by resource name or identifier.
+    #[arg(long, value_name = "NAME", requires = "pulumi_export")]
+    pulumi_resource: Option<String>,
+    /// Host, port, dbname, user and the managed password secret from the RDS
+    /// API (DescribeDBInstances); AWS credentials from the standard chain.
+    #[arg(long, value_name = "ID")]
+    rds_instance: Option<String>,
     /// Print the full URL, password included (for piping into another program).
     #[arg(long)]
     reveal: bool,
@@ -122,17 +137,30 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 async fn main() -> ExitCode {
     init_tracing();
     let result = match Cli::parse().command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(args).await,
         Command::Parse { url, json } => parse(url, json),
         Command::Check { url, json } => check(url, json).await,
     };
     result.unwrap_or_else(|e| report_error(&e))
 }
 
-fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let (password, note) =
-        render::read_password(args.password_env.as_deref(), args.password_stdin)?;
-    let mut builder = DatabaseUrl::builder();
+async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let from_aws = args.password_secret.is_some()
+        || args.pulumi_export.is_some()
+        || args.rds_instance.is_some();
+    let (password, note) = if args.password_secret.is_some() {
+        (None, None)
+    } else {
+        render::read_password(args.password_env.as_deref(), args.password_stdin)?
+    };
+    let mut builder = if from_aws {
+        match render::resolve_from_aws(&args_target(&args), password.clone()).await {
+            Ok(url) => url.to_builder(),
+            Err(message) => return Ok(render::report_message(&message, args.json)),
+        }
+    } else {
+        DatabaseUrl::builder()
+    };
     if let Some(v) = args.user {
         builder.user(v);
     }
@@ -152,7 +180,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         builder.password(password);
     }
     for (key, value) in args.params {
-        builder.param(key, value);
+        // An explicit --param wins over a default from resolution (sslmode=require).
+        builder.remove_param(&key).param(key, value);
     }
     let url = match builder.build() {
         Ok(url) => url,
@@ -179,6 +208,20 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         println_safe(shown)?;
     }
     Ok(ExitCode::from(EXIT_OK))
+}
+
+fn args_target(a: &BuildArgs) -> herokurds_core::runbook::plan::TargetSection {
+    herokurds_core::runbook::plan::TargetSection {
+        host: a.host.clone(),
+        port: a.port.as_ref().and_then(|p| p.parse().ok()),
+        dbname: a.dbname.clone(),
+        user: a.user.clone(),
+        password_secret: a.password_secret.clone(),
+        pulumi_export: a.pulumi_export.clone(),
+        pulumi_resource: a.pulumi_resource.clone(),
+        rds_instance: a.rds_instance.clone(),
+        ..Default::default()
+    }
 }
 
 fn parse(url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
