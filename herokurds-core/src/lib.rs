@@ -34,6 +34,7 @@ pub mod runbook;
 pub mod s3;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod size;
 pub mod smoke;
 pub mod transfer;
 pub mod url;

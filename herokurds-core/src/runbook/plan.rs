@@ -423,7 +423,7 @@ impl Plan {
             p.push(format!("transfer.jobs {}: use 1 to 64", self.transfer.jobs));
         }
         if let Some(size) = &self.transfer.split_tables_larger_than {
-            if parse_size(size).is_none() {
+            if crate::size::parse_size(size).is_err() {
                 p.push(format!(
                     "transfer.split_tables_larger_than {size:?}: use a size like \"1GB\" or \"512MB\""
                 ));
@@ -477,26 +477,6 @@ impl Plan {
         }
         p
     }
-}
-
-/// Parses `"1GB"`, `"512MB"`, `"1.5GiB"`, `"1048576"` into bytes (powers
-/// of 1024 either way, as pg_size_pretty does).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1u64,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 fn is_app_name(s: &str) -> bool {
@@ -650,15 +630,5 @@ password_secret = "arn:aws:secretsmanager:us-east-1:1:secret:rds"
             .unwrap_err()
             .to_string();
         assert!(missing.contains("nope.toml"), "{missing}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_size("512 MB"), Some(512 << 20));
-        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(parse_size("1XB"), None);
     }
 }

@@ -287,7 +287,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             .work_dir(work)
             .resume_mode(mode);
         if let Some(size) = &t.split_tables_larger_than {
-            opts = opts.split_tables_larger_than(super::plan::parse_size(size).unwrap_or(1 << 30));
+            opts = opts.split_tables_larger_than(crate::size::parse_size(size).map_err(fail)?);
         }
         for p in &t.exclude_tables {
             opts = opts.exclude_table(p.clone());
