@@ -53,7 +53,7 @@ enum Command {
         after_help = "The password comes from --password-env VAR or --password-stdin, \
                             never from an argument: see herokurds-url --help."
     )]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print the parts of a URL (the argument, else $DATABASE_URL).
     Parse {
         /// The URL; prefer setting DATABASE_URL (arguments are visible to other users).
@@ -137,7 +137,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 async fn main() -> ExitCode {
     init_tracing();
     let result = match Cli::parse().command {
-        Command::Build(args) => build(args).await,
+        Command::Build(args) => build(*args).await,
         Command::Parse { url, json } => parse(url, json),
         Command::Check { url, json } => check(url, json).await,
     };
