@@ -1,1 +1,0 @@
-//! TODO(s3): placeholder until its issue lands.

@@ -1,0 +1,565 @@
+//! `s3::sync` and `s3::verify` against a real moto server over HTTP.
+//!
+//! Each test starts its own moto server (about a second), so tests are
+//! isolated and can run in parallel.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::StorageClass;
+use herokurds::progress::{NoProgress, Progress};
+use herokurds::s3::{
+    sync, verify, ClientSource, DifferenceKind, Filters, S3Error, S3Location, SyncEvent,
+    SyncOptions, SyncReport, VerifyReport, MIB,
+};
+use herokurds::sandbox::moto::MotoServer;
+use tokio_util::sync::CancellationToken;
+
+fn moto() -> MotoServer {
+    MotoServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(moto: &MotoServer) -> SyncOptions {
+    SyncOptions::new()
+        .source(ClientSource::Client(moto.s3_client()))
+        .destination(ClientSource::Client(moto.s3_client()))
+}
+
+fn loc(s: &str) -> S3Location {
+    s.parse().unwrap()
+}
+
+async fn buckets(moto: &MotoServer, names: &[&str]) {
+    for name in names {
+        moto.create_bucket(name).await.unwrap();
+    }
+}
+
+async fn sync_with(
+    from: &str,
+    to: &str,
+    opts: &SyncOptions,
+    progress: &impl Progress<SyncEvent>,
+    cancel: CancellationToken,
+) -> Result<SyncReport, S3Error> {
+    sync(&loc(from), &loc(to), opts, progress, cancel).await
+}
+
+async fn run(moto: &MotoServer, from: &str, to: &str, opts: SyncOptions) -> SyncReport {
+    let _ = moto;
+    sync_with(from, to, &opts, &NoProgress, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("sync {from} {to}: {e}"))
+}
+
+async fn verify_src_dst(moto: &MotoServer) -> VerifyReport {
+    let (from, to) = (loc("s3://src"), loc("s3://dst"));
+    verify(
+        &from,
+        &to,
+        &options(moto),
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Puts small text objects.
+async fn put(moto: &MotoServer, bucket: &str, objects: &[(&str, &str)]) {
+    let objects = objects
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()));
+    moto.put_objects(bucket, objects, 4).await.unwrap();
+}
+
+/// Every key of a bucket, in listing order.
+async fn keys(moto: &MotoServer, bucket: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut pages = moto
+        .s3_client()
+        .list_objects_v2()
+        .bucket(bucket)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        keys.extend(
+            page.unwrap()
+                .contents()
+                .iter()
+                .map(|o| o.key().unwrap().to_string()),
+        );
+    }
+    keys
+}
+
+async fn key_count(moto: &MotoServer, bucket: &str) -> usize {
+    keys(moto, bucket).await.len()
+}
+
+/// Every key of a bucket with its content.
+async fn contents(moto: &MotoServer, bucket: &str) -> HashMap<String, Vec<u8>> {
+    let client = moto.s3_client();
+    let mut out = HashMap::new();
+    for key in keys(moto, bucket).await {
+        let object = client.get_object().bucket(bucket).key(&key).send().await;
+        let body = object.unwrap().body.collect().await.unwrap().to_vec();
+        out.insert(key, body);
+    }
+    out
+}
+
+async fn tags(moto: &MotoServer, bucket: &str, key: &str) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = moto
+        .s3_client()
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+const AWKWARD_KEYS: &[&str] = &[
+    "a b.txt",
+    "a+b.txt",
+    "100%.txt",
+    "%2B-literal.txt",
+    "ünïcödé/日本語 ファイル.txt",
+    "dir/sub/deep.txt",
+    "q?x#y&z=1;.txt",
+    "~tilde/(paren)[bracket]'quote'.txt",
+    "trailing-space ",
+];
+
+#[tokio::test]
+async fn awkward_keys_are_copied_and_a_rerun_copies_nothing() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let objects = AWKWARD_KEYS
+        .iter()
+        .map(|k| (k.to_string(), format!("content of {k}").into_bytes()));
+    moto.put_objects("src", objects, 4).await.unwrap();
+
+    let first = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!(first.copied, AWKWARD_KEYS.len() as u64, "{first:?}");
+    assert_eq!(first.failed, 0, "{:?}", first.failures);
+    assert_eq!(contents(&moto, "dst").await, contents(&moto, "src").await);
+
+    let second = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!(
+        (second.copied, second.skipped, second.bytes),
+        (0, AWKWARD_KEYS.len() as u64, 0)
+    );
+}
+
+#[tokio::test]
+async fn more_than_a_thousand_keys_are_listed_across_pages() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let n = 2345;
+    let objects = (0..n).map(|i| (format!("k/{i:05}"), vec![b'x'; i % 7]));
+    moto.put_objects("src", objects, 16).await.unwrap();
+    // A few already there, one of them different.
+    let pre = (0..10).map(|i| (format!("k/{i:05}"), vec![b'x'; i % 7]));
+    moto.put_objects("dst", pre, 4).await.unwrap();
+    moto.put_objects(
+        "dst",
+        [("k/00003".to_string(), b"changed size".to_vec())],
+        1,
+    )
+    .await
+    .unwrap();
+
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!(report.source_objects, n as u64);
+    assert_eq!(report.skipped, 9, "{report:?}");
+    assert_eq!(report.copied, n as u64 - 9);
+    assert_eq!(key_count(&moto, "dst").await, n);
+
+    let check = verify_src_dst(&moto).await;
+    assert!(check.is_ok(), "{check:?}");
+    assert_eq!(check.checked, n as u64);
+    assert_eq!(check.etag_compared, n as u64);
+}
+
+/// Puts an object with every header and tag the sync must keep.
+async fn put_rich_object(moto: &MotoServer, bucket: &str, key: &str, body: Vec<u8>) {
+    moto.s3_client()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .content_type("image/png")
+        .cache_control("max-age=31536000, public")
+        .content_disposition("attachment; filename=\"photo 1.png\"")
+        .content_encoding("identity")
+        .content_language("fr-CA")
+        .expires(DateTime::from_secs(2_000_000_000))
+        .metadata("uploaded-by", "micromasters")
+        .metadata("original-name", "Photo 1.PNG")
+        .tagging("team=ol%20eng&classification=public")
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn assert_same_headers(moto: &MotoServer, key: &str) {
+    let head = |bucket: &'static str| {
+        let client = moto.s3_client();
+        let key = key.to_string();
+        async move {
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let (s, d) = (head("src").await, head("dst").await);
+    assert_eq!(d.content_type(), Some("image/png"));
+    assert_eq!(d.content_type(), s.content_type());
+    assert_eq!(d.cache_control(), s.cache_control());
+    assert_eq!(d.cache_control(), Some("max-age=31536000, public"));
+    assert_eq!(d.content_disposition(), s.content_disposition());
+    assert_eq!(d.content_encoding(), s.content_encoding());
+    assert_eq!(d.content_language(), s.content_language());
+    assert_eq!(d.content_language(), Some("fr-CA"));
+    assert_eq!(d.expires_string(), s.expires_string());
+    assert!(d.expires_string().is_some());
+    assert_eq!(d.metadata(), s.metadata());
+    assert_eq!(
+        d.metadata().unwrap().get("uploaded-by").map(String::as_str),
+        Some("micromasters")
+    );
+    assert_eq!(d.content_length(), s.content_length());
+    assert_eq!(
+        tags(moto, "dst", key).await,
+        vec![
+            ("classification".to_string(), "public".to_string()),
+            ("team".to_string(), "ol eng".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn headers_metadata_and_tags_survive_copy_object() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    put_rich_object(&moto, "src", "img/photo 1.png", b"png bytes".to_vec()).await;
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!((report.copied, report.multipart), (1, 0), "{report:?}");
+    assert_same_headers(&moto, "img/photo 1.png").await;
+}
+
+#[tokio::test]
+async fn headers_metadata_and_tags_survive_multipart_copy() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    // 11 MiB in 5 MiB parts (S3's minimum part size, which moto enforces):
+    // three UploadPartCopy requests.
+    let body: Vec<u8> = (0..11 * MIB as usize).map(|i| (i % 251) as u8).collect();
+    put_rich_object(&moto, "src", "big file+.bin", body).await;
+    let parts = Mutex::new(Vec::new());
+    let record = |e: &SyncEvent| {
+        if let SyncEvent::PartCopied { part, bytes, .. } = e {
+            parts.lock().unwrap().push((*part, *bytes));
+        }
+    };
+    let opts = options(&moto)
+        .multipart_threshold(5 * MIB)
+        .part_size(5 * MIB);
+    let report = sync_with(
+        "s3://src",
+        "s3://dst",
+        &opts,
+        &record,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.copied, report.multipart), (1, 1), "{report:?}");
+    assert_eq!(report.bytes, 11 * MIB);
+    let mut parts = parts.into_inner().unwrap();
+    parts.sort();
+    assert_eq!(parts, vec![(1, 5 * MIB), (2, 5 * MIB), (3, MIB)]);
+    assert_same_headers(&moto, "big file+.bin").await;
+    assert_eq!(contents(&moto, "dst").await, contents(&moto, "src").await);
+    // No multipart upload is left open.
+    let open = moto
+        .s3_client()
+        .list_multipart_uploads()
+        .bucket("dst")
+        .send()
+        .await
+        .unwrap();
+    assert!(open.uploads().is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_source_object_is_copied_again_with_its_new_tags() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let client = moto.s3_client();
+    let put = |body: &'static str, tags: &'static str| {
+        client
+            .put_object()
+            .bucket("src")
+            .key("doc.txt")
+            .body(ByteStream::from_static(body.as_bytes()))
+            .tagging(tags)
+            .send()
+    };
+    put("version one", "v=1&old=yes").await.unwrap();
+    run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!(tags(&moto, "dst", "doc.txt").await.len(), 2);
+
+    // Same size, newer: LastModified has one-second resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    put("version two", "v=2").await.unwrap();
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!((report.copied, report.skipped), (1, 0), "{report:?}");
+    assert_eq!(
+        contents(&moto, "dst").await["doc.txt"],
+        b"version two".to_vec()
+    );
+    // The destination has the new version's tags only, not a merge.
+    assert_eq!(
+        tags(&moto, "dst", "doc.txt").await,
+        vec![("v".to_string(), "2".to_string())]
+    );
+
+    // --size-only ignores a newer object of the same size...
+    let size_only = options(&moto).size_only(true);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    put("version 3!!", "v=3").await.unwrap();
+    let report = run(&moto, "s3://src", "s3://dst", size_only.clone()).await;
+    assert_eq!((report.copied, report.skipped), (0, 1));
+    // ...but not a size change.
+    put("version four", "v=4").await.unwrap();
+    let report = run(&moto, "s3://src", "s3://dst", size_only.clone()).await;
+    assert_eq!(report.copied, 1);
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_delete_removes_extra_keys() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    put(&moto, "src", &[("keep/a.txt", "a"), ("new.txt", "new")]).await;
+    put(
+        &moto,
+        "dst",
+        &[
+            ("keep/a.txt", "a"),
+            ("stale.txt", "old"),
+            ("logs/excluded.log", "log"),
+        ],
+    )
+    .await;
+    let before = contents(&moto, "dst").await;
+    let filters = Filters::new().exclude("logs/*").unwrap();
+
+    let events = Mutex::new(Vec::new());
+    let record = |e: &SyncEvent| match e {
+        SyncEvent::WouldCopy { from, to, .. } => {
+            events.lock().unwrap().push(format!("copy: {from} to {to}"))
+        }
+        SyncEvent::WouldDelete { target } => {
+            events.lock().unwrap().push(format!("delete: {target}"))
+        }
+        _ => {}
+    };
+    let opts = options(&moto).delete(true).filters(filters.clone());
+    let report = sync_with(
+        "s3://src",
+        "s3://dst",
+        &opts.clone().dry_run(true),
+        &record,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(report.dry_run);
+    assert_eq!((report.copied, report.deleted, report.skipped), (1, 1, 1));
+    assert_eq!(
+        events.into_inner().unwrap(),
+        vec![
+            "copy: s3://src/new.txt to s3://dst/new.txt",
+            "delete: s3://dst/stale.txt"
+        ]
+    );
+    assert_eq!(contents(&moto, "dst").await, before);
+
+    let report = run(&moto, "s3://src", "s3://dst", opts).await;
+    assert_eq!((report.copied, report.deleted), (1, 1), "{report:?}");
+    let after = contents(&moto, "dst").await;
+    let mut keys: Vec<&String> = after.keys().collect();
+    keys.sort();
+    // The excluded key is not deleted: filters apply to both sides.
+    assert_eq!(keys, vec!["keep/a.txt", "logs/excluded.log", "new.txt"]);
+}
+
+#[tokio::test]
+async fn a_failing_key_is_reported_the_rest_copy_and_nothing_is_deleted() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let objects = (0..20).map(|i| (format!("ok/{i:02}"), b"fine".to_vec()));
+    moto.put_objects("src", objects, 4).await.unwrap();
+    // A GLACIER object cannot be copied until it is restored.
+    moto.s3_client()
+        .put_object()
+        .bucket("src")
+        .key("archived/old scan.pdf")
+        .body(ByteStream::from_static(b"cold"))
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    put(&moto, "dst", &[("stale", "x")]).await;
+
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto).delete(true)).await;
+    assert!(!report.is_success());
+    assert_eq!((report.copied, report.failed), (20, 1), "{report:?}");
+    let failure = &report.failures[0];
+    assert_eq!(failure.bucket, "src");
+    assert_eq!(failure.key, "archived/old scan.pdf");
+    // S3 says InvalidObjectState, moto ObjectNotInActiveTierError; both 403.
+    assert!(failure.reason.contains("CopyObject"), "{failure:?}");
+    assert!(failure.reason.contains("HTTP 403"), "{failure:?}");
+    assert_eq!((report.deleted, report.deletes_withheld), (0, 1));
+    assert!(contents(&moto, "dst").await.contains_key("stale"));
+    assert_eq!(key_count(&moto, "dst").await, 21);
+}
+
+#[tokio::test]
+async fn prefixes_map_onto_prefixes_and_filters_choose_keys() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let objects = [
+        "media/a.jpg",
+        "media/b.png",
+        "media/sub/c.jpg",
+        "media-other/d.jpg",
+        "static/e.jpg",
+    ]
+    .map(|k| (k.to_string(), k.as_bytes().to_vec()));
+    moto.put_objects("src", objects, 2).await.unwrap();
+    let filters = Filters::new()
+        .exclude("*")
+        .unwrap()
+        .include("*.jpg")
+        .unwrap();
+    let report = run(
+        &moto,
+        "s3://src/media",
+        "s3://dst/uploads/media",
+        options(&moto).filters(filters),
+    )
+    .await;
+    assert_eq!(report.copied, 2, "{report:?}");
+    let mut keys: Vec<String> = contents(&moto, "dst").await.into_keys().collect();
+    keys.sort();
+    assert_eq!(keys, vec!["uploads/media/a.jpg", "uploads/media/sub/c.jpg"]);
+}
+
+#[tokio::test]
+async fn verify_reports_missing_and_different_objects() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let objects = ["a", "b", "c"].map(|k| (k.to_string(), format!("{k}{k}{k}").into_bytes()));
+    moto.put_objects("src", objects, 2).await.unwrap();
+    put(&moto, "dst", &[("a", "aaa"), ("b", "BBB"), ("extra", "x")]).await;
+    let report = verify_src_dst(&moto).await;
+    assert!(!report.is_ok());
+    assert_eq!(
+        (
+            report.checked,
+            report.matched,
+            report.missing,
+            report.etag_mismatch,
+            report.extra
+        ),
+        (3, 1, 1, 1, 1)
+    );
+    let kinds: Vec<(&str, DifferenceKind)> = report
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), d.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("b", DifferenceKind::Etag), ("c", DifferenceKind::Missing)]
+    );
+
+    // A sync with --verify: "b" has the same size and an older timestamp,
+    // so aws-style sync skips it and the verify pass catches it.
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto).verify(true)).await;
+    assert_eq!(report.copied, 1);
+    let check = report.verify.as_ref().unwrap();
+    assert_eq!(check.etag_mismatch, 1, "{check:?}");
+    assert!(!report.is_success());
+}
+
+#[tokio::test]
+async fn a_missing_bucket_stops_the_run_and_is_named() {
+    let moto = moto();
+    buckets(&moto, &["src"]).await;
+    put(&moto, "src", &[("a", "a")]).await;
+    let err = sync_with(
+        "s3://src",
+        "s3://no-such-bucket/x",
+        &options(&moto),
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, S3Error::List { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("s3://no-such-bucket/x/"), "{text}");
+    assert!(text.contains("NoSuchBucket"), "{text}");
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_and_resumes_where_it_left_off() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let objects = (0..300).map(|i| (format!("{i:03}"), b"data".to_vec()));
+    moto.put_objects("src", objects, 8).await.unwrap();
+    let cancel = CancellationToken::new();
+    let copied = std::sync::atomic::AtomicU64::new(0);
+    let stop_after_some = |e: &SyncEvent| {
+        if let SyncEvent::Copied { .. } = e {
+            if copied.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 20 {
+                cancel.cancel();
+            }
+        }
+    };
+    let err = sync_with(
+        "s3://src",
+        "s3://dst",
+        &options(&moto).concurrency(4).delete(true),
+        &stop_after_some,
+        cancel.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, S3Error::Cancelled { .. }), "{err:?}");
+    let done = key_count(&moto, "dst").await;
+    assert!(
+        (21..300).contains(&done),
+        "{done} copied before the cancel took effect"
+    );
+    let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
+    assert_eq!(report.skipped, done as u64);
+    assert_eq!(report.copied, 300 - done as u64);
+}
