@@ -5,6 +5,8 @@
 //! Exit codes are the same everywhere: 0 success, 1 a check found a
 //! difference, 2 an error.
 
+pub mod s3_render;
+
 use std::io::{self, Write};
 use std::process::ExitCode;
 

@@ -1,0 +1,184 @@
+//! `herokurds-s3-sync s3://SRC[/prefix] s3://DST[/prefix]`: server-side
+//! bucket sync, like `aws s3 sync` but faster and keeping every header,
+//! metadata and tag. Glue only: see `herokurds_core::s3`.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use herokurds_cli::s3_render::{ordered_filters, summary, SyncRenderer};
+use herokurds_cli::{init_tracing, print_json, report_error, EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
+use herokurds_core::aws::ClientOptions;
+use herokurds_core::s3::{
+    parse_size, sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Copy the objects of one S3 location to another, server-side.
+///
+/// A key is copied when the destination lacks it, when sizes differ, or when
+/// the source is newer (like `aws s3 sync`). Credentials come from the
+/// standard AWS chain (environment, profiles, SSO); AWS_ENDPOINT_URL is
+/// honoured.
+#[derive(Parser)]
+#[command(
+    name = "herokurds-s3-sync",
+    version,
+    after_help = "Exit status: 0 everything synced (and verified); 1 --verify found a \
+                  difference; 2 an error (a key failed to copy or delete, a listing \
+                  failed, bad arguments, Ctrl-C).\n\
+                  --json prints {\"copied\":N,\"skipped\":N,\"deleted\":N,\"failed\":N,\"bytes\":N,...} on stdout."
+)]
+struct Args {
+    /// Source, s3://bucket[/prefix].
+    source: S3Location,
+    /// Destination, s3://bucket[/prefix].
+    destination: S3Location,
+    /// Compare sizes only, not modification times.
+    #[arg(long)]
+    size_only: bool,
+    /// Delete destination objects the source does not have (never after a failed copy).
+    #[arg(long)]
+    delete: bool,
+    /// Skip keys matching this glob (`*` matches `/` too); repeatable, order matters.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Keep keys matching this glob even if excluded before; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Print what would be copied and deleted; change nothing.
+    #[arg(long, alias = "dry-run")]
+    dryrun: bool,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    concurrency: usize,
+    /// Copy objects larger than this in parts (max 5GiB).
+    #[arg(long, default_value = "5GiB", value_parser = parse_size, value_name = "SIZE")]
+    multipart_threshold: u64,
+    /// Part size of multipart copies (5MiB to 5GiB).
+    #[arg(long, alias = "multipart-chunksize", default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    part_size: u64,
+    /// Storage class of the copies (STANDARD, STANDARD_IA, ...).
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<StorageClass>,
+    /// Server-side encryption of the copies: AES256 (default when given alone) or aws:kms.
+    #[arg(long, num_args = 0..=1, default_missing_value = "AES256", value_name = "ALGORITHM")]
+    sse: Option<Sse>,
+    /// KMS key for --sse aws:kms (implies it).
+    #[arg(long, value_name = "KEY_ID")]
+    sse_kms_key_id: Option<String>,
+    /// AWS profile for reading the source.
+    #[arg(long, value_name = "PROFILE")]
+    source_profile: Option<String>,
+    /// AWS profile for writing the destination (also used for the copies).
+    #[arg(long, value_name = "PROFILE")]
+    dest_profile: Option<String>,
+    /// Region of the source bucket.
+    #[arg(long, value_name = "REGION")]
+    source_region: Option<String>,
+    /// Region of the destination bucket.
+    #[arg(long, value_name = "REGION")]
+    dest_region: Option<String>,
+    /// S3-compatible endpoint for both sides (default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Attempts per request (throttling, 5xx and network errors are retried with backoff).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_attempts: u32,
+    /// After syncing, check every source key at the destination (size, ETag).
+    #[arg(long)]
+    verify: bool,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn side(profile: Option<String>, region: Option<String>, endpoint: Option<String>) -> ClientSource {
+    let mut options = ClientOptions::new();
+    if let Some(p) = profile {
+        options = options.profile(p);
+    }
+    if let Some(r) = region {
+        options = options.region(r);
+    }
+    if let Some(e) = endpoint {
+        options = options.endpoint_url(e);
+    }
+    ClientSource::Options(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    let filters = match ordered_filters(&matches) {
+        Ok(f) => f,
+        Err(e) => return report_error(&e.into()),
+    };
+    let sse = match (args.sse, args.sse_kms_key_id) {
+        (Some(Sse::Aes256), Some(_)) => {
+            return report_error(&anyhow::anyhow!("--sse-kms-key-id needs --sse aws:kms"))
+        }
+        (_, Some(key)) => Some(Sse::Kms { key_id: Some(key) }),
+        (sse, None) => sse,
+    };
+    let options = SyncOptions::new()
+        .size_only(args.size_only)
+        .delete(args.delete)
+        .dry_run(args.dryrun)
+        .verify(args.verify)
+        .filters(filters)
+        .concurrency(args.concurrency)
+        .multipart_threshold(args.multipart_threshold)
+        .part_size(args.part_size)
+        .storage_class(args.storage_class)
+        .sse(sse)
+        .max_attempts(args.max_attempts)
+        .source(side(
+            args.source_profile,
+            args.source_region,
+            args.endpoint_url.clone(),
+        ))
+        .destination(side(args.dest_profile, args.dest_region, args.endpoint_url));
+
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the copies in flight (Ctrl-C again to quit now)");
+            on_ctrl_c.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(EXIT_ERROR));
+            }
+        }
+    });
+
+    let renderer = SyncRenderer::new(args.destination.clone(), !args.no_progress, !args.json);
+    let result = sync(&args.source, &args.destination, &options, &renderer, cancel).await;
+    renderer.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return report_error(&e.into()),
+    };
+    if args.json {
+        if let Err(e) = print_json(&report) {
+            return report_error(&e);
+        }
+    } else {
+        eprintln!("{}", summary(&report));
+    }
+    let code = if report.failed > 0 {
+        EXIT_ERROR
+    } else if report.verify.as_ref().is_some_and(|v| !v.is_ok()) {
+        EXIT_DIFFERENT
+    } else {
+        EXIT_OK
+    };
+    ExitCode::from(code)
+}

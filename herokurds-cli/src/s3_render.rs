@@ -1,0 +1,186 @@
+//! Rendering for `herokurds-s3-sync`: ordered filters from the command
+//! line, progress bars, dry-run lines, failures and the summary.
+
+use std::io::IsTerminal;
+
+use clap::ArgMatches;
+use herokurds_core::progress::Progress;
+use herokurds_core::s3::{
+    FilterKind, Filters, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport,
+};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::println_safe;
+
+/// The `--exclude`/`--include` rules in the order they were given (the
+/// last matching rule wins, so order matters across both flags).
+pub fn ordered_filters(matches: &ArgMatches) -> Result<Filters, S3Error> {
+    let mut rules: Vec<(usize, FilterKind, String)> = Vec::new();
+    for (id, kind) in [
+        ("exclude", FilterKind::Exclude),
+        ("include", FilterKind::Include),
+    ] {
+        let values = matches.get_many::<String>(id).into_iter().flatten();
+        let indices = matches.indices_of(id).into_iter().flatten();
+        rules.extend(indices.zip(values).map(|(i, v)| (i, kind, v.clone())));
+    }
+    rules.sort_by_key(|(i, _, _)| *i);
+    rules
+        .into_iter()
+        .try_fold(Filters::new(), |f, (_, kind, pattern)| {
+            f.push(kind, &pattern)
+        })
+}
+
+/// Receives sync events: progress bars on a terminal, `(dryrun)` lines on
+/// stdout, failures on stderr.
+pub struct SyncRenderer {
+    bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
+    destination: S3Location,
+    print_dry_run: bool,
+}
+
+impl SyncRenderer {
+    /// Bars only when `show_bars` and stderr is a terminal; dry-run lines
+    /// unless `print_dry_run` is false (`--json`).
+    pub fn new(destination: S3Location, show_bars: bool, print_dry_run: bool) -> Self {
+        let bars = (show_bars && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let objects = multi.add(ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "objects {bar:30.cyan/blue} {pos}/{len} ({per_sec}) {msg}",
+                )
+                .expect("valid template"),
+            ));
+            let bytes = multi.add(ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "bytes   {bar:30.green/blue} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+                )
+                .expect("valid template"),
+            ));
+            (multi, objects, bytes)
+        });
+        SyncRenderer {
+            bars,
+            destination,
+            print_dry_run,
+        }
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        if let Some((_, objects, bytes)) = &self.bars {
+            objects.finish_and_clear();
+            bytes.finish_and_clear();
+        }
+    }
+
+    fn line(&self, text: String, stderr: bool) {
+        match (&self.bars, stderr) {
+            (Some((multi, _, _)), _) => {
+                let _ = multi.println(text);
+            }
+            (None, true) => eprintln!("{text}"),
+            (None, false) => {
+                let _ = println_safe(text);
+            }
+        }
+    }
+}
+
+impl Progress<SyncEvent> for SyncRenderer {
+    fn event(&self, event: &SyncEvent) {
+        let bars = self.bars.as_ref().map(|(_, o, b)| (o, b));
+        match event {
+            SyncEvent::SourceListed { objects, bytes, .. } => {
+                if let Some((o, b)) = bars {
+                    o.set_length(*objects);
+                    b.set_length(*bytes);
+                }
+            }
+            SyncEvent::Copied {
+                bytes, multipart, ..
+            } => {
+                if let Some((o, b)) = bars {
+                    o.inc(1);
+                    if !multipart {
+                        b.inc(*bytes);
+                    }
+                }
+            }
+            SyncEvent::PartCopied { bytes, .. } => {
+                if let Some((_, b)) = bars {
+                    b.inc(*bytes);
+                }
+            }
+            SyncEvent::Skipped { bytes, .. } => {
+                if let Some((o, b)) = bars {
+                    o.inc(1);
+                    b.inc(*bytes);
+                }
+            }
+            SyncEvent::Failed {
+                bucket,
+                key,
+                reason,
+            } => {
+                if let Some((o, _)) = bars {
+                    o.inc(1);
+                }
+                self.line(format!("failed: s3://{bucket}/{key}: {reason}"), true);
+            }
+            SyncEvent::WouldCopy { from, to, .. } if self.print_dry_run => {
+                self.line(format!("(dryrun) copy: {from} to {to}"), false);
+            }
+            SyncEvent::WouldDelete { target } if self.print_dry_run => {
+                self.line(format!("(dryrun) delete: {target}"), false);
+            }
+            SyncEvent::DeletesWithheld { count } => self.line(
+                format!("not deleting {count} destination objects: some copies failed"),
+                true,
+            ),
+            SyncEvent::VerifyDifference(d) => self.line(
+                format!(
+                    "verify: {} {:?} (source {} bytes, destination {})",
+                    self.destination.url(&d.key),
+                    d.kind,
+                    d.source_size,
+                    d.destination_size
+                        .map_or("missing".to_string(), |s| format!("{s} bytes"))
+                ),
+                true,
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The one-line human summary.
+pub fn summary(report: &SyncReport) -> String {
+    let verb = if report.dry_run {
+        "would copy"
+    } else {
+        "copied"
+    };
+    let mut text = format!(
+        "{verb} {} objects ({}), skipped {}, deleted {}, failed {} in {:.1} s",
+        report.copied,
+        HumanBytes(report.bytes),
+        report.skipped,
+        report.deleted,
+        report.failed,
+        report.elapsed_ms as f64 / 1000.0
+    );
+    if let Some(v) = &report.verify {
+        text.push_str(&format!("; {}", verify_summary(v)));
+    }
+    text
+}
+
+/// The one-line verify summary.
+pub fn verify_summary(v: &VerifyReport) -> String {
+    format!(
+        "verify: {} checked, {} missing, {} size differences, {} ETag differences ({} compared by ETag)",
+        v.checked, v.missing, v.size_mismatch, v.etag_mismatch, v.etag_compared
+    )
+}

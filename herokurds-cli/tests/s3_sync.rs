@@ -1,0 +1,181 @@
+//! Runs the real `herokurds-s3-sync` binary against a moto server.
+
+use std::process::{Command, Output};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::StorageClass;
+use herokurds_core::sandbox::moto::MotoServer;
+use serde_json::Value;
+
+fn moto() -> MotoServer {
+    MotoServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the binary with the moto environment (endpoint, dummy credentials).
+fn s3_sync(moto: &MotoServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herokurds-s3-sync"))
+        .args(args)
+        .envs(moto.env_vars())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+fn counts(v: &Value) -> [u64; 5] {
+    ["copied", "skipped", "deleted", "failed", "bytes"].map(|k| v[k].as_u64().unwrap())
+}
+
+async fn seed(moto: &MotoServer, bucket: &str, keys: &[&str]) {
+    moto.create_bucket(bucket).await.ok();
+    let objects = keys.iter().map(|k| (k.to_string(), k.as_bytes().to_vec()));
+    moto.put_objects(bucket, objects, 4).await.unwrap();
+}
+
+#[tokio::test]
+async fn json_report_and_exit_zero_then_nothing_to_do() {
+    let moto = moto();
+    seed(&moto, "src", &["a b.txt", "c+d/e%f.txt", "ü.txt"]).await;
+    moto.create_bucket("dst").await.unwrap();
+
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    let bytes = ("a b.txt".len() + "c+d/e%f.txt".len() + "ü.txt".len()) as u64;
+    assert_eq!(counts(&report), [3, 0, 0, 0, bytes]);
+    // The five documented fields come first, in this order.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "{{\"copied\":3,\"skipped\":0,\"deleted\":0,\"failed\":0,\"bytes\":{bytes}"
+        )),
+        "{text}"
+    );
+
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--json", "--verify"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(counts(&report), [0, 3, 0, 0, 0]);
+    assert_eq!(report["verify"]["checked"], 3);
+}
+
+#[tokio::test]
+async fn dryrun_prints_each_action_like_aws_and_changes_nothing() {
+    let moto = moto();
+    seed(&moto, "src", &["keep.txt", "new file.txt"]).await;
+    seed(&moto, "dst", &["keep.txt", "stale.txt"]).await;
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--dryrun", "--delete"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "(dryrun) copy: s3://src/new file.txt to s3://dst/new file.txt",
+            "(dryrun) delete: s3://dst/stale.txt",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("would copy 1 objects"), "{stderr}");
+
+    // Nothing changed: a real run still has both actions to do.
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--delete", "--json"]);
+    assert_eq!(counts(&json(&out))[..4], [1, 1, 1, 0]);
+}
+
+#[tokio::test]
+async fn a_failed_key_is_named_and_the_exit_code_is_two() {
+    let moto = moto();
+    seed(&moto, "src", &["fine-1", "fine-2"]).await;
+    moto.create_bucket("dst").await.unwrap();
+    moto.s3_client()
+        .put_object()
+        .bucket("src")
+        .key("frozen/scan 1.pdf")
+        .body(ByteStream::from_static(b"cold"))
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let report = json(&out);
+    assert_eq!(counts(&report)[..4], [2, 0, 0, 1]);
+    assert_eq!(report["failures"][0]["bucket"], "src");
+    assert_eq!(report["failures"][0]["key"], "frozen/scan 1.pdf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed: s3://src/frozen/scan 1.pdf: "),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn verify_difference_exits_one() {
+    let moto = moto();
+    seed(&moto, "src", &["same-size"]).await;
+    moto.create_bucket("dst").await.unwrap();
+    // Same size, different content, newer at the destination: sync skips
+    // it and verify catches it.
+    moto.put_objects("dst", [("same-size".to_string(), b"SAME-SIZE".to_vec())], 1)
+        .await
+        .unwrap();
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("verify: s3://dst/same-size Etag"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn filters_apply_in_command_line_order() {
+    let moto = moto();
+    seed(&moto, "src", &["a.jpg", "b.png", "dir/c.jpg"]).await;
+    moto.create_bucket("dst").await.unwrap();
+    let out = s3_sync(
+        &moto,
+        &[
+            "s3://src",
+            "s3://dst",
+            "--json",
+            "--include",
+            "*.jpg",
+            "--exclude",
+            "*",
+        ],
+    );
+    assert_eq!(
+        counts(&json(&out))[0],
+        0,
+        "include then exclude: exclude wins"
+    );
+    let out = s3_sync(
+        &moto,
+        &[
+            "s3://src",
+            "s3://dst/photos",
+            "--json",
+            "--exclude",
+            "*",
+            "--include",
+            "*.jpg",
+        ],
+    );
+    assert_eq!(counts(&json(&out))[0], 2, "{out:?}");
+}
+
+#[test]
+fn bad_arguments_exit_two_with_a_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herokurds-s3-sync"))
+        .args(["bucket-without-scheme", "s3://dst"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not start with s3://"), "{stderr}");
+}
