@@ -76,22 +76,7 @@ async fn put(moto: &MotoServer, bucket: &str, objects: &[(&str, &str)]) {
 
 /// Every key of a bucket, in listing order.
 async fn keys(moto: &MotoServer, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut pages = moto
-        .s3_client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        keys.extend(
-            page.unwrap()
-                .contents()
-                .iter()
-                .map(|o| o.key().unwrap().to_string()),
-        );
-    }
-    keys
+    moto.keys(bucket).await.unwrap()
 }
 
 async fn key_count(moto: &MotoServer, bucket: &str) -> usize {

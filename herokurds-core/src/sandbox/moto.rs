@@ -313,6 +313,29 @@ impl MotoServer {
             .await
     }
 
+    /// Every key of a bucket, in listing order (all pages).
+    pub async fn keys(&self, bucket: &str) -> Result<Vec<String>, MotoError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3_client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| MotoError::Request {
+                what: format!("ListObjectsV2 {bucket}"),
+                reason: crate::aws::sdk_failure(&e).reason,
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        Ok(keys)
+    }
+
     /// Forgets every bucket, secret and instance (`POST /moto-api/reset`).
     ///
     /// Blocking; tests that share one server can call it between cases.
