@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = ClientOptions::new();
     let (secrets, rds) = match &moto {
         Some(m) => (m.secrets_client(), m.rds_client()),
-        None => (options.secrets_client().await, options.rds_client().await),
+        None => (options.secrets_client().await?, options.rds_client().await?),
     };
 
     let mut endpoint: Option<(RdsEndpoint, String)> = None;

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::StorageClass;
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use herokurds::progress::{NoProgress, Progress};
 use herokurds::s3::{
-    sync, verify, ClientSource, DifferenceKind, Filters, S3Error, S3Location, SyncEvent,
+    sync, verify, ClientSource, DifferenceKind, Filters, S3Error, S3Location, Sse, SyncEvent,
     SyncOptions, SyncReport, VerifyReport, MIB,
 };
 use herokurds::sandbox::moto::MotoServer;
@@ -547,4 +547,42 @@ async fn a_cancelled_run_stops_and_resumes_where_it_left_off() {
     let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
     assert_eq!(report.skipped, done as u64);
     assert_eq!(report.copied, 300 - done as u64);
+}
+
+#[tokio::test]
+async fn storage_class_and_encryption_apply_on_both_copy_paths() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    put(&moto, "src", &[("small.txt", "small")]).await;
+    let big: Vec<u8> = vec![7; 6 * MIB as usize];
+    moto.put_objects("src", [("big.bin".to_string(), big)], 1)
+        .await
+        .unwrap();
+    let opts = options(&moto)
+        .multipart_threshold(5 * MIB)
+        .part_size(5 * MIB)
+        .storage_class(Some("STANDARD_IA".parse().unwrap()))
+        .sse(Some(Sse::Aes256));
+    let report = run(&moto, "s3://src", "s3://dst", opts).await;
+    assert_eq!((report.copied, report.multipart), (2, 1), "{report:?}");
+    for key in ["small.txt", "big.bin"] {
+        let head = moto
+            .s3_client()
+            .head_object()
+            .bucket("dst")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.storage_class(),
+            Some(&StorageClass::StandardIa),
+            "{key}"
+        );
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&ServerSideEncryption::Aes256),
+            "{key}"
+        );
+    }
 }

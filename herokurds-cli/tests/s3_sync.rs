@@ -179,3 +179,49 @@ fn bad_arguments_exit_two_with_a_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not start with s3://"), "{stderr}");
 }
+
+#[tokio::test]
+async fn each_side_uses_its_own_profile() {
+    let moto = moto();
+    seed(&moto, "src", &["x.txt"]).await;
+    moto.create_bucket("dst").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let endpoint = moto.endpoint_url();
+    std::fs::write(
+        &config,
+        format!(
+            "[profile old-account]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             aws_access_key_id = old\naws_secret_access_key = old\n\n\
+             [profile new-account]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             aws_access_key_id = new\naws_secret_access_key = new\n"
+        ),
+    )
+    .unwrap();
+    let run = |dest_profile: &str| {
+        Command::new(env!("CARGO_BIN_EXE_herokurds-s3-sync"))
+            .args([
+                "s3://src",
+                "s3://dst",
+                "--json",
+                "--source-profile",
+                "old-account",
+            ])
+            .args(["--dest-profile", dest_profile])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .output()
+            .unwrap()
+    };
+    let out = run("new-account");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(counts(&json(&out))[0], 1);
+
+    let out = run("no-such-profile");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-profile"), "{stderr}");
+}

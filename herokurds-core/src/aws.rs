@@ -73,6 +73,14 @@ pub enum AwsError {
         /// Whether trying again may help.
         retryable: bool,
     },
+    /// The AWS configuration is unusable (missing profile, no region...).
+    #[error("AWS configuration for profile {profile} is unusable: {reason}")]
+    Config {
+        /// The profile asked for, or `(default chain)`.
+        profile: String,
+        /// What is missing and what to do.
+        reason: String,
+    },
     /// The instance exists but has no endpoint yet (still being created?).
     #[error("RDS instance {instance_id} has no {missing} yet (status {status}): wait until it is available")]
     RdsNotReady {
@@ -174,9 +182,12 @@ impl ClientOptions {
         self.max_attempts
     }
 
-    /// Loads the shared SDK configuration (credentials are resolved lazily,
-    /// on the first request, so a missing profile surfaces there).
-    pub async fn load(&self) -> aws_config::SdkConfig {
+    /// Loads the shared SDK configuration.
+    ///
+    /// Fails early, naming the profile, when a profile was asked for and
+    /// gives no credentials (it does not exist, or its SSO session expired),
+    /// or when no region is configured anywhere.
+    pub async fn load(&self) -> Result<aws_config::SdkConfig, AwsError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(p) = &self.profile {
             loader = loader.profile_name(p);
@@ -194,28 +205,51 @@ impl ClientOptions {
             loader = loader
                 .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
         }
-        loader.load().await
+        let config = loader.load().await;
+        let profile = self
+            .profile
+            .clone()
+            .unwrap_or_else(|| "(default chain)".into());
+        if let (Some(_), Some(provider)) = (&self.profile, config.credentials_provider()) {
+            use aws_sdk_s3::config::ProvideCredentials;
+            if let Err(e) = provider.provide_credentials().await {
+                return Err(AwsError::Config {
+                    profile,
+                    reason: format!(
+                        "it gives no credentials (is it in ~/.aws/config or \
+                         ~/.aws/credentials, and is its SSO session current?): {e}"
+                    ),
+                });
+            }
+        }
+        if config.region().is_none() {
+            return Err(AwsError::Config {
+                profile,
+                reason: "no region: set one in the profile, AWS_REGION, or pass a region".into(),
+            });
+        }
+        Ok(config)
     }
 
     /// An S3 client; path-style when an endpoint URL is configured.
-    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
-        let shared = self.load().await;
+    pub async fn s3_client(&self) -> Result<aws_sdk_s3::Client, AwsError> {
+        let shared = self.load().await?;
         let path_style = shared.endpoint_url().is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
             .build();
-        aws_sdk_s3::Client::from_conf(config)
+        Ok(aws_sdk_s3::Client::from_conf(config))
     }
 
     /// A Secrets Manager client.
-    pub async fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&self.load().await)
+    pub async fn secrets_client(&self) -> Result<aws_sdk_secretsmanager::Client, AwsError> {
+        Ok(aws_sdk_secretsmanager::Client::new(&self.load().await?))
     }
 
     /// An RDS client.
-    pub async fn rds_client(&self) -> aws_sdk_rds::Client {
-        aws_sdk_rds::Client::new(&self.load().await)
+    pub async fn rds_client(&self) -> Result<aws_sdk_rds::Client, AwsError> {
+        Ok(aws_sdk_rds::Client::new(&self.load().await?))
     }
 }
 

@@ -1,16 +1,18 @@
 # moto (local S3, Secrets Manager and RDS APIs) and the aws CLI (the speed
 # baseline of herokurds-s3-sync) in a project-local virtualenv, .venv/.
-# Installs only what is missing; a no-op (two stat calls) once installed.
+# Installs only what is missing; a few stat calls once installed.
 HEROKURDS_MOTO_VERSION=5.2.1
-HEROKURDS_AWSCLI_VERSION=1.46.3 # its botocore pin is compatible with moto's boto3
+HEROKURDS_AWSCLI_VERSION=1.46.3 # its botocore pin is compatible with moto 5.2.1's boto3
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
-  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
-    || apt_install python3-venv
+  if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    apt_install python3 python3-venv
+  fi
   echo "scripts/test: creating $ROOT/.venv" >&2
   python3 -m venv "$ROOT/.venv"
 fi
 if [ ! -x "$ROOT/.venv/bin/moto_server" ] || [ ! -x "$ROOT/.venv/bin/aws" ] \
-  || [ ! -d "$ROOT/.venv/lib/python3"*/site-packages/moto-$HEROKURDS_MOTO_VERSION.dist-info ]; then
+  || ! compgen -G "$ROOT/.venv/lib/python3*/site-packages/moto-$HEROKURDS_MOTO_VERSION.dist-info" >/dev/null \
+  || ! compgen -G "$ROOT/.venv/lib/python3*/site-packages/awscli-$HEROKURDS_AWSCLI_VERSION.dist-info" >/dev/null; then
   echo "scripts/test: installing moto[server]==$HEROKURDS_MOTO_VERSION awscli==$HEROKURDS_AWSCLI_VERSION into .venv" >&2
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check \
     "moto[server]==$HEROKURDS_MOTO_VERSION" "awscli==$HEROKURDS_AWSCLI_VERSION"

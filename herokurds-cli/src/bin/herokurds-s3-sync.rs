@@ -66,10 +66,12 @@ struct Args {
     /// KMS key for --sse aws:kms (implies it).
     #[arg(long, value_name = "KEY_ID")]
     sse_kms_key_id: Option<String>,
-    /// AWS profile for reading the source.
+    /// AWS profile for listing the source and reading its tags (the copies
+    /// themselves are requests made with the destination's credentials).
     #[arg(long, value_name = "PROFILE")]
     source_profile: Option<String>,
-    /// AWS profile for writing the destination (also used for the copies).
+    /// AWS profile for the destination; it needs s3:GetObject and
+    /// s3:GetObjectTagging on the source bucket when the accounts differ.
     #[arg(long, value_name = "PROFILE")]
     dest_profile: Option<String>,
     /// Region of the source bucket.

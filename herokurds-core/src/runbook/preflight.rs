@@ -344,7 +344,7 @@ async fn bucket_reachable(aws: &crate::aws::ClientOptions, location: &str) -> Re
     let loc: crate::s3::S3Location = location
         .parse()
         .map_err(|e: crate::s3::S3Error| e.to_string())?;
-    let client = aws.s3_client().await;
+    let client = aws.s3_client().await.map_err(|e| e.to_string())?;
     client
         .list_objects_v2()
         .bucket(loc.bucket())

@@ -75,7 +75,10 @@ pub async fn resolve_target(
         sources.push(format!("endpoint from pulumi export {}", path.display()));
         endpoint = Some(ep);
     } else if let Some(id) = &t.rds_instance {
-        let client = aws.rds_client().await;
+        let client = aws
+            .rds_client()
+            .await
+            .map_err(|e| format!("target.rds_instance: {e}"))?;
         let info = crate::aws::rds_endpoint(&client, id)
             .await
             .map_err(|e| format!("target.rds_instance: {e}"))?;
@@ -115,7 +118,10 @@ pub async fn resolve_target(
                 });
             }
         };
-        let client = aws.secrets_client().await;
+        let client = aws
+            .secrets_client()
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
         let secret = crate::aws::fetch_db_secret(&client, &secret_id)
             .await
             .map_err(|e| format!("{what}: {e}"))?;

@@ -31,6 +31,14 @@ pub enum S3Error {
         /// What is wrong and what is allowed.
         reason: String,
     },
+    /// The AWS configuration of one side is unusable (profile, region).
+    #[error("cannot reach the {side}: {cause}")]
+    Client {
+        /// `source` or `destination`.
+        side: &'static str,
+        /// What is wrong.
+        cause: crate::aws::AwsError,
+    },
     /// Listing a bucket failed (after the SDK's retries).
     #[error("could not list s3://{bucket}/{prefix}: {reason}")]
     List {

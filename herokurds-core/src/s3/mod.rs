@@ -15,6 +15,15 @@
 //!   by bucket and key while the rest finish, and [`verify`] proves the
 //!   result.
 //!
+//! Credentials: each side has its own [`ClientSource`] (profile, region,
+//! endpoint). The source's is used to list it and to read tags and headers
+//! (HeadObject, GetObjectTagging); every copy is a request to the
+//! destination, so across accounts the destination's credentials need
+//! `s3:GetObject` and `s3:GetObjectTagging` on the source bucket (a bucket
+//! policy). Not copied, like `aws s3 sync`: object ACLs (buckets created
+//! since 2023 ignore them; grant public reads with a bucket policy), object
+//! lock settings, and older versions; SSE-C sources are not supported.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), herokurds_core::s3::S3Error> {
 //! use herokurds_core::progress::NoProgress;

@@ -114,15 +114,24 @@ impl Default for ClientSource {
 impl ClientSource {
     /// The client (built from the options, or the one given) with at most
     /// `max_attempts` tries per request, backing off exponentially.
-    pub async fn client(&self, max_attempts: u32) -> aws_sdk_s3::Client {
+    ///
+    /// `side` (`source` or `destination`) names it in errors.
+    pub async fn client(
+        &self,
+        side: &'static str,
+        max_attempts: u32,
+    ) -> Result<aws_sdk_s3::Client, S3Error> {
         let client = match self {
-            ClientSource::Options(o) => o.s3_client().await,
+            ClientSource::Options(o) => o
+                .s3_client()
+                .await
+                .map_err(|cause| S3Error::Client { side, cause })?,
             ClientSource::Client(c) => c.clone(),
         };
         let retry = aws_sdk_s3::config::retry::RetryConfig::standard()
             .with_max_attempts(max_attempts.max(1));
         let config = client.config().to_builder().retry_config(retry).build();
-        aws_sdk_s3::Client::from_conf(config)
+        Ok(aws_sdk_s3::Client::from_conf(config))
     }
 }
 
@@ -311,6 +320,18 @@ impl SyncOptions {
     /// Attempts per request.
     pub fn get_max_attempts(&self) -> u32 {
         self.max_attempts
+    }
+
+    /// The source and destination clients, with the retry policy applied.
+    pub(crate) async fn clients(
+        &self,
+    ) -> Result<(aws_sdk_s3::Client, aws_sdk_s3::Client), S3Error> {
+        Ok((
+            self.source.client("source", self.max_attempts).await?,
+            self.destination
+                .client("destination", self.max_attempts)
+                .await?,
+        ))
     }
 
     /// Checks the ranges S3 imposes.

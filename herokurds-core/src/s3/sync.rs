@@ -51,8 +51,7 @@ pub async fn sync(
     let started = Instant::now();
     options.validate()?;
     check_no_overlap(source, destination)?;
-    let source_client = options.source.client(options.max_attempts).await;
-    let destination_client = options.destination.client(options.max_attempts).await;
+    let (source_client, destination_client) = options.clients().await?;
     let copier = Copier {
         source_client: &source_client,
         destination_client: &destination_client,

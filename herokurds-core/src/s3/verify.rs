@@ -23,8 +23,7 @@ pub async fn verify(
     progress: &impl Progress<SyncEvent>,
     cancel: CancellationToken,
 ) -> Result<VerifyReport, S3Error> {
-    let source_client = options.source.client(options.max_attempts).await;
-    let destination_client = options.destination.client(options.max_attempts).await;
+    let (source_client, destination_client) = options.clients().await?;
     compare(
         (&source_client, source),
         (&destination_client, destination),

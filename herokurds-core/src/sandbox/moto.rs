@@ -196,6 +196,12 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The id of the server's process group (benches read its CPU time
+    /// from `/proc`).
+    pub fn process_group(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
