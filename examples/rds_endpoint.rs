@@ -1,6 +1,7 @@
-//! Where the new DATABASE_URL's parts come from: the RDS endpoint from a
-//! `pulumi stack export` (or the RDS API) and the password from AWS Secrets
-//! Manager. Prints each part and where it came from; the password as `***`.
+//! The runbook's "construct a new DATABASE_URL" step as a program: the RDS
+//! endpoint from a `pulumi stack export` (or the RDS API), the password from
+//! AWS Secrets Manager, glued into a typed `DatabaseUrl` by the library.
+//! Prints the URL (password as `***`) and where each part came from.
 //!
 //! ```text
 //! cargo run --example rds_endpoint -- --pulumi-export stack.json \
@@ -8,13 +9,16 @@
 //! cargo run --example rds_endpoint -- --rds-instance micromasters-production
 //! cargo run --example rds_endpoint -- --demo     # against a local moto server
 //! ```
-//! The secret's user wins over the endpoint's (rotation can rename it); the
-//! endpoint's host, port and database win over a rotation secret's.
+//! The secret's user wins over the endpoint's (a rotation secret's password
+//! belongs to its user); the endpoint's host, port and database win over a
+//! rotation secret's.
 
 use std::path::PathBuf;
 
-use herokurds::aws::{fetch_db_secret, rds_endpoint, ClientOptions, DbSecret, RdsEndpoint};
-use herokurds::pulumi::StackExport;
+use herokurds::aws::ClientOptions;
+use herokurds::runbook::plan::TargetSection;
+use herokurds::runbook::resolve_target;
+use herokurds::sandbox::demo::moto_client_options;
 use herokurds::sandbox::moto::MotoServer;
 
 #[derive(Default)]
@@ -54,79 +58,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    let options = ClientOptions::new();
-    let (secrets, rds) = match &moto {
-        Some(m) => (m.secrets_client(), m.rds_client()),
-        None => (options.secrets_client().await?, options.rds_client().await?),
+    let options = moto
+        .as_ref()
+        .map_or_else(ClientOptions::new, moto_client_options);
+    let target = TargetSection {
+        pulumi_export: args.export.clone(),
+        pulumi_resource: args.resource,
+        password_secret: args.secret,
+        rds_instance: args.instance,
+        ..TargetSection::default()
     };
-
-    let mut endpoint: Option<(RdsEndpoint, String)> = None;
-    let mut secret_id = args.secret.clone();
-    if let Some(path) = &args.export {
-        let stack = StackExport::read(path)?;
-        let instance = stack.rds_instance(args.resource.as_deref())?;
-        endpoint = Some((instance.endpoint()?, format!("pulumi {}", instance.name())));
-        secret_id = secret_id.or_else(|| instance.master_secret_arn());
-        if args.demo {
-            std::fs::remove_file(path)?;
-        }
+    // No environment variables are consulted: every part comes from AWS.
+    let resolved = resolve_target(&target, &|_| None, &options).await?;
+    println!("{}", resolved.url);
+    for source in &resolved.sources {
+        println!("  {source}");
     }
-    if let Some(id) = &args.instance {
-        let info = rds_endpoint(&rds, id).await?;
-        secret_id = secret_id.or(info.master_secret_arn);
-        endpoint = endpoint.or(Some((info.endpoint, format!("RDS {id}"))));
-    }
-    let secret: Option<DbSecret> = match &secret_id {
-        Some(id) => Some(fetch_db_secret(&secrets, id).await?),
-        None => None,
-    };
-
-    let secret_label = format!("secret {}", secret_id.as_deref().unwrap_or("-"));
-    let (ep, ep_source) = match &endpoint {
-        Some((e, s)) => (Some(e), s.clone()),
-        None => (None, String::new()),
-    };
-    let part = |name: &str, endpoint_value: Option<String>, secret_value: Option<String>| match (
-        endpoint_value,
-        secret_value,
-    ) {
-        (Some(v), _) => println!("{name:9} {v:50} ({ep_source})"),
-        (None, Some(v)) => println!("{name:9} {v:50} ({})", secret_label),
-        (None, None) => println!("{name:9} {:50} (nowhere: pass it explicitly)", "-"),
-    };
-    let s = secret.as_ref();
-    part(
-        "host",
-        ep.map(|e| e.host.clone()),
-        s.and_then(|s| s.host.clone()),
-    );
-    part(
-        "port",
-        ep.map(|e| e.port.to_string()),
-        s.and_then(|s| s.port.map(|p| p.to_string())),
-    );
-    part(
-        "dbname",
-        ep.and_then(|e| e.dbname.clone()),
-        s.and_then(|s| s.dbname.clone()),
-    );
-    match (
-        s.and_then(|s| s.username.clone()),
-        ep.and_then(|e| e.username.clone()),
-    ) {
-        (Some(u), _) => println!("{:9} {u:50} ({})", "user", secret_label),
-        (None, Some(u)) => println!("{:9} {u:50} ({ep_source})", "user"),
-        (None, None) => println!("{:9} {:50} (nowhere: pass it explicitly)", "user", "-"),
-    }
-    match s {
-        Some(s) => println!(
-            "{:9} {:50} ({}, {:?})",
-            "password", "***", secret_label, s.format
-        ),
-        None => println!(
-            "{:9} {:50} (no secret: use --password-secret)",
-            "password", "-"
-        ),
+    if let (true, Some(path)) = (args.demo, &args.export) {
+        std::fs::remove_file(path)?;
     }
     Ok(())
 }

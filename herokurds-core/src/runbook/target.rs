@@ -5,6 +5,8 @@
 //! Each part comes from the first source that has it: the plan's explicit
 //! value, the Pulumi export (or the RDS API), then the Secrets Manager
 //! secret (whose rotation format may also carry host, port and dbname).
+//! The user is the exception: a secret's user comes before the instance's
+//! master username, because a rotation secret's password belongs to it.
 //! [`resolve_target`] also says where each part came from, for `plan`.
 
 use secrecy::SecretString;
@@ -69,10 +71,18 @@ pub async fn resolve_target(
     if let Some(path) = &t.pulumi_export {
         let export = crate::pulumi::StackExport::read(path)
             .map_err(|e| format!("target.pulumi_export: {e}"))?;
-        let ep = export
-            .rds_endpoint(t.pulumi_resource.as_deref())
+        let instance = export
+            .rds_instance(t.pulumi_resource.as_deref())
             .map_err(|e| format!("target.pulumi_export: {e}"))?;
-        sources.push(format!("endpoint from pulumi export {}", path.display()));
+        let ep = instance
+            .endpoint()
+            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+        sources.push(format!(
+            "endpoint from pulumi export {} ({})",
+            path.display(),
+            instance.name()
+        ));
+        managed_secret = instance.master_secret_arn();
         endpoint = Some(ep);
     } else if let Some(id) = &t.rds_instance {
         let client = aws
@@ -95,7 +105,6 @@ pub async fn resolve_target(
         host = host.or_else(|| Some(ep.host.clone()));
         port = port.or(Some(ep.port));
         dbname = dbname.or_else(|| ep.dbname.clone());
-        user = user.or_else(|| ep.username.clone());
     }
 
     let password: SecretString = if let Some(var) = &t.password_env {
@@ -126,6 +135,8 @@ pub async fn resolve_target(
             .await
             .map_err(|e| format!("{what}: {e}"))?;
         sources.push(format!("password from secret {secret_id}"));
+        // A rotation secret's user goes with its password (multi-user
+        // rotation alternates users), so it wins over the master username.
         user = user.or(secret.username.clone());
         host = host.or(secret.host.clone());
         port = port.or(secret.port);
@@ -133,6 +144,8 @@ pub async fn resolve_target(
         secret.password
     };
 
+    // Without a secret's user, the instance's master username.
+    user = user.or_else(|| endpoint.as_ref().and_then(|e| e.username.clone()));
     let mut b = DatabaseUrl::builder();
     if let Some(u) = &user {
         b.user(u.clone());
