@@ -363,25 +363,12 @@ impl SyncOptions {
 }
 
 /// Parses a byte size: `1048576`, `8MB`, `8MiB`, `5GB`, `64k` (binary units,
-/// as `aws configure set s3.multipart_threshold` does).
+/// as `aws configure set s3.multipart_threshold` does); see [`crate::size`].
 pub fn parse_size(s: &str) -> Result<u64, S3Error> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let bad = || S3Error::InvalidOption {
+    crate::size::parse_size(s).map_err(|reason| S3Error::InvalidOption {
         option: "size",
-        reason: format!("{s:?} is not a size like 8MB, 5GiB or 1048576"),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => MIB,
-        "g" | "gb" | "gib" => GIB,
-        "t" | "tb" | "tib" => 1024 * GIB,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
+        reason,
+    })
 }
 
 #[cfg(test)]
