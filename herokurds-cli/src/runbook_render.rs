@@ -95,8 +95,12 @@ impl RunbookRender {
 
     fn step_finished(&self) {
         self.transfer.lock().unwrap().take();
-        self.verify.lock().unwrap().take();
-        self.s3.lock().unwrap().take();
+        if let Some(v) = self.verify.lock().unwrap().take() {
+            v.finish();
+        }
+        if let Some(s) = self.s3.lock().unwrap().take() {
+            s.finish();
+        }
     }
 }
 

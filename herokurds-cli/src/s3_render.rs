@@ -44,8 +44,19 @@ impl SyncRenderer {
     /// Bars only when `show_bars` and stderr is a terminal; dry-run lines
     /// unless `print_dry_run` is false (`--json`).
     pub fn new(destination: S3Location, show_bars: bool, print_dry_run: bool) -> Self {
-        let bars = (show_bars && std::io::stderr().is_terminal()).then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let multi = (show_bars && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self::in_multi(destination, multi, print_dry_run)
+    }
+
+    /// Bars added to `multi` (an existing set, e.g. under the runbook's
+    /// downtime clock), or none when `None`.
+    pub fn in_multi(
+        destination: S3Location,
+        multi: Option<MultiProgress>,
+        print_dry_run: bool,
+    ) -> Self {
+        let bars = multi.map(|multi| {
             let objects = multi.add(ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
                     "objects {bar:30.cyan/blue} {pos}/{len} ({per_sec}) {msg}",

@@ -23,6 +23,12 @@ impl VerifyBars {
         if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             multi.set_draw_target(ProgressDrawTarget::hidden());
         }
+        Self::in_multi(multi)
+    }
+
+    /// Bars added to an existing set (e.g. under the runbook's downtime
+    /// clock), drawn wherever that set draws.
+    pub fn in_multi(multi: MultiProgress) -> Self {
         let phase = multi.add(ProgressBar::new_spinner());
         phase.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
         phase.set_message("comparing schema objects");
