@@ -228,6 +228,14 @@ async fn every_kind_of_object_arrives_identical_with_tables_split_in_slices() {
         TransferEvent::TableFinished { table, slice: Some(_), .. } if table == "public.Order")));
     assert!(evs.iter().any(|e| matches!(e,
         TransferEvent::IndexFinished { item, .. } if item.contains("order_from_trgm"))));
+    // Foreign keys and triggers between loaded tables are built during the
+    // data phase; those on partitioned tables wait for the end.
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::IndexFinished { item, .. } if item == "FK CONSTRAINT public.emp emp_boss_fkey")));
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::IndexFinished { item, .. } if item == "TRIGGER public.gen gen_shout")));
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::PostDataItem { item, .. } if item == "TRIGGER public.events events_boom")));
     drop(evs);
 
     // No password anywhere: events, report, journal, work files.

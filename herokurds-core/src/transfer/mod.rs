@@ -445,40 +445,13 @@ async fn run_inner(
     );
     sh.journal_flush()?;
     sh.queue_tasks(all_tasks);
-    let mut ready_now = Vec::new();
     for (i, table) in tables.iter().enumerate() {
-        let mut items: Vec<plan::EarlyItem> = post
-            .early
-            .remove(&table.oid)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.dump_id.is_none_or(|id| !post_done.contains(&id)))
-            .collect();
-        if opts.get_analyze() {
-            items.push(plan::EarlyItem {
-                dump_id: None,
-                table: table.to_string(),
-                label: format!("ANALYZE {table}"),
-                steps: plan::EarlySteps::Analyze(format!("ANALYZE {}", table.qualified_name())),
-            });
-        }
         if earlier_done[i] {
             progress.event(&TransferEvent::TableSkipped {
                 table: table.to_string(),
                 reason: "copied by an earlier run".into(),
             });
-            ready_now.extend(items);
-        } else {
-            sh.hold_early(i, items);
         }
-    }
-    // Indexes of tables not copied (excluded): nothing to wait for.
-    for items in post.early.drain().map(|(_, v)| v) {
-        ready_now.extend(
-            items
-                .into_iter()
-                .filter(|e| e.dump_id.is_none_or(|id| !post_done.contains(&id))),
-        );
     }
     for t in inv.tables.iter().filter(|t| t.excluded && t.holds_rows()) {
         progress.event(&TransferEvent::TableSkipped {
@@ -486,7 +459,16 @@ async fn run_inner(
             reason: "excluded".into(),
         });
     }
-    sh.release_early(ready_now);
+    sh.schedule(
+        schedule_early(
+            std::mem::take(&mut post.early),
+            &tables,
+            &earlier_done,
+            &post_done,
+            opts.get_analyze(),
+        ),
+        post_done.iter().copied(),
+    );
     let workers = {
         let sh = sh.clone();
         async move {
@@ -613,6 +595,66 @@ async fn run_inner(
         seconds: started.elapsed().as_secs_f64(),
         warnings,
     })
+}
+
+/// The early items with the copied tables (by plan index) each waits for,
+/// ordered so the largest tables' items come first; an `ANALYZE` per table
+/// copied in this run follows its table's other items.
+fn schedule_early(
+    early: Vec<plan::EarlyItem>,
+    tables: &[TableInfo],
+    earlier_done: &[bool],
+    post_done: &std::collections::BTreeSet<i32>,
+    analyze: bool,
+) -> Vec<(plan::EarlyItem, Vec<usize>)> {
+    let index_of: std::collections::HashMap<u32, usize> =
+        tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+    let mut own: std::collections::HashMap<usize, Vec<i32>> = Default::default();
+    let mut out: Vec<(usize, bool, plan::EarlyItem, Vec<usize>)> = Vec::new();
+    for item in early {
+        let Some(id) = item.dump_id else { continue };
+        let copied: Vec<usize> = item
+            .tables
+            .iter()
+            .filter_map(|oid| index_of.get(oid).copied())
+            .collect();
+        if let [only] = copied[..] {
+            if item.tables.len() == 1 {
+                own.entry(only).or_default().push(id);
+            }
+        }
+        if post_done.contains(&id) {
+            continue;
+        }
+        let waits: Vec<usize> = copied
+            .iter()
+            .copied()
+            .filter(|i| !earlier_done[*i])
+            .collect();
+        let order = copied.iter().copied().max().unwrap_or(0);
+        out.push((order, false, item, waits));
+    }
+    if analyze {
+        for (i, table) in tables.iter().enumerate().filter(|(i, _)| !earlier_done[*i]) {
+            out.push((
+                i,
+                true,
+                plan::EarlyItem {
+                    dump_id: None,
+                    table: table.to_string(),
+                    label: format!("ANALYZE {table}"),
+                    steps: plan::EarlySteps::Analyze(format!("ANALYZE {}", table.qualified_name())),
+                    tables: vec![table.oid],
+                    deps: own.remove(&i).unwrap_or_default(),
+                },
+                vec![i],
+            ));
+        }
+    }
+    out.sort_by_key(|(order, is_analyze, _, _)| (*order, *is_analyze));
+    out.into_iter()
+        .map(|(_, _, item, waits)| (item, waits))
+        .collect()
 }
 
 /// The first worker failure, or cancellation, stops the run.

@@ -71,9 +71,7 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<CopyTask>>,
     /// Per table: emptied before its slices (a tokio mutex, held across the TRUNCATE).
     truncated: Vec<tokio::sync::Mutex<bool>>,
-    early: Mutex<HashMap<usize, Vec<EarlyItem>>>,
-    index_tx: Mutex<Option<mpsc::UnboundedSender<EarlyItem>>>,
-    index_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<EarlyItem>>,
+    sched: Mutex<Sched>,
     pub(crate) post_data_items: std::sync::atomic::AtomicUsize,
 }
 
@@ -99,7 +97,6 @@ impl Shared {
         rerun: bool,
         tables: Vec<TableInfo>,
     ) -> Arc<Shared> {
-        let (index_tx, index_rx) = mpsc::unbounded_channel();
         let formats = tables
             .iter()
             .map(|t| copy::effective_format(t, opts.get_format()))
@@ -121,9 +118,13 @@ impl Shared {
             tally: Mutex::new(vec![TableTally::default(); n]),
             queue: Mutex::new(VecDeque::new()),
             truncated: (0..n).map(|_| tokio::sync::Mutex::new(false)).collect(),
-            early: Mutex::new(HashMap::new()),
-            index_tx: Mutex::new(Some(index_tx)),
-            index_rx: tokio::sync::Mutex::new(index_rx),
+            sched: Mutex::new(Sched {
+                pending: Vec::new(),
+                loaded: vec![false; n],
+                done: HashSet::new(),
+                running: 0,
+                closed: false,
+            }),
             post_data_items: Default::default(),
             tables,
         })
@@ -182,36 +183,25 @@ impl Shared {
             .extend(tasks);
     }
 
-    /// Early items wait for their table's rows.
-    pub(crate) fn hold_early(&self, table: usize, items: Vec<EarlyItem>) {
-        self.early
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(table)
-            .or_default()
-            .extend(items);
-    }
-
-    /// Hands early items to the index workers.
-    pub(crate) fn release_early(&self, items: Vec<EarlyItem>) {
-        if let Some(tx) = self
-            .index_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            for i in items {
-                let _ = tx.send(i);
-            }
+    /// Schedules early items: each waits for the listed tables (indexes
+    /// into the plan's tables) to be loaded and for its dependencies;
+    /// `done` holds the dump ids finished by an earlier run.
+    pub(crate) fn schedule(
+        &self,
+        items: Vec<(EarlyItem, Vec<usize>)>,
+        done: impl IntoIterator<Item = i32>,
+    ) {
+        let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.done.extend(done);
+        for (item, tables) in items {
+            s.pending.push(Pending { item, tables });
         }
     }
 
-    /// No more early items will come: index workers end once the queue is empty.
+    /// No table will be loaded any more: index workers end once every
+    /// scheduled item ran.
     pub(crate) fn close_early(&self) {
-        self.index_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.sched.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     }
 
     fn table_key(&self, table: usize) -> String {
@@ -534,13 +524,7 @@ fn finish_task(sh: &Shared, task: &CopyTask, moved: Moved) -> Result<(), Transfe
         bytes: tally.bytes,
         seconds: tally.seconds,
     });
-    let items = sh
-        .early
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&task.table)
-        .unwrap_or_default();
-    sh.release_early(items);
+    sh.sched.lock().unwrap_or_else(|p| p.into_inner()).loaded[task.table] = true;
     Ok(())
 }
 
@@ -653,37 +637,112 @@ async fn run_item(
     }
 }
 
-/// An index worker: builds early items until the run ends.
-pub(crate) async fn index_worker(sh: Arc<Shared>) {
-    let mut conn: Option<Client> = None;
-    loop {
-        let item = {
-            let mut rx = sh.index_rx.lock().await;
-            tokio::select! {
-                _ = sh.cancel.cancelled() => None,
-                i = rx.recv() => i,
+/// An early item waiting for its tables and dependencies.
+struct Pending {
+    item: EarlyItem,
+    tables: Vec<usize>,
+}
+
+/// The early items of the data phase and what they wait for.
+struct Sched {
+    pending: Vec<Pending>,
+    loaded: Vec<bool>,
+    done: HashSet<i32>,
+    running: usize,
+    closed: bool,
+}
+
+/// What an index worker should do next.
+enum Next {
+    Run(EarlyItem),
+    Wait,
+    Finished,
+    /// Closed, nothing running, and these can never run.
+    Stuck(Vec<String>),
+}
+
+impl Sched {
+    /// The first item (in plan order: largest tables first) whose tables
+    /// are loaded and whose dependencies are done.
+    fn next(&mut self) -> Next {
+        let ready = self.pending.iter().position(|p| {
+            p.tables.iter().all(|t| self.loaded[*t])
+                && p.item.deps.iter().all(|d| self.done.contains(d))
+        });
+        match ready {
+            Some(i) => {
+                self.running += 1;
+                Next::Run(self.pending.remove(i).item)
             }
-        };
-        let Some(item) = item else { return };
-        if let Err(e) = build_early(&sh, &item, &mut conn).await {
-            sh.fail(e);
-            return;
+            None if self.pending.is_empty() && self.closed => Next::Finished,
+            None if self.closed && self.running == 0 && self.loaded.iter().all(|l| *l) => {
+                Next::Stuck(self.pending.iter().map(|p| p.item.label.clone()).collect())
+            }
+            None => Next::Wait,
         }
     }
 }
 
+/// An index worker: builds early items as they become ready, until the
+/// data phase ends.
+pub(crate) async fn index_worker(sh: Arc<Shared>) {
+    let mut conn: Option<Client> = None;
+    loop {
+        if sh.cancel.is_cancelled() {
+            return;
+        }
+        let next = sh.sched.lock().unwrap_or_else(|p| p.into_inner()).next();
+        match next {
+            Next::Run(item) => {
+                let result = build_early(&sh, &item, &mut conn).await;
+                let mut s = sh.sched.lock().unwrap_or_else(|p| p.into_inner());
+                s.running -= 1;
+                match result {
+                    Ok(true) => {
+                        if let Some(id) = item.dump_id {
+                            s.done.insert(id);
+                        }
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        drop(s);
+                        sh.fail(e);
+                        return;
+                    }
+                }
+            }
+            Next::Wait => {
+                tokio::select! {
+                    _ = sh.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            Next::Finished => return,
+            Next::Stuck(labels) => {
+                sh.fail(TransferError::PostData {
+                    item: super::preflight::some_names(labels.iter().map(String::as_str)),
+                    attempts: 0,
+                    message: "their dependencies cannot be met".into(),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Builds one early item; `Ok(false)` when cancelled.
 async fn build_early(
     sh: &Shared,
     item: &EarlyItem,
     conn: &mut Option<Client>,
-) -> Result<(), TransferError> {
+) -> Result<bool, TransferError> {
     sh.emit(TransferEvent::IndexStarted {
         table: item.table.clone(),
         item: item.label.clone(),
     });
     let started = Instant::now();
     if !run_item(sh, conn, &item.label, &item.steps).await? {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(id) = item.dump_id {
         sh.post_data_items
@@ -697,7 +756,7 @@ async fn build_early(
         item: item.label.clone(),
         seconds: started.elapsed().as_secs_f64(),
     });
-    Ok(())
+    Ok(true)
 }
 
 /// Runs the late post-data entries (all data is in), honouring their
