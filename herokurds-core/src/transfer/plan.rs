@@ -156,9 +156,13 @@ pub(crate) async fn classify(
     let index_oids = oids_of(&["INDEX"], 1259);
     let constraint_oids = oids_of(&["CONSTRAINT", "FK CONSTRAINT"], 2606);
     let trigger_oids = oids_of(&["TRIGGER"], 2620);
-    // Fully qualified definitions, as pg_dump writes them.
+    // Fully qualified definitions, as pg_dump writes them; the setting is
+    // undone (rolled back with a savepoint) so the snapshot's session is
+    // left as the caller knows it.
     snapshot_client
-        .batch_execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        .batch_execute(
+            "SAVEPOINT herokurds_defs; SELECT pg_catalog.set_config('search_path', '', true)",
+        )
         .await
         .map_err(q("setting search_path"))?;
     let pairs = |rows: Vec<tokio_postgres::Row>| -> HashMap<u32, u32> {
@@ -216,6 +220,10 @@ pub(crate) async fn classify(
             )
         })
         .collect();
+    snapshot_client
+        .batch_execute("ROLLBACK TO SAVEPOINT herokurds_defs; RELEASE SAVEPOINT herokurds_defs")
+        .await
+        .map_err(q("restoring search_path"))?;
     let by_oid: HashMap<u32, &TableInfo> = tables
         .iter()
         .filter(|t| t.holds_rows())
