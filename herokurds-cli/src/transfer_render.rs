@@ -259,6 +259,10 @@ impl Progress<TransferEvent> for TransferRender {
                 }
             }
             TransferEvent::PhaseFinished { phase, seconds } => {
+                if let (Mode::Bars { overall, .. }, Phase::Data) = (&self.mode, phase) {
+                    // The estimate was the tables' on-disk size; COPY data differs.
+                    overall.set_length(overall.position());
+                }
                 self.line(format!("{phase:?}: done in {seconds:.1} s"))
             }
             TransferEvent::TableStarted { table, slice, .. } => {

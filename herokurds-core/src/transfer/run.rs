@@ -143,7 +143,14 @@ pub(crate) async fn run(
     cx.save(&mut journal)?;
 
     // 3. Schema: dumped once, pre-data restored once; post-data planned.
-    schema_step(&mut cx, &pre.tools, snap, &mut journal).await?;
+    schema_step(
+        &mut cx,
+        &pre.tools,
+        snap,
+        &mut journal,
+        pre.report.target_tables,
+    )
+    .await?;
     let post = plan_post_data(&cx, &pre.tools, snap, &inv).await?;
     if resumed {
         settle_committing(&mut journal, &pre.target).await?;
@@ -396,6 +403,7 @@ async fn schema_step<P: Progress<TransferEvent>>(
     tools: &Tools,
     snap: &Snapshot,
     journal: &mut Journal,
+    target_tables: usize,
 ) -> Result<(), TransferError> {
     if !journal.schema_dumped {
         let t = cx.start(Phase::SchemaDump);
@@ -411,6 +419,15 @@ async fn schema_step<P: Progress<TransferEvent>>(
         cx.finish(Phase::SchemaDump, t);
     }
     if !journal.pre_data_done {
+        if target_tables > 0 {
+            // A run stopped between restoring pre-data and journaling it.
+            return Err(TransferError::WorkDir {
+                path: cx.paths.journal.clone(),
+                message: "the target holds tables but the journal does not record the schema as \
+                          restored: start over with --restart"
+                    .into(),
+            });
+        }
         let t = cx.start(Phase::PreData);
         let conn = cx.tgt.tool_conn();
         cx.cancellable(async {
@@ -546,11 +563,7 @@ async fn data_step<P: Progress<TransferEvent>>(
             let builders: Vec<_> = (0..opts.get_index_jobs())
                 .map(|_| tokio::spawn(worker::index_worker(sh.clone())))
                 .collect();
-            for h in copies {
-                let _ = h.await;
-            }
-            sh.close_early();
-            for h in builders {
+            for h in copies.into_iter().chain(builders) {
                 let _ = h.await;
             }
         }

@@ -2,11 +2,14 @@
 //!
 //! `jobs` copy workers take tasks (largest tables first) from one queue;
 //! each holds a source session inside the imported snapshot and a target
-//! session. When a table's last slice commits, its early post-data items
-//! go to `index_jobs` index workers, which build them on their own target
-//! sessions while the copy of other tables goes on. After all data, the
-//! remaining post-data entries run on the same number of sessions in
-//! dependency order.
+//! session. `index_jobs` index workers meanwhile build the early post-data
+//! items — a table's indexes and keys, foreign keys between loaded tables,
+//! triggers of loaded tables, `ANALYZE` — each as soon as the tables it
+//! touches are loaded and the items it depends on are built (see
+//! [`Sched`]). A copy worker that finds the queue empty joins the index
+//! workers, so the tail after the last table's rows is as short as the
+//! machine allows. After the data phase, the remaining post-data entries
+//! run on `index_jobs` sessions in dependency order ([`run_late`]).
 //!
 //! Faults: a task that fails with a retryable error (lost connection,
 //! terminated backend, ...) is redone on new sessions after a backoff, up
@@ -123,7 +126,6 @@ impl Shared {
                 loaded: vec![false; n],
                 done: HashSet::new(),
                 running: 0,
-                closed: false,
             }),
             post_data_items: Default::default(),
             tables,
@@ -198,12 +200,6 @@ impl Shared {
         }
     }
 
-    /// No table will be loaded any more: index workers end once every
-    /// scheduled item ran.
-    pub(crate) fn close_early(&self) {
-        self.sched.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-    }
-
     fn table_key(&self, table: usize) -> String {
         self.tables[table].to_string()
     }
@@ -257,7 +253,8 @@ async fn open_target(sh: &Shared, role: Role) -> Result<Client, Failure> {
         })
 }
 
-/// A copy worker: takes tasks until the queue is empty or the run stops.
+/// A copy worker: takes tasks until the queue is empty, then builds
+/// early items like an index worker, until the run stops.
 pub(crate) async fn copy_worker(sh: Arc<Shared>) {
     let mut conns: Option<(Client, Client)> = None;
     loop {
@@ -269,12 +266,16 @@ pub(crate) async fn copy_worker(sh: Arc<Shared>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front();
-        let Some(task) = task else { return };
+        let Some(task) = task else { break };
         if let Err(e) = copy_task(&sh, &task, &mut conns).await {
             sh.fail(e);
             return;
         }
     }
+    // Nothing left to copy: help build indexes (work-conserving, so the
+    // tail after the last table is as short as it can be).
+    drop(conns);
+    index_worker(sh).await;
 }
 
 async fn copy_task(
@@ -649,7 +650,6 @@ struct Sched {
     loaded: Vec<bool>,
     done: HashSet<i32>,
     running: usize,
-    closed: bool,
 }
 
 /// What an index worker should do next.
@@ -657,25 +657,33 @@ enum Next {
     Run(EarlyItem),
     Wait,
     Finished,
-    /// Closed, nothing running, and these can never run.
+    /// Every table loaded, nothing running, and these can never run.
     Stuck(Vec<String>),
 }
 
 impl Sched {
     /// The first item (in plan order: largest tables first) whose tables
-    /// are loaded and whose dependencies are done.
+    /// are loaded and whose dependencies are done; `ANALYZE`s only when
+    /// nothing else is ready, so they fill idle time rather than delay an
+    /// index on the critical path.
     fn next(&mut self) -> Next {
-        let ready = self.pending.iter().position(|p| {
+        let ready = |p: &Pending| {
             p.tables.iter().all(|t| self.loaded[*t])
                 && p.item.deps.iter().all(|d| self.done.contains(d))
-        });
-        match ready {
+        };
+        let is_analyze = |p: &Pending| matches!(p.item.steps, EarlySteps::Analyze(_));
+        let pick = self
+            .pending
+            .iter()
+            .position(|p| !is_analyze(p) && ready(p))
+            .or_else(|| self.pending.iter().position(ready));
+        match pick {
             Some(i) => {
                 self.running += 1;
                 Next::Run(self.pending.remove(i).item)
             }
-            None if self.pending.is_empty() && self.closed => Next::Finished,
-            None if self.closed && self.running == 0 && self.loaded.iter().all(|l| *l) => {
+            None if self.pending.is_empty() => Next::Finished,
+            None if self.running == 0 && self.loaded.iter().all(|l| *l) => {
                 Next::Stuck(self.pending.iter().map(|p| p.item.label.clone()).collect())
             }
             None => Next::Wait,
