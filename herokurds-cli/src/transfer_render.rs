@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herokurds_core::progress::Progress;
-use herokurds_core::transfer::{PreflightReport, Slice, TransferEvent, TransferReport};
+use herokurds_core::transfer::{Phase, PreflightReport, Slice, TransferEvent, TransferReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{print_json, println_safe};
