@@ -6,6 +6,7 @@
 //! difference, 2 an error.
 
 pub mod transfer_render;
+pub mod url_render;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

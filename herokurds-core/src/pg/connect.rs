@@ -37,6 +37,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What `application_name` is when the URL names none.
 const DEFAULT_APPLICATION_NAME: &str = "herokurds";
 
+/// Added to a wrong-password diagnosis when the password was literally `***`.
+const REDACTED_HINT: &str = ". The URL's password is ***: this is a redacted URL (as printed \
+     without --reveal); use the full one, e.g. from the env file herokurds-url build --env-file wrote";
+
 /// Where to find the RDS certificate bundle, for hints.
 const RDS_BUNDLE_URL: &str = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
 
@@ -76,21 +80,23 @@ pub enum ConnectError {
     /// The server refused the password (SQLSTATE 28P01).
     #[error(
         "password authentication failed for user {user:?} on {server}: the password in the URL \
-         is not this user's. Heroku and RDS passwords are per app and per environment (staging \
+         is not this user's (or no such user exists). Heroku and RDS passwords are per app and per environment (staging \
          and production differ, and Heroku changes them on a credential rotation): take it from \
-         this app's DATABASE_URL, or from this stack's RDS secret"
+         this app's DATABASE_URL, or from this stack's RDS secret{}",
+        if *redacted { REDACTED_HINT } else { "" }
     )]
     WrongPassword {
         /// The user whose password was refused.
         user: String,
         /// `host:port`.
         server: String,
+        /// Whether the URL's password was `***`: a redacted URL pasted back.
+        redacted: bool,
     },
     /// The database does not exist (SQLSTATE 3D000).
     #[error(
         "database {dbname:?} does not exist on {server}: check the dbname part of the URL \
-         (on RDS it is the instance's dbName; the server's default database is named after the \
-         master user only if none was set)"
+         (Heroku: the path of the app's DATABASE_URL; RDS: the instance's dbName output)"
     )]
     UnknownDatabase {
         /// The database asked for.
@@ -560,6 +566,7 @@ fn diagnose(err: &tokio_postgres::Error, url: &DatabaseUrl) -> ConnectError {
             ConnectError::WrongPassword {
                 user: url.user().into(),
                 server,
+                redacted: url.password().expose_secret() == "***",
             }
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             ConnectError::UnknownDatabase {
@@ -758,11 +765,13 @@ mod tests {
             server: server.clone()
         }
         .is_retryable());
-        assert!(!ConnectError::WrongPassword {
+        let wrong = ConnectError::WrongPassword {
             user: "u".into(),
-            server: server.clone()
-        }
-        .is_retryable());
+            server: server.clone(),
+            redacted: true,
+        };
+        assert!(!wrong.is_retryable());
+        assert!(wrong.to_string().contains("redacted URL"), "{wrong}");
         let rejected = |code: &str| ConnectError::Rejected {
             server: server.clone(),
             user: "u".into(),

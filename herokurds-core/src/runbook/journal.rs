@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::report::{S3Summary, TransferSummary, VerifySummary};
+use crate::smoke::{PageCheck, PageDifference};
+
 /// Every path herokurds uses under a work directory, declared in one place.
 #[derive(Debug, Clone)]
 pub struct WorkDir {
@@ -262,8 +265,16 @@ pub struct Journal {
     /// Per-table modification counters on the target at the cutover, to
     /// count writes made on RDS before a rollback.
     pub target_counters: BTreeMap<String, i64>,
-    /// Free-form facts for the report (table counts, bytes, rates).
-    pub notes: BTreeMap<String, serde_json::Value>,
+    /// What the database copy did.
+    pub transfer: Option<TransferSummary>,
+    /// What verification found.
+    pub verify: Option<VerifySummary>,
+    /// Each bucket sync pass.
+    pub s3: Vec<S3Summary>,
+    /// The smoke pages before anything changed.
+    pub smoke_before: Vec<PageCheck>,
+    /// How the pages changed after the cutover.
+    pub smoke_differences: Vec<PageDifference>,
 }
 
 impl Journal {
@@ -298,7 +309,11 @@ impl Journal {
             unjournaled_vars: Vec::new(),
             source_counters: BTreeMap::new(),
             target_counters: BTreeMap::new(),
-            notes: BTreeMap::new(),
+            transfer: None,
+            verify: None,
+            s3: Vec::new(),
+            smoke_before: Vec::new(),
+            smoke_differences: Vec::new(),
         }
     }
 

@@ -6,8 +6,10 @@
 
 pub mod journal;
 pub mod plan;
+pub mod report;
 
 pub use journal::{
     AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
 };
 pub use plan::{Plan, PlanError};
+pub use report::Report;

@@ -47,6 +47,22 @@ pub struct DatabaseUrlBuilder {
     pub(super) found: Vec<UrlProblem>,
 }
 
+/// Hand-written: the password is shown as `***`.
+impl std::fmt::Debug for DatabaseUrlBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseUrlBuilder")
+            .field("scheme", &self.scheme)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("params", &self.params)
+            .field("found", &self.found)
+            .finish()
+    }
+}
+
 impl DatabaseUrlBuilder {
     /// An empty builder.
     pub fn new() -> Self {

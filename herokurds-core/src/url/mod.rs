@@ -180,7 +180,7 @@ impl DatabaseUrl {
             url.push(if i == 0 { '?' } else { '&' });
             url.push_str(param.name());
             url.push('=');
-            url.push_str(&percent::encode(value));
+            url.push_str(&percent::encode_query_value(value));
         }
         url
     }

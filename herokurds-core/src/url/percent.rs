@@ -15,9 +15,18 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Percent-encodes a URL component.
+/// In query values `/` and `:` may stay as they are (RFC 3986 allows them
+/// and libpq reads them literally), so file paths stay readable.
+const QUERY_VALUE: &AsciiSet = &COMPONENT.remove(b'/').remove(b':');
+
+/// Percent-encodes a URL component (user, password, database name).
 pub(crate) fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn encode_query_value(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// Why a component could not be decoded. Carries no text of the component.
@@ -77,6 +86,7 @@ mod tests {
             "%40%3A%2F%3F%23%25%5B%5D%20%C3%A9%27%22%24%5C%0A%2B%26%3D"
         );
         assert_eq!(encode("Az09-._~"), "Az09-._~");
+        assert_eq!(encode_query_value("/a b:c@d&e"), "/a%20b:c%40d%26e");
     }
 
     #[test]

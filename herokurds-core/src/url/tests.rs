@@ -237,6 +237,10 @@ fn params_are_parsed_checked_and_kept_in_order() {
         ]
     );
     assert_eq!(parse(&url.expose_url()), url);
+    // Paths stay readable in the written URL.
+    assert!(url
+        .expose_url()
+        .contains("&sslrootcert=/etc/rds%20bundle.pem&"));
 }
 
 #[test]
@@ -425,6 +429,9 @@ fn display_and_debug_hide_the_password() {
     assert!(debug.contains("\"***\""), "{debug}");
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(!format!("{:?}", url.to_builder().build()).contains("hunter2"));
+    let builder_debug = format!("{:?}", url.to_builder());
+    assert!(builder_debug.contains("Some(\"***\")"), "{builder_debug}");
+    assert!(!builder_debug.contains("hunter2"), "{builder_debug}");
     assert!(url.expose_url().contains("hunter2-secret"));
 }
 
@@ -497,10 +504,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn any_user_password_and_dbname_round_trip(
+    fn any_user_password_dbname_and_param_round_trip(
         user in any_text(),
         password in any_text(),
         dbname in any_text(),
+        app in any_text(),
         scheme in prop_oneof![Just("postgres"), Just("postgresql")],
         port in 1u16..,
     ) {
@@ -511,12 +519,14 @@ proptest! {
             .host("db.example.com")
             .port(port)
             .dbname(dbname.clone())
+            .param("application_name", app.clone())
             .build()
             .unwrap();
         let back: DatabaseUrl = url.expose_url().parse().unwrap();
         prop_assert_eq!(back.user(), user.as_str());
         prop_assert_eq!(back.password().expose_secret(), password.as_str());
         prop_assert_eq!(back.dbname(), dbname.as_str());
+        prop_assert_eq!(back.application_name(), Some(app.as_str()));
         prop_assert_eq!(&back, &url);
         // Display differs from the full URL in the password alone, which it shows as ***.
         let redacted: DatabaseUrl = url.to_string().parse().unwrap();

@@ -1,0 +1,183 @@
+//! Rendering database URLs, their problems and connection checks for
+//! `herokurds-url` (and any binary that takes a `DATABASE_URL`).
+//!
+//! Nothing here prints a password: parts show it as `***`, problems never
+//! carry it, and the full URL is only produced by the caller asking
+//! [`DatabaseUrl::expose_url`] itself.
+
+use std::io::{self, Read};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use herokurds_core::pg::{ConnectError, ServerInfo};
+use herokurds_core::url::{DatabaseUrl, UrlError, UrlProblem};
+use secrecy::SecretString;
+use serde_json::{json, Map, Value};
+
+use crate::{print_json, println_safe, EXIT_ERROR};
+
+/// The URL's parts as JSON: `{"scheme","user","password":"***","host","port","dbname","params":{...}}`.
+pub fn parts_json(url: &DatabaseUrl) -> Value {
+    let params: Map<String, Value> = url
+        .params()
+        .map(|(p, v)| (p.name().to_string(), Value::from(v)))
+        .collect();
+    json!({
+        "scheme": url.scheme().as_str(),
+        "user": url.user(),
+        "password": "***",
+        "host": url.host().to_connect_string(),
+        "port": url.port(),
+        "dbname": url.dbname(),
+        "params": params,
+    })
+}
+
+/// The URL's parts as aligned `name: value` lines, the password as `***`.
+pub fn parts_lines(url: &DatabaseUrl) -> Vec<String> {
+    let mut rows: Vec<(String, String)> = vec![
+        ("scheme".into(), url.scheme().to_string()),
+        ("user".into(), url.user().into()),
+        ("password".into(), "***".into()),
+        ("host".into(), url.host().to_connect_string()),
+        ("port".into(), url.port().to_string()),
+        ("dbname".into(), url.dbname().into()),
+    ];
+    rows.extend(url.params().map(|(p, v)| (p.name().into(), v.into())));
+    aligned(&rows)
+}
+
+fn aligned(rows: &[(String, String)]) -> Vec<String> {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(k, v)| format!("{:width$} {}", format!("{k}:"), escape(v)))
+        .collect()
+}
+
+/// Control characters shown escaped, so a value cannot break the layout.
+fn escape(value: &str) -> String {
+    if value.chars().any(char::is_control) {
+        format!("{value:?}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// Every problem on its own line: the missing parts together first.
+pub fn problem_lines(err: &UrlError) -> Vec<String> {
+    let missing: Vec<String> = err.missing().map(ToString::to_string).collect();
+    let mut lines = Vec::new();
+    if !missing.is_empty() {
+        lines.push(format!("missing: {}", missing.join(", ")));
+    }
+    lines.extend(
+        err.problems()
+            .iter()
+            .filter(|p| !matches!(p, UrlProblem::Missing { .. }))
+            .map(ToString::to_string),
+    );
+    lines
+}
+
+/// Reports an invalid URL (stderr, and a JSON object on stdout with
+/// `--json`) and returns the error exit code.
+pub fn report_url_error(err: &UrlError, json: bool, notes: &[String]) -> ExitCode {
+    if json {
+        let _ = print_json(&json!({"error": err.to_string(), "problems": err.problems()}));
+    }
+    let mut text = String::from("error: invalid database URL");
+    for line in problem_lines(err).iter().chain(notes) {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    eprintln!("{text}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Reports a failed connection check and returns the error exit code.
+pub fn report_connect_error(url: &DatabaseUrl, err: &ConnectError, json: bool) -> ExitCode {
+    if json {
+        let _ = print_json(&json!({
+            "url": url.to_string(),
+            "error": err.to_string(),
+            "retryable": err.is_retryable(),
+        }));
+    }
+    eprintln!("error: {err}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Prints what a connection check found.
+pub fn print_server_info(url: &DatabaseUrl, info: &ServerInfo, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(info)?;
+        value["url"] = url.to_string().into();
+        return print_json(&value);
+    }
+    let tls = if info.tls { "yes" } else { "no" };
+    let rows = [
+        ("url".into(), url.to_string()),
+        (
+            "server".into(),
+            format!("PostgreSQL {} (major {})", info.version, info.major),
+        ),
+        ("user".into(), info.user.clone()),
+        ("database".into(), info.database.clone()),
+        ("tls".into(), format!("{tls} (sslmode={})", url.ssl_mode())),
+    ];
+    for line in aligned(&rows) {
+        println_safe(line)?;
+    }
+    Ok(())
+}
+
+/// The URL to parse or check: the argument, else `$DATABASE_URL`.
+pub fn url_text(arg: Option<String>) -> anyhow::Result<String> {
+    match arg {
+        Some(url) => Ok(url),
+        None => std::env::var("DATABASE_URL")
+            .context("no URL given: pass it as an argument or set DATABASE_URL"),
+    }
+}
+
+/// The password from `--password-env VAR` or `--password-stdin`, and a note
+/// to add to the problems when there is none.
+pub fn read_password(
+    env_var: Option<&str>,
+    from_stdin: bool,
+) -> anyhow::Result<(Option<SecretString>, Option<String>)> {
+    if from_stdin {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the password from stdin")?;
+        let text = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text)
+            .to_string();
+        let note = text.is_empty().then(|| "(stdin was empty)".to_string());
+        return Ok((Some(text.into()), note));
+    }
+    let Some(var) = env_var else {
+        return Ok((
+            None,
+            Some("(give the password with --password-env VAR or --password-stdin)".into()),
+        ));
+    };
+    match std::env::var(var) {
+        Ok(value) => {
+            let note = value
+                .is_empty()
+                .then(|| format!("(environment variable {var} is empty)"));
+            Ok((Some(value.into()), note))
+        }
+        Err(std::env::VarError::NotPresent) => Ok((
+            None,
+            Some(format!("(environment variable {var} is not set)")),
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("environment variable {var} is not valid UTF-8")
+        }
+    }
+}
