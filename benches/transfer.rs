@@ -76,7 +76,6 @@ CREATE INDEX orders_customer_id_idx ON orders (customer_id);
 CREATE INDEX attachments_order_id_idx ON attachments (order_id);
 CREATE INDEX customers_active_created_idx ON customers (created_at) WHERE deleted_at IS NULL;
 CREATE INDEX orders_payload_sku_idx ON orders ((payload ->> 'sku'));
-VACUUM ANALYZE;
 "
     )
 }
@@ -141,6 +140,13 @@ async fn main() {
         .await
         .unwrap()
         .batch_execute(&dataset_sql(size_mb))
+        .await
+        .unwrap();
+    // VACUUM cannot share the implicit transaction of a multi-statement batch.
+    src.owner_client()
+        .await
+        .unwrap()
+        .batch_execute("VACUUM ANALYZE")
         .await
         .unwrap();
     let bytes: i64 = src
