@@ -9,7 +9,7 @@ use herokurds_core::progress::NoProgress;
 use herokurds_core::transfer::{self, CopyFormat, TransferEvent, TransferOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, pair, url, Events};
+use transfer_support::{assert_same, copy, load, pair, url, Events};
 
 /// Everything a Heroku app's schema may throw at a copy.
 const SCHEMA: &str = r#"
@@ -120,12 +120,7 @@ async fn loaded_pair() -> (
     herokurds_core::sandbox::LocalPostgres,
 ) {
     let (src, tgt) = pair().await;
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(SCHEMA)
-        .await
-        .unwrap();
+    load(&src, SCHEMA).await;
     (src, tgt)
 }
 
@@ -267,15 +262,9 @@ async fn text_format_and_a_single_job_give_the_same_result() {
         .format(CopyFormat::Text)
         .analyze(false)
         .work_dir(work.path());
-    let report = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.tables.iter().all(|t| t.format == CopyFormat::Text));
     assert!(report.tables.iter().all(|t| t.slices == 1));
     assert_same(&src, &tgt).await;
@@ -284,20 +273,17 @@ async fn text_format_and_a_single_job_give_the_same_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excluded_tables_arrive_empty_with_their_indexes() {
     let (src, tgt) = pair().await;
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE SCHEMA logs;
+    load(
+        &src,
+        "CREATE SCHEMA logs;
              CREATE TABLE logs.requests (id int PRIMARY KEY, path text);
              INSERT INTO logs.requests SELECT i, '/p/' || i FROM generate_series(1, 500) i;
              CREATE TABLE audit_2024 (id int PRIMARY KEY);
              INSERT INTO audit_2024 SELECT generate_series(1, 10);
              CREATE TABLE keep (id int PRIMARY KEY);
              INSERT INTO keep SELECT generate_series(1, 10);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let work = tempfile::tempdir().unwrap();
     let events = Events::default();
     let opts = TransferOptions::new()

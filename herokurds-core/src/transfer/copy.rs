@@ -142,15 +142,17 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 ///
 /// `progress` is called at most every 500 ms with rows and bytes so far;
 /// `before_commit` gets the target transaction id of a slice just before
-/// its COMMIT is sent. Returns when committed. On failure or cancellation
-/// the target transaction is left open: drop `target` to roll it back.
+/// its COMMIT is sent, and returns false to stop instead (the caller knows
+/// why). Returns `Some` when committed, `None` when cancelled or stopped.
+/// On failure, cancellation or stop the target transaction is left open:
+/// drop `target` to roll it back.
 pub(crate) async fn pipe(
     source: &Client,
     target: &Client,
     job: &CopyJob<'_>,
     cancel: &CancellationToken,
     mut progress: impl FnMut(Moved),
-    before_commit: impl FnOnce(i64),
+    before_commit: impl FnOnce(i64) -> bool,
 ) -> Result<Option<Moved>, CopyFailure> {
     let CopyJob {
         table,
@@ -240,7 +242,9 @@ pub(crate) async fn pipe(
         return Ok(None);
     }
     if let Some(xid) = xid {
-        before_commit(xid);
+        if !before_commit(xid) {
+            return Ok(None);
+        }
     }
     target
         .batch_execute("COMMIT")

@@ -403,6 +403,7 @@ async fn copy_attempt(
     let started = Instant::now();
     let slice = task.slice;
     let mut xid_seen = None;
+    let mut journal_error = None;
     let result = copy::pipe(
         src,
         tgt,
@@ -423,27 +424,29 @@ async fn copy_attempt(
         },
         |xid| {
             xid_seen = Some(xid);
-            if let Some(s) = slice {
-                // Must be on disk before COMMIT: a resume settles it.
-                let _ = sh.journal_update(true, |j| {
-                    j.table(&key).committing.insert(s.index, xid);
-                });
+            let Some(s) = slice else { return true };
+            // On disk before COMMIT, so a resume can settle it; if the
+            // journal cannot be written, do not commit.
+            match sh.journal_update(true, |j| {
+                j.table(&key).committing.insert(s.index, xid);
+            }) {
+                Ok(()) => true,
+                Err(e) => {
+                    journal_error = Some(e);
+                    false
+                }
             }
         },
     )
     .await;
+    if let Some(e) = journal_error {
+        return Err(Failure::Fatal(e));
+    }
     match result {
         Ok(Some(moved)) => {
             if let Some(s) = slice {
-                sh.journal_update(true, |j| {
-                    let t = j.table(&key);
-                    t.committing.remove(&s.index);
-                    t.slices_done.insert(s.index);
-                })
-                .map_err(Failure::Fatal)?;
-            }
-            if slice.is_some() {
-                // Journaled above; a whole table is journaled (then
+                slice_done(sh, &key, s.index)?;
+                // Journaled; a whole table is journaled (then
                 // reported) by finish_task.
                 sh.emit(TransferEvent::TableFinished {
                     table: key.clone(),
@@ -464,12 +467,7 @@ async fn copy_attempt(
                 // The COMMIT was sent; did it happen?
                 if let Ok(tgt) = open_target(sh, Role::TargetLoader).await {
                     if xact_committed(&tgt, xid).await == Some(true) {
-                        sh.journal_update(true, |j| {
-                            let t = j.table(&key);
-                            t.committing.remove(&s.index);
-                            t.slices_done.insert(s.index);
-                        })
-                        .map_err(Failure::Fatal)?;
+                        slice_done(sh, &key, s.index)?;
                         return Ok(Some(moved));
                     }
                 }
@@ -477,6 +475,16 @@ async fn copy_attempt(
             Err(classify(f.error, f.on_source, &key, attempt))
         }
     }
+}
+
+/// Journals a committed slice.
+fn slice_done(sh: &Shared, key: &str, index: u32) -> Result<(), Failure> {
+    sh.journal_update(true, |j| {
+        let t = j.table(key);
+        t.committing.remove(&index);
+        t.slices_done.insert(index);
+    })
+    .map_err(Failure::Fatal)
 }
 
 /// `pg_xact_status(xid)` on the target: `Some(true)` committed,
