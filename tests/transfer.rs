@@ -9,7 +9,7 @@ use herokurds_core::progress::NoProgress;
 use herokurds_core::transfer::{self, CopyFormat, TransferEvent, TransferOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, pair, url, Events};
+use transfer_support::{assert_same, copy, load, pair, url, Events};
 
 /// Everything a Heroku app's schema may throw at a copy.
 const SCHEMA: &str = r#"
@@ -120,12 +120,7 @@ async fn loaded_pair() -> (
     herokurds_core::sandbox::LocalPostgres,
 ) {
     let (src, tgt) = pair().await;
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(SCHEMA)
-        .await
-        .unwrap();
+    load(&src, SCHEMA).await;
     (src, tgt)
 }
 
@@ -228,6 +223,14 @@ async fn every_kind_of_object_arrives_identical_with_tables_split_in_slices() {
         TransferEvent::TableFinished { table, slice: Some(_), .. } if table == "public.Order")));
     assert!(evs.iter().any(|e| matches!(e,
         TransferEvent::IndexFinished { item, .. } if item.contains("order_from_trgm"))));
+    // Foreign keys and triggers between loaded tables are built during the
+    // data phase; those on partitioned tables wait for the end.
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::IndexFinished { item, .. } if item == "FK CONSTRAINT public.emp emp_boss_fkey")));
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::IndexFinished { item, .. } if item == "TRIGGER public.gen gen_shout")));
+    assert!(evs.iter().any(|e| matches!(e,
+        TransferEvent::PostDataItem { item, .. } if item == "TRIGGER public.events events_boom")));
     drop(evs);
 
     // No password anywhere: events, report, journal, work files.
@@ -259,16 +262,128 @@ async fn text_format_and_a_single_job_give_the_same_result() {
         .format(CopyFormat::Text)
         .analyze(false)
         .work_dir(work.path());
+    let report = copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.tables.iter().all(|t| t.format == CopyFormat::Text));
+    assert!(report.tables.iter().all(|t| t.slices == 1));
+    assert_same(&src, &tgt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_tables_arrive_empty_with_their_indexes() {
+    let (src, tgt) = pair().await;
+    load(
+        &src,
+        "CREATE SCHEMA logs;
+             CREATE TABLE logs.requests (id int PRIMARY KEY, path text);
+             INSERT INTO logs.requests SELECT i, '/p/' || i FROM generate_series(1, 500) i;
+             CREATE TABLE audit_2024 (id int PRIMARY KEY);
+             INSERT INTO audit_2024 SELECT generate_series(1, 10);
+             CREATE TABLE keep (id int PRIMARY KEY);
+             INSERT INTO keep SELECT generate_series(1, 10);",
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let events = Events::default();
+    let opts = TransferOptions::new()
+        .exclude_table("logs.*")
+        .exclude_table("audit_*")
+        .work_dir(work.path());
     let report = transfer::run(
         &url(&src),
         &url(&tgt),
+        &opts,
+        &events,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.excluded_tables,
+        ["logs.requests", "public.audit_2024"]
+    );
+    let copied: Vec<&str> = report.tables.iter().map(|t| t.table.as_str()).collect();
+    assert_eq!(copied, ["public.keep"]);
+    let t = tgt.owner_client().await.unwrap();
+    let row = t
+        .query_one(
+            "SELECT (SELECT count(*) FROM logs.requests), (SELECT count(*) FROM audit_2024),
+                    (SELECT count(*) FROM keep), to_regclass('logs.requests_pkey') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, bool>(3)
+        ),
+        (0, 0, 10, true)
+    );
+    assert!(events.0.lock().unwrap().iter().any(|e| matches!(e,
+        TransferEvent::TableSkipped { table, reason } if table == "logs.requests" && reason == "excluded")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_exported_by_the_caller_is_the_one_copied_and_can_be_verified_after() {
+    let (src, tgt) = pair().await;
+    let owner = src.owner_client().await.unwrap();
+    owner
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY);
+             INSERT INTO t SELECT generate_series(1, 100);
+             SELECT pg_stat_force_next_flush();",
+        )
+        .await
+        .unwrap();
+    // Statistics reach pg_stat_user_tables when a transaction ends.
+    owner.batch_execute("SELECT 1").await.unwrap();
+    let snapshot = transfer::Snapshot::export(&url(&src)).await.unwrap();
+    assert!(snapshot.lsn().is_some());
+    // Written after the export: not copied, not seen by the snapshot.
+    owner
+        .batch_execute("INSERT INTO t SELECT generate_series(101, 150)")
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let opts = TransferOptions::new().work_dir(work.path());
+    let report = transfer::run_in_snapshot(
+        &url(&src),
+        &url(&tgt),
+        &snapshot,
         &opts,
         &NoProgress,
         CancellationToken::new(),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.tables.iter().all(|t| t.format == CopyFormat::Text));
-    assert!(report.tables.iter().all(|t| t.slices == 1));
-    assert_same(&src, &tgt).await;
+    assert_eq!(report.snapshot.id, snapshot.id());
+    let t = report
+        .tables
+        .iter()
+        .find(|t| t.table == "public.t")
+        .unwrap();
+    assert_eq!(t.rows, 100);
+    let activity = t.source_activity.expect("pg_stat_user_tables at export");
+    assert_eq!(activity.inserted, 100);
+    // The caller verifies in the same snapshot.
+    let seen: i64 = snapshot
+        .client()
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let copied: i64 = tgt
+        .owner_client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((seen, copied), (100, 100));
+    assert!(snapshot.is_alive().await);
 }

@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herokurds_core::progress::NoProgress;
 use herokurds_core::sandbox::LocalPostgres;
 use herokurds_core::transfer::{
     self, ResumeMode, RetryPolicy, TransferError, TransferEvent, TransferOptions,
 };
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, pair, url, Events};
+use transfer_support::{assert_same, copy, load, pair, url, Events};
 
 const BIG: &str = "
 CREATE TABLE big_a (id bigint PRIMARY KEY, payload text, n numeric);
@@ -56,12 +55,7 @@ fn fast_retries() -> RetryPolicy {
 async fn copies_killed_on_either_side_mid_copy_are_redone_and_the_result_is_identical() {
     let (src, tgt) = pair().await;
     let (su, tu) = (url(&src), url(&tgt));
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(BIG)
-        .await
-        .unwrap();
+    load(&src, BIG).await;
     let work = tempfile::tempdir().unwrap();
     let events = Events::default();
     // big_a is copied in slices, big_b whole.
@@ -116,13 +110,7 @@ async fn copies_killed_on_either_side_mid_copy_are_redone_and_the_result_is_iden
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_that_keeps_failing_stops_the_run_by_name_and_resume_finishes() {
     let (src, tgt) = pair().await;
-    let (su, tu) = (url(&src), url(&tgt));
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(BIG)
-        .await
-        .unwrap();
+    load(&src, BIG).await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new()
         .jobs(1)
@@ -136,10 +124,7 @@ async fn a_table_that_keeps_failing_stops_the_run_by_name_and_resume_finishes() 
         let first = kill_copy(&src, "heroku_owner", "COPY%big_a%TO STDOUT%", &[]).await;
         kill_copy(&src, "heroku_owner", "COPY%big_a%TO STDOUT%", &[first]).await;
     };
-    let (result, ()) = tokio::join!(
-        transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new()),
-        killer
-    );
+    let (result, ()) = tokio::join!(copy(&src, &tgt, &opts), killer);
     match result {
         Err(TransferError::Table {
             table, attempts, ..
@@ -150,12 +135,10 @@ async fn a_table_that_keeps_failing_stops_the_run_by_name_and_resume_finishes() 
         other => panic!("expected big_a to fail, got {other:?}"),
     }
     // A fresh run refuses the unfinished journal; --resume finishes.
-    let err = transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = copy(&src, &tgt, &opts).await.unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
     let opts = opts.resume_mode(ResumeMode::Resume);
-    let report = transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new())
+    let report = copy(&src, &tgt, &opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.resumed);
@@ -166,12 +149,7 @@ async fn a_table_that_keeps_failing_stops_the_run_by_name_and_resume_finishes() 
 async fn cancelling_leaves_a_state_resume_finishes_and_restart_redoes() {
     let (src, tgt) = pair().await;
     let (su, tu) = (url(&src), url(&tgt));
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(BIG)
-        .await
-        .unwrap();
+    load(&src, BIG).await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().jobs(1).work_dir(work.path());
     let cancel = CancellationToken::new();
@@ -207,7 +185,7 @@ async fn cancelling_leaves_a_state_resume_finishes_and_restart_redoes() {
 
     // --restart drops everything and copies again.
     let opts = opts.resume_mode(ResumeMode::Restart);
-    let report = transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new())
+    let report = copy(&src, &tgt, &opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!report.resumed && report.tables.iter().all(|t| !t.from_earlier_run));
@@ -236,7 +214,6 @@ async fn kill_copy_wait(pg: &LocalPostgres, pattern: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_committed_during_the_copy_do_not_appear_half_way() {
     let (src, tgt) = pair().await;
-    let (su, tu) = (url(&src), url(&tgt));
     src.owner_client()
         .await
         .unwrap()
@@ -277,7 +254,7 @@ async fn rows_committed_during_the_copy_do_not_appear_half_way() {
     }
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().jobs(2).work_dir(work.path());
-    let report = transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new())
+    let report = copy(&src, &tgt, &opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     stop.store(true, Ordering::Relaxed);
@@ -326,23 +303,14 @@ async fn rows_committed_during_the_copy_do_not_appear_half_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_work_directory_is_locked_out() {
     let (src, tgt) = pair().await;
-    let (su, tu) = (url(&src), url(&tgt));
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(BIG)
-        .await
-        .unwrap();
+    load(&src, BIG).await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().jobs(1).work_dir(work.path());
     let second = async {
         kill_copy_wait(&tgt, "COPY%FROM STDIN%").await;
-        transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new()).await
+        copy(&src, &tgt, &opts).await
     };
-    let (first, second) = tokio::join!(
-        transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new()),
-        second
-    );
+    let (first, second) = tokio::join!(copy(&src, &tgt, &opts), second);
     first.unwrap_or_else(|e| panic!("{e}"));
     match second {
         Err(TransferError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),

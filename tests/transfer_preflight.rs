@@ -5,11 +5,9 @@ mod transfer_support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use herokurds_core::progress::NoProgress;
 use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::transfer::{self, PreflightProblem, TransferError, TransferOptions};
-use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, pair, url};
+use transfer_support::{assert_same, copy, load, pair, url};
 
 async fn table_count(pg: &LocalPostgres) -> i64 {
     pg.superuser_client(pg.database())
@@ -33,30 +31,19 @@ fn problems(err: &TransferError) -> &[PreflightProblem] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_row_security_is_refused_by_name_and_bypassrls_copies_every_row() {
     let (src, tgt) = pair().await;
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE secrets (id int PRIMARY KEY, who text);
+    load(
+        &src,
+        "CREATE TABLE secrets (id int PRIMARY KEY, who text);
              INSERT INTO secrets VALUES (1, 'heroku_owner'), (2, 'someone'), (3, 'else');
              ALTER TABLE secrets ENABLE ROW LEVEL SECURITY;
              ALTER TABLE secrets FORCE ROW LEVEL SECURITY;
              CREATE POLICY mine ON secrets USING (who = current_user);
              CREATE TABLE open_one (id int);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().work_dir(work.path());
-    let err = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = copy(&src, &tgt, &opts).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(problems(&err)[0], PreflightProblem::RowSecurity { .. }),
@@ -80,15 +67,9 @@ async fn force_row_security_is_refused_by_name_and_bypassrls_copies_every_row() 
         .unwrap();
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().work_dir(work.path());
-    let report = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let secrets = report
         .tables
         .iter()
@@ -101,12 +82,7 @@ async fn force_row_security_is_refused_by_name_and_bypassrls_copies_every_row() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_with_tables_is_refused() {
     let (src, tgt) = pair().await;
-    tgt.owner_client()
-        .await
-        .unwrap()
-        .batch_execute("CREATE TABLE already_here (id int)")
-        .await
-        .unwrap();
+    load(&tgt, "CREATE TABLE already_here (id int)").await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().work_dir(work.path());
     let report = transfer::preflight(&url(&src), &url(&tgt), &opts)
@@ -114,15 +90,7 @@ async fn a_target_with_tables_is_refused() {
         .unwrap();
     assert!(!report.is_ok());
     assert_eq!(report.target_tables, 1);
-    let err = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = copy(&src, &tgt, &opts).await.unwrap_err();
     match &problems(&err)[0] {
         PreflightProblem::TargetNotEmpty { count, examples } => {
             assert_eq!(*count, 1);
@@ -139,17 +107,14 @@ async fn heroku_ext_pg_stat_statements_is_named_up_front_and_can_be_excluded() {
         LocalPostgres::start(PostgresOptions::rds())
     );
     let (src, tgt) = (src.unwrap(), tgt.unwrap());
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE EXTENSION pg_trgm WITH SCHEMA heroku_ext;
+    load(
+        &src,
+        "CREATE EXTENSION pg_trgm WITH SCHEMA heroku_ext;
              CREATE TABLE docs (id int PRIMARY KEY, body text);
              INSERT INTO docs SELECT i, 'doc ' || i FROM generate_series(1, 100) i;
              CREATE INDEX docs_trgm ON docs USING gin (body heroku_ext.gin_trgm_ops);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().work_dir(work.path());
     let report = transfer::preflight(&url(&src), &url(&tgt), &opts)
@@ -172,15 +137,7 @@ async fn heroku_ext_pg_stat_statements_is_named_up_front_and_can_be_excluded() {
         "trusted: the RDS-shaped owner may create it"
     );
 
-    let err = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = copy(&src, &tgt, &opts).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(&problems(&err)[0], PreflightProblem::ExtensionNotCreatable { name, .. } if name == "pg_stat_statements"),
@@ -193,15 +150,9 @@ async fn heroku_ext_pg_stat_statements_is_named_up_front_and_can_be_excluded() {
     assert_eq!(table_count(&tgt).await, 0);
 
     let opts = opts.exclude_extension("pg_stat_statements");
-    let report = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.excluded_extensions, ["pg_stat_statements"]);
     let t = tgt.superuser_client(tgt.database()).await.unwrap();
     let exts: Vec<String> = t
@@ -244,15 +195,7 @@ async fn a_pg_dump_older_than_the_source_is_named_with_both_versions() {
     let opts = TransferOptions::new()
         .work_dir(work.path())
         .pg_bin_dir(bin.path());
-    let err = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &NoProgress,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = copy(&src, &tgt, &opts).await.unwrap_err();
     let msg = err.to_string();
     match &problems(&err)[0] {
         PreflightProblem::ToolsTooOld {

@@ -1,6 +1,6 @@
 //! How `herokurds-transfer` shows a transfer: progress bars on a terminal,
-//! one line per step otherwise, NDJSON with `--json`; and the final
-//! summary table.
+//! one line per step otherwise, NDJSON with `--json` (each event with `t`,
+//! seconds since the start); and the final summary table.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herokurds_core::progress::Progress;
-use herokurds_core::transfer::{PreflightReport, Slice, TransferEvent, TransferReport};
+use herokurds_core::transfer::{Phase, PreflightReport, Slice, TransferEvent, TransferReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{print_json, println_safe};
@@ -30,6 +30,7 @@ enum Mode {
 /// Renders [`TransferEvent`]s; a [`Progress`] for [`herokurds_core::transfer::run`].
 pub struct TransferRender {
     mode: Mode,
+    started: std::time::Instant,
 }
 
 fn human_bytes(b: u64) -> String {
@@ -68,7 +69,10 @@ impl TransferRender {
         } else {
             Mode::Lines
         };
-        TransferRender { mode }
+        TransferRender {
+            mode,
+            started: std::time::Instant::now(),
+        }
     }
 
     fn line(&self, text: String) {
@@ -231,7 +235,13 @@ impl TransferRender {
 impl Progress<TransferEvent> for TransferRender {
     fn event(&self, e: &TransferEvent) {
         if let Mode::Json = self.mode {
-            let _ = print_json(e);
+            // Each line also says when: seconds since the command started.
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                let t = (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                map.insert("t".into(), t.into());
+            }
+            let _ = print_json(&v);
             return;
         }
         match e {
@@ -259,6 +269,10 @@ impl Progress<TransferEvent> for TransferRender {
                 }
             }
             TransferEvent::PhaseFinished { phase, seconds } => {
+                if let (Mode::Bars { overall, .. }, Phase::Data) = (&self.mode, phase) {
+                    // The estimate was the tables' on-disk size; COPY data differs.
+                    overall.set_length(overall.position());
+                }
                 self.line(format!("{phase:?}: done in {seconds:.1} s"))
             }
             TransferEvent::TableStarted { table, slice, .. } => {

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 use secrecy::ExposeSecret;
-use transfer_support::{assert_same, pair};
+use transfer_support::{assert_same, load, pair};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds-transfer");
 
@@ -44,12 +44,7 @@ fn text(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_run_the_binary_finishes_with_resume() {
     let (src, tgt) = pair().await;
-    src.owner_client()
-        .await
-        .unwrap()
-        .batch_execute(DATA)
-        .await
-        .unwrap();
+    load(&src, DATA).await;
     let (s_url, t_url) = (
         src.url().expose_secret().to_string(),
         tgt.url().expose_secret().to_string(),
@@ -137,12 +132,7 @@ async fn killed_mid_run_the_binary_finishes_with_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_exit_2_and_never_print_the_password() {
     let (src, tgt) = pair().await;
-    tgt.owner_client()
-        .await
-        .unwrap()
-        .batch_execute("CREATE TABLE occupied (id int)")
-        .await
-        .unwrap();
+    load(&tgt, "CREATE TABLE occupied (id int)").await;
     let (s_url, t_url) = (
         src.url().expose_secret().to_string(),
         tgt.url().expose_secret().to_string(),

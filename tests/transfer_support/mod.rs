@@ -6,10 +6,14 @@
 use std::sync::Mutex;
 
 use herokurds_core::pg::catalog::{self, TableFilter};
+use herokurds_core::progress::NoProgress;
 use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
-use herokurds_core::transfer::TransferEvent;
+use herokurds_core::transfer::{
+    self, TransferError, TransferEvent, TransferOptions, TransferReport,
+};
 use herokurds_core::url::DatabaseUrl;
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 /// A Heroku-shaped source and an RDS-shaped target.
 pub async fn pair() -> (LocalPostgres, LocalPostgres) {
@@ -21,6 +25,32 @@ pub async fn pair() -> (LocalPostgres, LocalPostgres) {
         s.expect("source sandbox (run scripts/test to install PostgreSQL)"),
         t.expect("target sandbox"),
     )
+}
+
+/// Runs SQL as the database owner.
+pub async fn load(pg: &LocalPostgres, sql: &str) {
+    pg.owner_client()
+        .await
+        .unwrap()
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("loading: {e}"));
+}
+
+/// Runs a transfer from `src` into `tgt`, without progress or cancellation.
+pub async fn copy(
+    src: &LocalPostgres,
+    tgt: &LocalPostgres,
+    opts: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    transfer::run(
+        &url(src),
+        &url(tgt),
+        opts,
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
 }
 
 /// The owner's URL as a `DatabaseUrl`.

@@ -20,7 +20,8 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +131,9 @@ pub(crate) fn effective_format(table: &TableInfo, asked: CopyFormat) -> CopyForm
     }
 }
 
+/// How many bytes of rows go to the target per CopyData message.
+const BATCH: usize = 128 * 1024;
+
 /// How often progress is reported while a copy runs.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -138,15 +142,17 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 ///
 /// `progress` is called at most every 500 ms with rows and bytes so far;
 /// `before_commit` gets the target transaction id of a slice just before
-/// its COMMIT is sent. Returns when committed. On failure or cancellation
-/// the target transaction is left open: drop `target` to roll it back.
+/// its COMMIT is sent, and returns false to stop instead (the caller knows
+/// why). Returns `Some` when committed, `None` when cancelled or stopped.
+/// On failure, cancellation or stop the target transaction is left open:
+/// drop `target` to roll it back.
 pub(crate) async fn pipe(
     source: &Client,
     target: &Client,
     job: &CopyJob<'_>,
     cancel: &CancellationToken,
     mut progress: impl FnMut(Moved),
-    before_commit: impl FnOnce(i64),
+    before_commit: impl FnOnce(i64) -> bool,
 ) -> Result<Option<Moved>, CopyFailure> {
     let CopyJob {
         table,
@@ -193,31 +199,52 @@ pub(crate) async fn pipe(
     let mut moved = Moved::default();
     let mut last = Instant::now();
     let mut messages: u64 = 0;
+    // Rows arrive one CopyData message each; they leave in batches, so the
+    // target connection writes (and encrypts) large records, not one per row.
+    let mut batch = BytesMut::with_capacity(BATCH);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(None),
-            next = stream.next() => next,
+        // The common case (data already buffered) skips the select.
+        let next = match stream.next().now_or_never() {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(None),
+                next = stream.next() => next,
+            },
         };
         let Some(chunk) = next else { break };
         let chunk = chunk.map_err(src_err)?;
         messages += 1;
         moved.bytes += chunk.len() as u64;
-        sink.feed(chunk).await.map_err(tgt_err)?;
-        if messages % 1024 == 0 && last.elapsed() >= PROGRESS_EVERY {
-            last = Instant::now();
-            // The server sends one CopyData message per row (binary adds a
-            // header and a trailer message): close enough while running.
-            moved.rows = messages;
-            progress(moved);
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= BATCH {
+            sink.feed(batch.split().freeze()).await.map_err(tgt_err)?;
+            batch.reserve(BATCH);
         }
+        if messages % 4096 == 0 {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            if last.elapsed() >= PROGRESS_EVERY {
+                last = Instant::now();
+                // The server sends one CopyData message per row (binary adds
+                // a header and a trailer message): close enough while running.
+                moved.rows = messages;
+                progress(moved);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        sink.feed(batch.freeze()).await.map_err(tgt_err)?;
     }
     moved.rows = sink.as_mut().finish().await.map_err(tgt_err)?;
     if cancel.is_cancelled() {
         return Ok(None);
     }
     if let Some(xid) = xid {
-        before_commit(xid);
+        if !before_commit(xid) {
+            return Ok(None);
+        }
     }
     target
         .batch_execute("COMMIT")

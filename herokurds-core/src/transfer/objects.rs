@@ -30,8 +30,8 @@ pub(crate) async fn set_sequences(
             "SELECT {}",
             chunk.iter().map(setval_sql).collect::<Vec<_>>().join(", ")
         );
-        if let Err(e) = target.batch_execute(&sql).await {
-            // Name the sequence: retry one by one.
+        if target.batch_execute(&sql).await.is_err() {
+            // Name the sequence: set them one by one.
             for s in chunk {
                 target
                     .batch_execute(&format!("SELECT {}", setval_sql(s)))
@@ -41,10 +41,6 @@ pub(crate) async fn set_sequences(
                         message: message(&e),
                     })?;
             }
-            return Err(TransferError::Sequence {
-                sequence: chunk.first().map(|s| s.to_string()).unwrap_or_default(),
-                message: message(&e),
-            });
         }
     }
     Ok(())

@@ -54,15 +54,20 @@ pub(crate) enum EarlySteps {
     Analyze(String),
 }
 
-/// A post-data entry of one table, built once its rows are in.
+/// A post-data entry run during the data phase, as soon as the tables it
+/// touches hold their rows and the entries it depends on are done.
 #[derive(Debug, Clone)]
 pub(crate) struct EarlyItem {
     /// The TOC entry, journaled when built (`None` for `ANALYZE`).
     pub(crate) dump_id: Option<i32>,
-    /// `schema.name` of the table.
+    /// `schema.name` of the (first) table, for progress.
     pub(crate) table: String,
     pub(crate) label: String,
     pub(crate) steps: EarlySteps,
+    /// Source oids of the tables whose rows must be in first.
+    pub(crate) tables: Vec<u32>,
+    /// Post-data entries (dump ids) that must be done first.
+    pub(crate) deps: Vec<i32>,
 }
 
 /// The block boundaries splitting a table of `heap_blocks` blocks into
@@ -107,63 +112,86 @@ pub(crate) fn tasks_for(table: usize, bounds: &[i64]) -> Vec<CopyTask> {
         .collect()
 }
 
-/// Post-data entries split into per-table early items and the rest.
+/// Post-data entries split into early items and the rest.
 pub(crate) struct PostDataPlan {
-    /// By source table oid.
-    pub(crate) early: HashMap<u32, Vec<EarlyItem>>,
+    pub(crate) early: Vec<EarlyItem>,
     pub(crate) late: Vec<PostDataEntry>,
 }
 
-/// Sorts the entries into early items (per table) and late ones, looking
-/// up on the source (inside the snapshot) which table each index and
-/// constraint belongs to.
+/// What the source says about an index or constraint of the archive.
+struct Con {
+    table: u32,
+    ref_table: u32,
+    contype: String,
+    deferrable: bool,
+    deferred: bool,
+    name: String,
+    index_name: Option<String>,
+    index_def: Option<String>,
+    plain_btree: bool,
+}
+
+/// Sorts the entries into early items and late ones, looking up on the
+/// source (inside the snapshot) which tables each index, constraint and
+/// trigger belongs to.
+///
+/// Early: indexes and PRIMARY KEY/UNIQUE/EXCLUDE constraints of an
+/// ordinary table; foreign keys between two ordinary tables; triggers on
+/// an ordinary table (created once its rows are in, they never fire
+/// during the load) — each only if every post-data entry it depends on is
+/// early too. Everything else is late.
 pub(crate) async fn classify(
     snapshot_client: &Client,
     entries: Vec<PostDataEntry>,
     tables: &[TableInfo],
 ) -> Result<PostDataPlan, TransferError> {
     let q = |what: &'static str| TransferError::query(Side::Source, what);
-    let ids: HashSet<i32> = entries.iter().map(|e| e.dump_id).collect();
-    let index_oids: Vec<u32> = entries
-        .iter()
-        .filter(|e| e.desc == "INDEX" && e.class_oid == 1259)
-        .map(|e| e.obj_oid)
-        .collect();
-    let constraint_oids: Vec<u32> = entries
-        .iter()
-        .filter(|e| e.desc == "CONSTRAINT" && e.class_oid == 2606)
-        .map(|e| e.obj_oid)
-        .collect();
-    // Fully qualified definitions, as pg_dump writes them.
+    let oids_of = |desc: &[&str], class: u32| -> Vec<u32> {
+        entries
+            .iter()
+            .filter(|e| desc.contains(&e.desc.as_str()) && e.class_oid == class)
+            .map(|e| e.obj_oid)
+            .collect()
+    };
+    let index_oids = oids_of(&["INDEX"], 1259);
+    let constraint_oids = oids_of(&["CONSTRAINT", "FK CONSTRAINT"], 2606);
+    let trigger_oids = oids_of(&["TRIGGER"], 2620);
+    // Fully qualified definitions, as pg_dump writes them; the setting is
+    // undone (rolled back with a savepoint) so the snapshot's session is
+    // left as the caller knows it.
     snapshot_client
-        .batch_execute("SELECT pg_catalog.set_config('search_path', '', true)")
-        .await
-        .map_err(q("setting search_path"))?;
-    let index_table: HashMap<u32, u32> = snapshot_client
-        .query(
-            "SELECT indexrelid, indrelid FROM pg_catalog.pg_index WHERE indexrelid = ANY($1)",
-            &[&index_oids],
+        .batch_execute(
+            "SAVEPOINT herokurds_defs; SELECT pg_catalog.set_config('search_path', '', true)",
         )
         .await
-        .map_err(q("looking up indexes"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    struct Con {
-        table: u32,
-        contype: String,
-        deferrable: bool,
-        deferred: bool,
-        name: String,
-        index_name: Option<String>,
-        index_def: Option<String>,
-        plain_btree: bool,
-    }
+        .map_err(q("setting search_path"))?;
+    let pairs = |rows: Vec<tokio_postgres::Row>| -> HashMap<u32, u32> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let index_table = pairs(
+        snapshot_client
+            .query(
+                "SELECT indexrelid, indrelid FROM pg_catalog.pg_index WHERE indexrelid = ANY($1)",
+                &[&index_oids],
+            )
+            .await
+            .map_err(q("looking up indexes"))?,
+    );
+    let trigger_table = pairs(
+        snapshot_client
+            .query(
+                "SELECT oid, tgrelid FROM pg_catalog.pg_trigger WHERE oid = ANY($1)",
+                &[&trigger_oids],
+            )
+            .await
+            .map_err(q("looking up triggers"))?,
+    );
     let constraints: HashMap<u32, Con> = snapshot_client
         .query(
-            "SELECT c.oid, c.conrelid, c.contype::text, c.condeferrable, c.condeferred,
+            "SELECT c.oid, c.conrelid, c.confrelid, c.contype::text, c.condeferrable, c.condeferred,
                     c.conname::text, i.relname::text,
-                    CASE WHEN c.conindid <> 0 THEN pg_catalog.pg_get_indexdef(c.conindid) END,
+                    CASE WHEN c.conindid <> 0 AND c.contype IN ('p', 'u')
+                         THEN pg_catalog.pg_get_indexdef(c.conindid) END,
                     c.conindid <> 0 AND am.amname = 'btree'
                       AND pg_catalog.pg_get_constraintdef(c.oid) !~ '(INCLUDE|NULLS NOT DISTINCT|WITH \\()'
              FROM pg_catalog.pg_constraint c
@@ -180,81 +208,133 @@ pub(crate) async fn classify(
                 r.get(0),
                 Con {
                     table: r.get(1),
-                    contype: r.get(2),
-                    deferrable: r.get(3),
-                    deferred: r.get(4),
-                    name: r.get(5),
-                    index_name: r.get(6),
-                    index_def: r.get(7),
-                    plain_btree: r.get::<_, Option<bool>>(8).unwrap_or(false),
+                    ref_table: r.get(2),
+                    contype: r.get(3),
+                    deferrable: r.get(4),
+                    deferred: r.get(5),
+                    name: r.get(6),
+                    index_name: r.get(7),
+                    index_def: r.get(8),
+                    plain_btree: r.get::<_, Option<bool>>(9).unwrap_or(false),
                 },
             )
         })
         .collect();
+    snapshot_client
+        .batch_execute("ROLLBACK TO SAVEPOINT herokurds_defs; RELEASE SAVEPOINT herokurds_defs")
+        .await
+        .map_err(q("restoring search_path"))?;
     let by_oid: HashMap<u32, &TableInfo> = tables
         .iter()
         .filter(|t| t.holds_rows())
         .map(|t| (t.oid, t))
         .collect();
 
-    let mut plan = PostDataPlan {
-        early: HashMap::new(),
-        late: Vec::new(),
-    };
-    for entry in entries {
-        let standalone = entry.deps.iter().all(|d| !ids.contains(d));
-        let early = match (entry.desc.as_str(), standalone) {
-            ("INDEX", true) => index_table
+    // Candidates: (entry index, tables, steps).
+    let mut candidates: HashMap<i32, (Vec<u32>, EarlySteps)> = HashMap::new();
+    for entry in &entries {
+        let sql = || EarlySteps::Sql(entry.sql.clone());
+        let candidate = match entry.desc.as_str() {
+            "INDEX" => index_table
                 .get(&entry.obj_oid)
-                .and_then(|t| by_oid.get(t))
-                .map(|t| (*t, EarlySteps::Sql(entry.sql.clone()))),
-            ("CONSTRAINT", true) => constraints
+                .filter(|t| by_oid.contains_key(t))
+                .map(|t| (vec![*t], sql())),
+            "TRIGGER" => trigger_table
+                .get(&entry.obj_oid)
+                .filter(|t| by_oid.contains_key(t))
+                .map(|t| (vec![*t], sql())),
+            "FK CONSTRAINT" => constraints
+                .get(&entry.obj_oid)
+                .filter(|c| by_oid.contains_key(&c.table) && by_oid.contains_key(&c.ref_table))
+                .map(|c| (vec![c.table, c.ref_table], sql())),
+            "CONSTRAINT" => constraints
                 .get(&entry.obj_oid)
                 .filter(|c| matches!(c.contype.as_str(), "p" | "u" | "x"))
                 .and_then(|c| Some((*by_oid.get(&c.table)?, c)))
-                .map(|(t, c)| {
-                    let steps = match (&c.index_def, &c.index_name) {
-                        (Some(def), Some(index)) if c.contype != "x" && c.plain_btree => {
-                            EarlySteps::UniqueViaIndex {
-                                create_index: def.clone(),
-                                index: format!("{}.{}", quote_ident(&t.schema), quote_ident(index)),
-                                table: t.qualified_name(),
-                                constraint: c.name.clone(),
-                                add_constraint: format!(
-                                    "ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}",
-                                    t.qualified_name(),
-                                    quote_ident(&c.name),
-                                    if c.contype == "p" {
-                                        "PRIMARY KEY"
-                                    } else {
-                                        "UNIQUE"
-                                    },
-                                    quote_ident(index),
-                                    match (c.deferrable, c.deferred) {
-                                        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
-                                        (true, false) => " DEFERRABLE",
-                                        _ => "",
-                                    }
-                                ),
-                            }
-                        }
-                        _ => EarlySteps::Sql(entry.sql.clone()),
-                    };
-                    (t, steps)
-                }),
+                .map(|(t, c)| (vec![t.oid], unique_steps(t, c).unwrap_or_else(sql))),
             _ => None,
         };
-        match early {
-            Some((table, steps)) => plan.early.entry(table.oid).or_default().push(EarlyItem {
+        if let Some(c) = candidate {
+            candidates.insert(entry.dump_id, c);
+        }
+    }
+    // An entry depending on a late one is late too, transitively.
+    let ids: HashSet<i32> = entries.iter().map(|e| e.dump_id).collect();
+    loop {
+        let demote: Vec<i32> = entries
+            .iter()
+            .filter(|e| candidates.contains_key(&e.dump_id))
+            .filter(|e| {
+                e.deps
+                    .iter()
+                    .any(|d| ids.contains(d) && !candidates.contains_key(d))
+            })
+            .map(|e| e.dump_id)
+            .collect();
+        if demote.is_empty() {
+            break;
+        }
+        for d in demote {
+            candidates.remove(&d);
+        }
+    }
+    let mut plan = PostDataPlan {
+        early: Vec::new(),
+        late: Vec::new(),
+    };
+    for entry in entries {
+        match candidates.remove(&entry.dump_id) {
+            Some((needs, steps)) => plan.early.push(EarlyItem {
                 dump_id: Some(entry.dump_id),
-                table: table.to_string(),
+                table: by_oid
+                    .get(&needs[0])
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
                 label: entry.label(),
                 steps,
+                tables: needs,
+                deps: entry
+                    .deps
+                    .iter()
+                    .copied()
+                    .filter(|d| ids.contains(d))
+                    .collect(),
             }),
             None => plan.late.push(entry),
         }
     }
     Ok(plan)
+}
+
+/// PRIMARY KEY / UNIQUE on a plain b-tree: build the index first (SHARE
+/// lock, alongside the table's other index builds), then attach it.
+fn unique_steps(t: &TableInfo, c: &Con) -> Option<EarlySteps> {
+    let (def, index) = (c.index_def.as_ref()?, c.index_name.as_ref()?);
+    if !c.plain_btree {
+        return None;
+    }
+    let kind = match c.contype.as_str() {
+        "p" => "PRIMARY KEY",
+        "u" => "UNIQUE",
+        _ => return None,
+    };
+    let deferral = match (c.deferrable, c.deferred) {
+        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+        (true, false) => " DEFERRABLE",
+        _ => "",
+    };
+    Some(EarlySteps::UniqueViaIndex {
+        create_index: def.clone(),
+        index: format!("{}.{}", quote_ident(&t.schema), quote_ident(index)),
+        table: t.qualified_name(),
+        constraint: c.name.clone(),
+        add_constraint: format!(
+            "ALTER TABLE ONLY {} ADD CONSTRAINT {} {kind} USING INDEX {}{deferral}",
+            t.qualified_name(),
+            quote_ident(&c.name),
+            quote_ident(index),
+        ),
+    })
 }
 
 #[cfg(test)]

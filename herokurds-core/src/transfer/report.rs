@@ -237,7 +237,9 @@ impl PreflightReport {
 }
 
 /// Write activity counters of a source table when the snapshot was taken
-/// (`pg_stat_user_tables`), so later activity can be told apart.
+/// (`pg_stat_user_tables`), so later activity can be told apart. They are
+/// the statistics system's, which sessions report when a transaction ends
+/// (at most once a second), so very recent writes may not be counted yet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TableActivity {
     /// `n_tup_ins`.

@@ -124,7 +124,9 @@ impl Snapshot {
     }
 
     /// The session holding the snapshot, inside its transaction: queries on
-    /// it see the snapshot. Do not end its transaction.
+    /// it see the snapshot. Do not end its transaction. A transfer run in
+    /// this snapshot leaves ACCESS SHARE locks on the tables it copied
+    /// here (no DDL on them until the snapshot is dropped), nothing else.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -2,11 +2,14 @@
 //!
 //! `jobs` copy workers take tasks (largest tables first) from one queue;
 //! each holds a source session inside the imported snapshot and a target
-//! session. When a table's last slice commits, its early post-data items
-//! go to `index_jobs` index workers, which build them on their own target
-//! sessions while the copy of other tables goes on. After all data, the
-//! remaining post-data entries run on the same number of sessions in
-//! dependency order.
+//! session. `index_jobs` index workers meanwhile build the early post-data
+//! items — a table's indexes and keys, foreign keys between loaded tables,
+//! triggers of loaded tables, `ANALYZE` — each as soon as the tables it
+//! touches are loaded and the items it depends on are built (see
+//! [`Sched`]). A copy worker that finds the queue empty joins the index
+//! workers, so the tail after the last table's rows is as short as the
+//! machine allows. After the data phase, the remaining post-data entries
+//! run on `index_jobs` sessions in dependency order ([`run_late`]).
 //!
 //! Faults: a task that fails with a retryable error (lost connection,
 //! terminated backend, ...) is redone on new sessions after a backoff, up
@@ -71,9 +74,7 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<CopyTask>>,
     /// Per table: emptied before its slices (a tokio mutex, held across the TRUNCATE).
     truncated: Vec<tokio::sync::Mutex<bool>>,
-    early: Mutex<HashMap<usize, Vec<EarlyItem>>>,
-    index_tx: Mutex<Option<mpsc::UnboundedSender<EarlyItem>>>,
-    index_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<EarlyItem>>,
+    sched: Mutex<Sched>,
     pub(crate) post_data_items: std::sync::atomic::AtomicUsize,
 }
 
@@ -99,7 +100,6 @@ impl Shared {
         rerun: bool,
         tables: Vec<TableInfo>,
     ) -> Arc<Shared> {
-        let (index_tx, index_rx) = mpsc::unbounded_channel();
         let formats = tables
             .iter()
             .map(|t| copy::effective_format(t, opts.get_format()))
@@ -121,9 +121,12 @@ impl Shared {
             tally: Mutex::new(vec![TableTally::default(); n]),
             queue: Mutex::new(VecDeque::new()),
             truncated: (0..n).map(|_| tokio::sync::Mutex::new(false)).collect(),
-            early: Mutex::new(HashMap::new()),
-            index_tx: Mutex::new(Some(index_tx)),
-            index_rx: tokio::sync::Mutex::new(index_rx),
+            sched: Mutex::new(Sched {
+                pending: Vec::new(),
+                loaded: vec![false; n],
+                done: HashSet::new(),
+                running: 0,
+            }),
             post_data_items: Default::default(),
             tables,
         })
@@ -182,36 +185,19 @@ impl Shared {
             .extend(tasks);
     }
 
-    /// Early items wait for their table's rows.
-    pub(crate) fn hold_early(&self, table: usize, items: Vec<EarlyItem>) {
-        self.early
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(table)
-            .or_default()
-            .extend(items);
-    }
-
-    /// Hands early items to the index workers.
-    pub(crate) fn release_early(&self, items: Vec<EarlyItem>) {
-        if let Some(tx) = self
-            .index_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            for i in items {
-                let _ = tx.send(i);
-            }
+    /// Schedules early items: each waits for the listed tables (indexes
+    /// into the plan's tables) to be loaded and for its dependencies;
+    /// `done` holds the dump ids finished by an earlier run.
+    pub(crate) fn schedule(
+        &self,
+        items: Vec<(EarlyItem, Vec<usize>)>,
+        done: impl IntoIterator<Item = i32>,
+    ) {
+        let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.done.extend(done);
+        for (item, tables) in items {
+            s.pending.push(Pending { item, tables });
         }
-    }
-
-    /// No more early items will come: index workers end once the queue is empty.
-    pub(crate) fn close_early(&self) {
-        self.index_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
     }
 
     fn table_key(&self, table: usize) -> String {
@@ -267,7 +253,8 @@ async fn open_target(sh: &Shared, role: Role) -> Result<Client, Failure> {
         })
 }
 
-/// A copy worker: takes tasks until the queue is empty or the run stops.
+/// A copy worker: takes tasks until the queue is empty, then builds
+/// early items like an index worker, until the run stops.
 pub(crate) async fn copy_worker(sh: Arc<Shared>) {
     let mut conns: Option<(Client, Client)> = None;
     loop {
@@ -279,12 +266,16 @@ pub(crate) async fn copy_worker(sh: Arc<Shared>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front();
-        let Some(task) = task else { return };
+        let Some(task) = task else { break };
         if let Err(e) = copy_task(&sh, &task, &mut conns).await {
             sh.fail(e);
             return;
         }
     }
+    // Nothing left to copy: help build indexes (work-conserving, so the
+    // tail after the last table is as short as it can be).
+    drop(conns);
+    index_worker(sh).await;
 }
 
 async fn copy_task(
@@ -412,6 +403,7 @@ async fn copy_attempt(
     let started = Instant::now();
     let slice = task.slice;
     let mut xid_seen = None;
+    let mut journal_error = None;
     let result = copy::pipe(
         src,
         tgt,
@@ -432,27 +424,29 @@ async fn copy_attempt(
         },
         |xid| {
             xid_seen = Some(xid);
-            if let Some(s) = slice {
-                // Must be on disk before COMMIT: a resume settles it.
-                let _ = sh.journal_update(true, |j| {
-                    j.table(&key).committing.insert(s.index, xid);
-                });
+            let Some(s) = slice else { return true };
+            // On disk before COMMIT, so a resume can settle it; if the
+            // journal cannot be written, do not commit.
+            match sh.journal_update(true, |j| {
+                j.table(&key).committing.insert(s.index, xid);
+            }) {
+                Ok(()) => true,
+                Err(e) => {
+                    journal_error = Some(e);
+                    false
+                }
             }
         },
     )
     .await;
+    if let Some(e) = journal_error {
+        return Err(Failure::Fatal(e));
+    }
     match result {
         Ok(Some(moved)) => {
             if let Some(s) = slice {
-                sh.journal_update(true, |j| {
-                    let t = j.table(&key);
-                    t.committing.remove(&s.index);
-                    t.slices_done.insert(s.index);
-                })
-                .map_err(Failure::Fatal)?;
-            }
-            if slice.is_some() {
-                // Journaled above; a whole table is journaled (then
+                slice_done(sh, &key, s.index)?;
+                // Journaled; a whole table is journaled (then
                 // reported) by finish_task.
                 sh.emit(TransferEvent::TableFinished {
                     table: key.clone(),
@@ -473,12 +467,7 @@ async fn copy_attempt(
                 // The COMMIT was sent; did it happen?
                 if let Ok(tgt) = open_target(sh, Role::TargetLoader).await {
                     if xact_committed(&tgt, xid).await == Some(true) {
-                        sh.journal_update(true, |j| {
-                            let t = j.table(&key);
-                            t.committing.remove(&s.index);
-                            t.slices_done.insert(s.index);
-                        })
-                        .map_err(Failure::Fatal)?;
+                        slice_done(sh, &key, s.index)?;
                         return Ok(Some(moved));
                     }
                 }
@@ -486,6 +475,16 @@ async fn copy_attempt(
             Err(classify(f.error, f.on_source, &key, attempt))
         }
     }
+}
+
+/// Journals a committed slice.
+fn slice_done(sh: &Shared, key: &str, index: u32) -> Result<(), Failure> {
+    sh.journal_update(true, |j| {
+        let t = j.table(key);
+        t.committing.remove(&index);
+        t.slices_done.insert(index);
+    })
+    .map_err(Failure::Fatal)
 }
 
 /// `pg_xact_status(xid)` on the target: `Some(true)` committed,
@@ -534,13 +533,7 @@ fn finish_task(sh: &Shared, task: &CopyTask, moved: Moved) -> Result<(), Transfe
         bytes: tally.bytes,
         seconds: tally.seconds,
     });
-    let items = sh
-        .early
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&task.table)
-        .unwrap_or_default();
-    sh.release_early(items);
+    sh.sched.lock().unwrap_or_else(|p| p.into_inner()).loaded[task.table] = true;
     Ok(())
 }
 
@@ -653,37 +646,119 @@ async fn run_item(
     }
 }
 
-/// An index worker: builds early items until the run ends.
-pub(crate) async fn index_worker(sh: Arc<Shared>) {
-    let mut conn: Option<Client> = None;
-    loop {
-        let item = {
-            let mut rx = sh.index_rx.lock().await;
-            tokio::select! {
-                _ = sh.cancel.cancelled() => None,
-                i = rx.recv() => i,
-            }
+/// An early item waiting for its tables and dependencies.
+struct Pending {
+    item: EarlyItem,
+    tables: Vec<usize>,
+}
+
+/// The early items of the data phase and what they wait for.
+struct Sched {
+    pending: Vec<Pending>,
+    loaded: Vec<bool>,
+    done: HashSet<i32>,
+    running: usize,
+}
+
+/// What an index worker should do next.
+enum Next {
+    Run(EarlyItem),
+    Wait,
+    Finished,
+    /// Every table loaded, nothing running, and these can never run.
+    Stuck(Vec<String>),
+}
+
+impl Sched {
+    /// The first item (in plan order: largest tables first) whose tables
+    /// are loaded and whose dependencies are done; `ANALYZE`s only when
+    /// nothing else is ready, so they fill idle time rather than delay an
+    /// index on the critical path.
+    fn next(&mut self) -> Next {
+        let ready = |p: &Pending| {
+            p.tables.iter().all(|t| self.loaded[*t])
+                && p.item.deps.iter().all(|d| self.done.contains(d))
         };
-        let Some(item) = item else { return };
-        if let Err(e) = build_early(&sh, &item, &mut conn).await {
-            sh.fail(e);
-            return;
+        let is_analyze = |p: &Pending| matches!(p.item.steps, EarlySteps::Analyze(_));
+        let pick = self
+            .pending
+            .iter()
+            .position(|p| !is_analyze(p) && ready(p))
+            .or_else(|| self.pending.iter().position(ready));
+        match pick {
+            Some(i) => {
+                self.running += 1;
+                Next::Run(self.pending.remove(i).item)
+            }
+            None if self.pending.is_empty() => Next::Finished,
+            None if self.running == 0 && self.loaded.iter().all(|l| *l) => {
+                Next::Stuck(self.pending.iter().map(|p| p.item.label.clone()).collect())
+            }
+            None => Next::Wait,
         }
     }
 }
 
+/// An index worker: builds early items as they become ready, until the
+/// data phase ends.
+pub(crate) async fn index_worker(sh: Arc<Shared>) {
+    let mut conn: Option<Client> = None;
+    loop {
+        if sh.cancel.is_cancelled() {
+            return;
+        }
+        let next = sh.sched.lock().unwrap_or_else(|p| p.into_inner()).next();
+        match next {
+            Next::Run(item) => {
+                let result = build_early(&sh, &item, &mut conn).await;
+                let mut s = sh.sched.lock().unwrap_or_else(|p| p.into_inner());
+                s.running -= 1;
+                match result {
+                    Ok(true) => {
+                        if let Some(id) = item.dump_id {
+                            s.done.insert(id);
+                        }
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        drop(s);
+                        sh.fail(e);
+                        return;
+                    }
+                }
+            }
+            Next::Wait => {
+                tokio::select! {
+                    _ = sh.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            Next::Finished => return,
+            Next::Stuck(labels) => {
+                sh.fail(TransferError::PostData {
+                    item: super::preflight::some_names(labels.iter().map(String::as_str)),
+                    attempts: 0,
+                    message: "their dependencies cannot be met".into(),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Builds one early item; `Ok(false)` when cancelled.
 async fn build_early(
     sh: &Shared,
     item: &EarlyItem,
     conn: &mut Option<Client>,
-) -> Result<(), TransferError> {
+) -> Result<bool, TransferError> {
     sh.emit(TransferEvent::IndexStarted {
         table: item.table.clone(),
         item: item.label.clone(),
     });
     let started = Instant::now();
     if !run_item(sh, conn, &item.label, &item.steps).await? {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(id) = item.dump_id {
         sh.post_data_items
@@ -697,7 +772,7 @@ async fn build_early(
         item: item.label.clone(),
         seconds: started.elapsed().as_secs_f64(),
     });
-    Ok(())
+    Ok(true)
 }
 
 /// Runs the late post-data entries (all data is in), honouring their
