@@ -81,7 +81,13 @@ impl RunbookRender {
 
     fn step_started(&self, step: StepId) {
         match step {
-            StepId::Transfer => *self.transfer.lock().unwrap() = Some(TransferRender::new(false)),
+            StepId::Transfer => {
+                *self.transfer.lock().unwrap() = Some(if self.tty {
+                    TransferRender::in_multi(self.multi.clone())
+                } else {
+                    TransferRender::new(false)
+                })
+            }
             StepId::Verify | StepId::WriteCheck => {
                 *self.verify.lock().unwrap() = Some(VerifyBars::stderr())
             }

@@ -47,28 +47,36 @@ fn key(table: &str, slice: Option<Slice>) -> String {
 impl TransferRender {
     /// NDJSON when `json`, bars when stderr is a terminal, else lines.
     pub fn new(json: bool) -> Self {
-        let mode = if json {
-            Mode::Json
+        if json {
+            Self::with_mode(Mode::Json)
         } else if std::io::stderr().is_terminal() {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(0));
-            overall.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed_precise} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            overall.set_prefix("transfer");
-            overall.enable_steady_tick(Duration::from_millis(200));
-            Mode::Bars {
-                multi,
-                overall,
-                tables: Mutex::new(HashMap::new()),
-            }
+            Self::in_multi(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
         } else {
-            Mode::Lines
-        };
+            Self::with_mode(Mode::Lines)
+        }
+    }
+
+    /// Bars added to an existing set (e.g. under the runbook's downtime
+    /// clock), drawn wherever that set draws.
+    pub fn in_multi(multi: MultiProgress) -> Self {
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed_precise} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        overall.set_prefix("transfer");
+        overall.enable_steady_tick(Duration::from_millis(200));
+        Self::with_mode(Mode::Bars {
+            multi,
+            overall,
+            tables: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn with_mode(mode: Mode) -> Self {
         TransferRender {
             mode,
             started: std::time::Instant::now(),
