@@ -246,6 +246,24 @@ fn parse_names_the_bad_part_and_exits_2() {
 }
 
 #[test]
+fn parse_never_echoes_a_password_that_was_split_or_left_without_a_host() {
+    for url in [
+        "host=h user=u password=Leak1 Leak2=Leak3 dbname=d",
+        "host=h user=u password=Leak1\tLeak2='Leak3 dbname=d",
+        "postgresql:///d?host=h&user=u&password=Leak1&Leak2=Leak3",
+        "postgres://u:Leak1/d",
+    ] {
+        // `run` fails the test if "Leak" is on stdout or stderr.
+        let r = run(&["parse"], &[("DATABASE_URL", url)], None);
+        assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+        assert_has(&r.stderr, "password");
+        let r = run(&["parse", "--json"], &[("DATABASE_URL", url)], None);
+        assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+        assert_eq!(json_of(&r.stdout)["problems"][0]["problem"], "syntax");
+    }
+}
+
+#[test]
 fn help_teaches_where_the_password_comes_from() {
     let r = run(&["--help"], &[], None);
     assert_eq!(r.code, 0);

@@ -3,12 +3,31 @@
 //! Both forms fill a [`DatabaseUrlBuilder`], which checks the parts, so a
 //! parsed URL obeys exactly the rules of a built one. Problems never quote
 //! the password, and when the text is too broken to tell the password from
-//! the host (an unencoded `/`, `?` or `#` in a password), nothing after the
-//! scheme is quoted at all.
+//! the host (an unencoded `/`, `?` or `#` in a password, or `user:password`
+//! with no `@host`), nothing after the scheme is quoted at all.
+//!
+//! An unquoted password that holds a space (key=value form) or an `&` (a
+//! URL's query) is split by libpq, and by us, into the password and a word
+//! that looks like a parameter name. So a name we do not know, met after
+//! `password=` and before any name we know, is never quoted: it may be the
+//! rest of the password.
+
+use std::net::Ipv6Addr;
 
 use super::builder::DatabaseUrlBuilder;
 use super::error::{UrlPart, UrlProblem};
+use super::host::parse_port;
+use super::params::Param;
 use super::percent::decode;
+
+/// Reported instead of an unknown key=value name that follows `password=`.
+const UNKNOWN_AFTER_PASSWORD: &str = "an unknown parameter follows password= (not named: it \
+     may be the rest of the password); quote a password that contains spaces with single \
+     quotes, escaping ' and \\ with a backslash: password='a b=c'";
+
+/// Reported instead of an unknown query parameter name that follows `password=`.
+const UNKNOWN_AFTER_PASSWORD_QUERY: &str = "an unknown query parameter follows password= (not \
+     named: it may be the rest of the password); write an '&' in a password as %26";
 
 /// Parses a `postgres://` / `postgresql://` URL or a libpq `key=value` string.
 pub(crate) fn parse(text: &str) -> DatabaseUrlBuilder {
@@ -59,6 +78,14 @@ fn parse_uri_rest(builder: &mut DatabaseUrlBuilder, rest: &str) {
         Some((userinfo, hostport)) => (Some(userinfo), hostport),
         None => (None, authority),
     };
+    if userinfo.is_none() && maybe_user_and_password(hostport) {
+        builder.found.push(UrlProblem::Syntax {
+            reason: "no '@' before the host, and what follows its ':' is not a port 1-65535: \
+                     if this is user:password, add @host after it"
+                .into(),
+        });
+        return;
+    }
     if let Some(userinfo) = userinfo {
         let (user, password) = match userinfo.split_once(':') {
             Some((user, password)) => (user, Some(password)),
@@ -81,6 +108,7 @@ fn parse_uri_rest(builder: &mut DatabaseUrlBuilder, rest: &str) {
             set_decoded(builder, UrlPart::Dbname, dbname);
         }
     }
+    let mut after_password = false;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let Some((key, value)) = pair.split_once('=') else {
             builder.found.push(UrlProblem::Syntax {
@@ -89,11 +117,47 @@ fn parse_uri_rest(builder: &mut DatabaseUrlBuilder, rest: &str) {
             continue;
         };
         match decode(key) {
-            Ok(key) => set_keyword_encoded(builder, &key, value),
+            Ok(key) if after_password && !is_known_keyword(&key) => {
+                push_once(builder, UNKNOWN_AFTER_PASSWORD_QUERY);
+            }
+            Ok(key) => {
+                after_password = key == "password";
+                set_keyword_encoded(builder, &key, value);
+            }
             Err(_) => builder.found.push(UrlProblem::Syntax {
                 reason: "a query parameter name has a malformed percent-escape".into(),
             }),
         }
+    }
+}
+
+/// An authority without `@` whose `:` is followed by something that is not
+/// a port: most likely `user:password` with the `@host` left out, so
+/// neither half may be quoted.
+fn maybe_user_and_password(hostport: &str) -> bool {
+    if hostport.starts_with('[') || hostport.parse::<Ipv6Addr>().is_ok() {
+        return false;
+    }
+    hostport
+        .split_once(':')
+        .is_some_and(|(_, port)| parse_port(port).is_err())
+}
+
+/// Whether libpq's `key` is one we know: a part of the URL, or a parameter
+/// we accept or refuse by name.
+fn is_known_keyword(key: &str) -> bool {
+    !matches!(part_of_keyword(key), UrlPart::Param(_))
+        || Param::from_name(key).is_some()
+        || Param::unsupported_reason(key).is_some()
+}
+
+/// Records a syntax problem unless the same one is already recorded.
+fn push_once(builder: &mut DatabaseUrlBuilder, reason: &str) {
+    let problem = UrlProblem::Syntax {
+        reason: reason.into(),
+    };
+    if !builder.found.contains(&problem) {
+        builder.found.push(problem);
     }
 }
 
@@ -164,6 +228,9 @@ fn set_keyword(builder: &mut DatabaseUrlBuilder, part: UrlPart, value: String) {
 /// libpq's `key=value key='quoted value'` form (`\` escapes inside values).
 fn parse_key_values(builder: &mut DatabaseUrlBuilder, text: &str) {
     let mut chars = text.chars().peekable();
+    // Set by `password=`, cleared by the next known key: an unknown key in
+    // between may be the rest of an unquoted password.
+    let mut after_password = false;
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.peek().is_none() {
@@ -184,6 +251,7 @@ fn parse_key_values(builder: &mut DatabaseUrlBuilder, text: &str) {
             return;
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let hidden = after_password && !is_known_keyword(&key);
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
             let mut closed = false;
@@ -198,9 +266,12 @@ fn parse_key_values(builder: &mut DatabaseUrlBuilder, text: &str) {
                 }
             }
             if !closed {
-                builder.found.push(UrlProblem::Syntax {
-                    reason: format!("the quoted value of {key:?} has no closing quote"),
-                });
+                let reason = if hidden {
+                    "a quoted value after password= has no closing quote".to_string()
+                } else {
+                    format!("the quoted value of {key:?} has no closing quote")
+                };
+                builder.found.push(UrlProblem::Syntax { reason });
                 return;
             }
         } else {
@@ -212,6 +283,11 @@ fn parse_key_values(builder: &mut DatabaseUrlBuilder, text: &str) {
                 }
             }
         }
+        if hidden {
+            push_once(builder, UNKNOWN_AFTER_PASSWORD);
+            continue;
+        }
+        after_password = key == "password";
         set_keyword(builder, part_of_keyword(&key), value);
     }
 }

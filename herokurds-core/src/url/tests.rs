@@ -411,6 +411,185 @@ fn a_malformed_password_escape_is_named_not_shown() {
         .any(invalid(UrlPart::User, Some("us%zzer"))));
 }
 
+/// Parses `input`, which must fail, and checks that no `fragment` is in
+/// the error's `Display`, `Debug` or JSON.
+fn error_hiding(input: &str, fragments: &[&str]) -> UrlError {
+    let err = input.parse::<DatabaseUrl>().unwrap_err();
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        serde_json::to_string(&err).unwrap(),
+    ] {
+        for fragment in fragments {
+            assert!(
+                !shown.contains(fragment),
+                "{input:?}: {fragment:?} shown in {shown}"
+            );
+        }
+    }
+    err
+}
+
+fn syntax_reason(err: &UrlError) -> &str {
+    match err.problems() {
+        [UrlProblem::Syntax { reason }] => reason,
+        other => panic!("expected one syntax problem, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unquoted_password_split_by_a_space_is_not_quoted() {
+    // libpq splits these too; the word after the space looks like a key.
+    for input in [
+        "host=h user=u password=Zq7ab Xk9cd=Wv3ef dbname=d",
+        "host=h user=u password=Zq7ab\tXk9cd=Wv3ef dbname=d",
+        "host=h user=u password=Zq7ab  \t Xk9cd=Wv3ef",
+        "password=Zq7ab Xk9cd=Wv3ef host=h user=u dbname=d",
+        // Several words: still one problem.
+        "host=h user=u password=Zq7ab Xk9cd=Wv3ef Xk9gh=Wv3ij dbname=d",
+        // An unknown key straight after the password (a typo, or not).
+        "host=h user=u password=Zq7ab Xk9cd=1 dbname=d",
+        "host=h user=u password=Zq7ab Xk9cd= dbname=d",
+        // A quoted password with text glued after its closing quote.
+        "host=h user=u password='Zq7ab'Xk9cd=Wv3ef dbname=d",
+        r"host=h user=u password='Zq7ab' Xk9cd='Wv3\'ef' dbname=d",
+    ] {
+        let err = error_hiding(input, &["Zq7", "Xk9", "Wv3"]);
+        let reason = syntax_reason(&err);
+        assert!(
+            reason.contains("follows password=") && reason.contains("single quotes"),
+            "{input:?}: {reason}"
+        );
+    }
+    // An unclosed quote after the password does not name its key either.
+    let err = error_hiding(
+        "host=h user=u password=Zq7ab Xk9cd='Wv3ef dbname=d",
+        &["Zq7", "Xk9", "Wv3"],
+    );
+    assert!(syntax_reason(&err).contains("no closing quote"), "{err}");
+    // A word without '=' after the password is not quoted.
+    error_hiding(
+        "host=h user=u password=Zq7ab Xk9cd Wv3=ef dbname=d",
+        &["Zq7", "Xk9", "Wv3"],
+    );
+    // Quoted, the same password is fine.
+    let url = parse("host=h user=u password='Zq7ab Xk9cd=Wv3ef' dbname=d");
+    assert_eq!(url.password().expose_secret(), "Zq7ab Xk9cd=Wv3ef");
+}
+
+#[test]
+fn unknown_keys_away_from_the_password_are_still_named() {
+    for input in [
+        "host=h pool=5 user=u password=p dbname=d",
+        "host=h user=u password=p dbname=d pool=5",
+    ] {
+        assert_eq!(
+            problems(input),
+            [UrlProblem::UnknownParam {
+                name: "pool".into(),
+                suggestion: None
+            }],
+            "{input}"
+        );
+    }
+    // A typo straight after the password is not named; a known key is, and
+    // ends the doubt.
+    assert!(
+        error_text("host=h user=u password=p sslmod=require dbname=d")
+            .contains("follows password=")
+    );
+    assert!(
+        error_text("host=h user=u password=p gssencmode=disable dbname=d")
+            .contains(r#"unsupported parameter "gssencmode""#)
+    );
+}
+
+#[test]
+fn an_unencoded_ampersand_in_a_query_password_is_not_quoted() {
+    let err = error_hiding(
+        "postgresql:///d?host=h&user=u&password=Zq7ab&Xk9cd=Wv3ef&Xk9gh=Wv3%zz",
+        &["Zq7", "Xk9", "Wv3"],
+    );
+    assert!(syntax_reason(&err).contains("%26"), "{err}");
+    // After a known parameter, unknown ones are named again.
+    assert!(
+        problems("postgres://u:p@h/d?password=x&sslmode=require&pool=5").contains(
+            &UrlProblem::UnknownParam {
+                name: "pool".into(),
+                suggestion: None
+            }
+        )
+    );
+}
+
+#[test]
+fn user_and_password_without_a_host_are_not_quoted() {
+    // `postgres://user:password/db`: without '@', libpq reads host:port
+    // and would report the password as an invalid port.
+    for input in [
+        "postgres://Zq7:Xk9Wv3/d",
+        "postgres://Zq7:Xk9%zzWv3/d",
+        "postgres://Zq7:Xk9Wv3",
+        "postgres://Zq7:Xk9?Wv3=1",
+        "postgres://Zq7:Xk9Wv3/d?Zq7=1",
+        "postgres://Zq7:999999/d",
+    ] {
+        let err = error_hiding(input, &["Zq7", "Xk9", "Wv3", "999999"]);
+        assert!(syntax_reason(&err).contains("add @host"), "{input}: {err}");
+    }
+    // Hosts without userinfo still parse.
+    assert_eq!(error_text("postgres://h:6432/d"), "missing: user, password");
+    assert_eq!(error_text("postgres://::1/d"), "missing: user, password");
+    assert_eq!(
+        error_text("postgres://[::1]:6432/d"),
+        "missing: user, password"
+    );
+}
+
+#[test]
+fn a_malformed_password_never_shows_in_debug_or_json() {
+    for input in [
+        "postgres://u:Zq7%zzXk9@h/d",
+        "postgres://u:Zq7Xk9%@h/d",
+        "postgres://u:Zq7%ffXk9@h/d",
+        "postgres://u:Zq7%e9Xk9@h/d",
+        "postgres://u@h/d?password=Zq7%zzXk9",
+        "host=h user=u dbname=d password=Zq7\u{0}Xk9",
+        "host=h user=u dbname=d password='Zq7\u{0}Xk9'",
+    ] {
+        let err = error_hiding(input, &["Zq7", "Xk9", "%zz"]);
+        assert!(
+            err.problems().iter().any(invalid(UrlPart::Password, None)),
+            "{input:?}: {:?}",
+            err.problems()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever an unquoted password's words look like, the error names none.
+    #[test]
+    fn no_word_of_an_unquoted_password_is_ever_shown(
+        words in proptest::collection::vec("Ж[a-z0-9='\\\\]{0,6}", 1..5),
+        gaps in proptest::collection::vec(prop_oneof![Just(" "), Just("\t"), Just("  ")], 4),
+        after in prop_oneof![Just(" dbname=d"), Just(""), Just(" sslmode=require dbname=d")],
+    ) {
+        let mut password = words[0].clone();
+        for (word, gap) in words[1..].iter().zip(&gaps) {
+            password.push_str(gap);
+            password.push_str(word);
+        }
+        let input = format!("host=h user=u password={password}{after}");
+        if let Err(err) = input.parse::<DatabaseUrl>() {
+            for shown in [err.to_string(), format!("{err:?}"), serde_json::to_string(&err).unwrap()] {
+                prop_assert!(!shown.contains('Ж'), "{:?}: {}", input, shown);
+            }
+        }
+    }
+}
+
 #[test]
 fn nul_characters_are_refused() {
     let err = builder().password("a\0b".into()).build().unwrap_err();
