@@ -251,18 +251,30 @@ pub(crate) async fn compare_large_objects(
         data::large_object_hashes(Side::Source, src_client),
         data::large_object_hashes(Side::Target, tgt_client),
     )?;
+    large_object_differences(sm, tm, differences);
+    Ok(Some(result))
+}
+
+/// Names each large object that differs, from both sides' OID to hash
+/// maps, or says which side's hashes could not be read.
+fn large_object_differences(
+    sm: Result<BTreeMap<u32, String>, String>,
+    tm: Result<BTreeMap<u32, String>, String>,
+    differences: &mut Vec<Difference>,
+) {
     let (sm, tm) = match (sm, tm) {
         (Ok(s), Ok(t)) => (s, t),
-        (Err(m), _) | (_, Err(m)) => {
-            differences.push(Difference::new(
-                "large objects",
-                "(all)",
-                Detail::NotVerified {
-                    side: Side::Source,
-                    reason: m,
-                },
-            ));
-            return Ok(Some(result));
+        (s, t) => {
+            for (side, refused) in [(Side::Source, s.err()), (Side::Target, t.err())] {
+                if let Some(reason) = refused {
+                    differences.push(Difference::new(
+                        "large objects",
+                        "(all)",
+                        Detail::NotVerified { side, reason },
+                    ));
+                }
+            }
+            return;
         }
     };
     let md5 = |h: &String| {
@@ -296,7 +308,6 @@ pub(crate) async fn compare_large_objects(
             Detail::ExtraOnTarget,
         ));
     }
-    Ok(Some(result))
 }
 
 #[cfg(test)]
@@ -420,5 +431,49 @@ mod tests {
         assert!(d[0]
             .to_string()
             .starts_with("sequences (all): not verified on source: permission denied"));
+    }
+
+    #[test]
+    fn large_object_hashes_refused_name_the_side_that_refused() {
+        let ok = || Ok(BTreeMap::from([(7u32, "12:aa".to_string())]));
+        let refused = |side: &str| Err(format!("permission denied for large object ({side})"));
+        let cases = [
+            (refused("s"), ok(), vec!["source (s)"]),
+            (ok(), refused("t"), vec!["target (t)"]),
+            (refused("s"), refused("t"), vec!["source (s)", "target (t)"]),
+        ];
+        for (s, t, want) in cases {
+            let mut d = Vec::new();
+            large_object_differences(s, t, &mut d);
+            let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+            let want: Vec<String> = want
+                .iter()
+                .map(|w| {
+                    let (side, who) = w.split_once(' ').unwrap();
+                    format!(
+                        "large objects (all): not verified on {side}: permission denied for \
+                         large object {who}"
+                    )
+                })
+                .collect();
+            assert_eq!(lines, want);
+        }
+    }
+
+    #[test]
+    fn large_objects_are_named_by_oid_with_their_md5() {
+        let s = BTreeMap::from([(1u32, "3:aaa".to_string()), (2, "3:bbb".to_string())]);
+        let t = BTreeMap::from([(2u32, "3:ccc".to_string()), (3, "3:ddd".to_string())]);
+        let mut d = Vec::new();
+        large_object_differences(Ok(s), Ok(t), &mut d);
+        let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "large object 1: missing on target",
+                "large object 2: content md5 bbb vs ccc",
+                "large object 3: extra on target (not on source)",
+            ]
+        );
     }
 }
