@@ -265,10 +265,32 @@ impl Sums {
     }
 }
 
-/// A numeric sum of bigints, as text, reduced modulo 2^64.
-fn wrap_u64(text: &str) -> u64 {
+/// A numeric sum of bigints, as text, reduced modulo 2^64; `None` when the
+/// text is not an integer.
+fn wrap_u64(text: &str) -> Option<u64> {
     // The sum of n signed 64-bit values fits in i128 for any n < 2^64.
-    text.trim().parse::<i128>().map(|v| v as u64).unwrap_or(0)
+    text.trim().parse::<i128>().ok().map(|v| v as u64)
+}
+
+/// A slice's row count and checksum sum as the server returned them. A sum
+/// that cannot be read stops the verification: counting it as any number
+/// could make two different tables look equal.
+fn slice_sums(side: Side, what: &str, rows: i64, sum: Option<&str>) -> Result<Sums, VerifyError> {
+    match sum.and_then(wrap_u64) {
+        Some(hash) => Ok(Sums {
+            rows: rows.max(0) as u64,
+            hash,
+        }),
+        None => Err(VerifyError::Query {
+            side,
+            what: what.to_string(),
+            message: format!(
+                "the server returned {sum:?} as the checksum sum, which is not an integer, so \
+                 nothing could be compared (please report this)"
+            ),
+            retryable: false,
+        }),
+    }
 }
 
 /// What one side found for one table (or for the large objects).
@@ -335,12 +357,15 @@ pub(crate) async fn run_side(
                 Work::LargeObjects { .. } => (lo_sql(counts_only), "large objects".to_string()),
             };
             let what = format!("reading {what}");
-            let result = guarded(side, &what, client, client.query_one(&sql, &[]))
-                .await?
-                .map(|row| Sums {
-                    rows: row.get::<_, i64>(0).max(0) as u64,
-                    hash: wrap_u64(row.get(1)),
-                });
+            let result = match guarded(side, &what, client, client.query_one(&sql, &[])).await? {
+                Ok(row) => Ok(slice_sums(
+                    side,
+                    &what,
+                    row.get(0),
+                    row.try_get::<_, Option<&str>>(1).ok().flatten(),
+                )?),
+                Err(refused) => Err(refused),
+            };
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let (tally, table_name) = match &item {
                 Work::Slice { table, .. } => {
@@ -566,8 +591,9 @@ mod tests {
 
     #[test]
     fn sums_wrap_modulo_two_to_the_64() {
-        assert_eq!(wrap_u64("-1"), u64::MAX);
-        assert_eq!(wrap_u64("18446744073709551617"), 1);
+        assert_eq!(wrap_u64("-1"), Some(u64::MAX));
+        assert_eq!(wrap_u64("18446744073709551617"), Some(1));
+        assert_eq!(wrap_u64(" 0\n"), Some(0));
         let mut s = Sums {
             rows: 1,
             hash: u64::MAX,
@@ -575,5 +601,37 @@ mod tests {
         s.add(Sums { rows: 2, hash: 2 });
         assert_eq!(s, Sums { rows: 3, hash: 1 });
         assert_eq!(s.checksum(), "0000000000000001");
+    }
+
+    #[test]
+    fn a_checksum_sum_that_cannot_be_read_is_an_error_never_zero() {
+        for text in [
+            "",
+            "abc",
+            "1.5",
+            "1e3",
+            "NaN",
+            "0x10",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert_eq!(wrap_u64(text), None, "{text:?}");
+            let err =
+                slice_sums(Side::Target, "reading table public.t", 3, Some(text)).unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("reading table public.t on the target failed:")
+                    && shown.contains("not an integer"),
+                "{shown}"
+            );
+            assert!(!err.is_retryable());
+        }
+        assert!(slice_sums(Side::Source, "reading large objects", 1, None).is_err());
+        assert_eq!(
+            slice_sums(Side::Source, "reading table public.t", -1, Some("-1")).unwrap(),
+            Sums {
+                rows: 0,
+                hash: u64::MAX
+            }
+        );
     }
 }
