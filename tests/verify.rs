@@ -607,3 +607,67 @@ async fn an_extension_excluded_from_the_transfer_is_excluded_from_the_check() {
     let report = verify_urls(&source, &target, &options).await;
     assert!(report.is_identical(), "{:#?}", lines(&report));
 }
+
+#[tokio::test]
+async fn a_constraint_changed_only_in_validity_or_deferrability_or_an_exclusion_left_out_is_named()
+{
+    let pair = clusters().await;
+    let both = "CREATE TABLE public.rooms (id int PRIMARY KEY);
+                CREATE TABLE public.bookings (id int PRIMARY KEY, room int NOT NULL, during tstzrange NOT NULL);
+                CREATE TABLE public.payments (id int PRIMARY KEY, booking int NOT NULL);
+                INSERT INTO public.rooms SELECT generate_series(1, 3);
+                INSERT INTO public.bookings SELECT i, 1 + i % 3,
+                  tstzrange(timestamptz '2024-01-01 00:00+00' + i * interval '1 day',
+                            timestamptz '2024-01-01 00:00+00' + (i + 1) * interval '1 day')
+                  FROM generate_series(1, 20) i;
+                INSERT INTO public.payments SELECT i, i FROM generate_series(1, 20) i;";
+    pair.source
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "{both}
+             ALTER TABLE public.bookings ADD CONSTRAINT bookings_room_fkey
+               FOREIGN KEY (room) REFERENCES public.rooms(id);
+             ALTER TABLE public.bookings ADD CONSTRAINT bookings_no_overlap
+               EXCLUDE USING gist (during WITH &&);
+             ALTER TABLE public.payments ADD CONSTRAINT payments_booking_fkey
+               FOREIGN KEY (booking) REFERENCES public.bookings(id) DEFERRABLE INITIALLY DEFERRED;"
+        ))
+        .await
+        .unwrap();
+    pair.target
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "{both}
+             ALTER TABLE public.bookings ADD CONSTRAINT bookings_room_fkey
+               FOREIGN KEY (room) REFERENCES public.rooms(id) NOT VALID;
+             ALTER TABLE public.payments ADD CONSTRAINT payments_booking_fkey
+               FOREIGN KEY (booking) REFERENCES public.bookings(id);"
+        ))
+        .await
+        .unwrap();
+
+    let report = check(&pair, VerifyOptions::new()).await;
+    let mut got = lines(&report);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "constraint public.bookings.bookings_no_overlap: missing on target",
+            "constraint public.bookings.bookings_room_fkey: definition FOREIGN KEY (room) REFERENCES public.rooms(id) vs FOREIGN KEY (room) REFERENCES public.rooms(id) NOT VALID",
+            "constraint public.bookings.bookings_room_fkey: validated true vs false",
+            "constraint public.payments.payments_booking_fkey: deferrable initially deferred vs not deferrable",
+            "constraint public.payments.payments_booking_fkey: definition FOREIGN KEY (booking) REFERENCES public.bookings(id) DEFERRABLE INITIALLY DEFERRED vs FOREIGN KEY (booking) REFERENCES public.bookings(id)",
+            "index public.bookings_no_overlap: missing on target",
+        ]
+    );
+    assert!(
+        report.tables.iter().all(|t| t.equal),
+        "{:#?}",
+        report.tables
+    );
+    assert!(!report.is_identical());
+}

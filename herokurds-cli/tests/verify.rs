@@ -151,3 +151,75 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
     assert!(e.contains("--target"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+#[tokio::test]
+async fn excluding_the_differing_table_exits_0_and_an_unknown_flag_exits_2() {
+    let (source, target) = tokio::join!(
+        LocalPostgres::start(PostgresOptions::heroku()),
+        LocalPostgres::start(PostgresOptions::rds()),
+    );
+    let (source, target) = (
+        source.expect("source cluster starts (run scripts/test to install PostgreSQL)"),
+        target.expect("target cluster starts"),
+    );
+    let both = "CREATE TABLE public.accounts (id int PRIMARY KEY);
+                INSERT INTO public.accounts SELECT generate_series(1, 50);
+                CREATE TABLE public.audit_log (id int PRIMARY KEY, at timestamptz);
+                CREATE INDEX audit_log_at_idx ON public.audit_log (at);
+                INSERT INTO public.audit_log SELECT i, now() FROM generate_series(1, 30) i;";
+    for pg in [&source, &target] {
+        pg.owner_client()
+            .await
+            .unwrap()
+            .batch_execute(both)
+            .await
+            .unwrap();
+    }
+    // Only the excluded table differs: its rows and one of its indexes.
+    target
+        .owner_client()
+        .await
+        .unwrap()
+        .batch_execute(
+            "DELETE FROM public.audit_log WHERE id = 3; DROP INDEX public.audit_log_at_idx;",
+        )
+        .await
+        .unwrap();
+    let (src_url, tgt_url) = (source.url(), target.url());
+    let (src_url, tgt_url) = (src_url.expose_secret(), tgt_url.expose_secret());
+
+    let out = verify(src_url, tgt_url, &[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    let mut lines: Vec<&str> = o.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "index public.audit_log_at_idx: missing on target",
+            "table public.audit_log: row count 30 on source vs 29 on target",
+        ]
+    );
+
+    for pattern in ["audit_log", "public.audit_*"] {
+        let out = verify(src_url, tgt_url, &["--exclude-table", pattern]);
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{pattern}: {o}\n{e}");
+        assert!(o.is_empty(), "{pattern}: {o}");
+        assert!(e.contains("identical"), "{pattern}: {e}");
+    }
+    // Excluding another table leaves the difference in place.
+    let out = verify(src_url, tgt_url, &["--exclude-table", "accounts"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+
+    // An unknown flag is a usage error: 2, naming the flag, never a verdict.
+    let out = verify(src_url, tgt_url, &["--exclude-tables", "audit_log"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
+    assert!(e.contains("--exclude-tables"), "{e}");
+    assert!(!e.contains("identical") && o.is_empty(), "{o}\n{e}");
+    for pg in [&source, &target] {
+        let password = pg.password().expose_secret();
+        assert!(!o.contains(password) && !e.contains(password), "{e}");
+    }
+}
