@@ -59,6 +59,17 @@ async fn heroku_shape_owner_is_not_superuser_and_tls_is_required() {
         .unwrap();
     assert!(row.get::<_, String>(0).starts_with("SCRAM-SHA-256$"));
     assert!(pg.url().expose_secret().contains("sslmode=require"));
+
+    // Like Heroku's owner role: it can neither create roles nor databases.
+    let row = su
+        .query_one(
+            "SELECT rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'heroku_owner'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "heroku_owner must be NOCREATEROLE");
+    assert!(!row.get::<_, bool>(1), "heroku_owner must be NOCREATEDB");
 }
 
 #[tokio::test]
