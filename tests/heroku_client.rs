@@ -529,6 +529,34 @@ async fn unavailable_and_rate_limited_answers_are_retried() {
 }
 
 #[tokio::test]
+async fn a_change_that_may_have_been_applied_is_not_sent_twice() {
+    let (em, client) = start().await;
+    // A 500 after a POST: Heroku may have attached already; a second
+    // attach could create a second alias, so the error is returned as is.
+    em.inject(Fault::new(500, 1).on_method("POST"));
+    let before = em.requests().len();
+    let e = client
+        .attach(APP, OLD, Some("HEROKU_POSTGRES_DB"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(em.requests().len() - before, 1, "{e}");
+    assert!(
+        matches!(
+            e,
+            HerokuError::Unavailable {
+                status: 500,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The same answer to a read is retried.
+    em.inject(Fault::new(500, 1));
+    assert_eq!(client.app(APP).await.unwrap().name, APP);
+}
+
+#[tokio::test]
 async fn retries_are_bounded() {
     let (em, _) = start().await;
     let client = em

@@ -2,8 +2,8 @@
 //!
 //! Every request carries `Accept: application/vnd.heroku+json; version=3`
 //! and the Bearer token; lists follow `206 Partial Content` + `Next-Range`
-//! to the end; 429 and 5xx answers (and connection failures) are retried
-//! within the [`RetryPolicy`]; a low `RateLimit-Remaining` slows the client
+//! to the end; 429 and 503 answers, connection failures and, for reads,
+//! any 5xx are retried within the [`RetryPolicy`]; a low `RateLimit-Remaining` slows the client
 //! down. `tracing` events name the method, path, status and attempt, never
 //! the token, a request body or a config var value.
 
@@ -566,8 +566,12 @@ impl Client {
                                 });
                             }
                             let err = api_error(status, &body, target.clone(), attempt);
-                            let retryable =
-                                status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                            // 429 and 503 mean Heroku did not take the
+                            // request; after another 5xx a change may have
+                            // been applied, so only a read is sent again.
+                            let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                                || status == StatusCode::SERVICE_UNAVAILABLE
+                                || (status.is_server_error() && method == Method::GET);
                             if !retryable || attempt > policy.max_retries {
                                 return Err(err);
                             }

@@ -28,9 +28,9 @@ pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
 ///
 /// Backoff is exponential from `initial_backoff`, doubling per retry up to
 /// `max_backoff`, with jitter (each wait is between half and all of the
-/// step). Requests that may have reached Heroku (a timeout on anything but
-/// a `GET`) are not retried, so a non-idempotent change is never sent twice
-/// because of a slow answer.
+/// step). Requests that may have reached Heroku (a timeout, or a 5xx other
+/// than 503, on anything but a `GET`) are not retried, so a non-idempotent
+/// change is never sent twice because of a slow or failed answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
