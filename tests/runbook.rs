@@ -119,6 +119,10 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     let report = runbook::run(&plan, &ctx, &events, CancellationToken::new())
         .await
         .unwrap();
+    assert!(
+        events.all().contains("\"source_snapshot\":\""),
+        "the verification reads the source in the transfer's snapshot"
+    );
 
     // The app runs on RDS, maintenance is off, the old add-on is kept for rollback.
     assert_eq!(database_url(&stack), url_of(&stack.target));
@@ -313,7 +317,7 @@ async fn a_worker_writing_during_the_window_stops_the_cutover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_single_write_after_verification_is_caught_by_the_write_check() {
+async fn a_single_write_after_the_final_sync_is_caught_by_the_write_check() {
     let stack = DemoStack::start(DemoOptions {
         s3: false,
         ..DemoOptions::default()
@@ -336,8 +340,10 @@ async fn a_single_write_after_verification_is_caught_by_the_write_check() {
     };
     let notify = verified.clone();
     let progress = move |e: &RunbookEvent| {
+        // The last step before the write check: a write here is the last
+        // one that could slip into the cutover.
         if let RunbookEvent::StepFinished {
-            step: StepId::Verify,
+            step: StepId::S3FinalSync,
             ..
         } = e
         {
@@ -417,6 +423,10 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
         .unwrap();
     assert!(report.verify.unwrap().identical);
     assert!(events.all().contains("\"event\":\"step_already_done\""));
+    assert!(
+        events.all().contains("\"event\":\"maintenance_on\""),
+        "the resumed window shows its downtime clock"
+    );
     assert_eq!(database_url(&stack), url_of(&stack.target));
     assert_eq!(
         count(&stack.target, "SELECT count(*) FROM events").await,

@@ -220,11 +220,21 @@ async fn drive(
         target,
         progress,
         cancel,
+        snapshot: None,
     };
     for (i, step) in StepId::ALL.iter().copied().enumerate() {
         let number = i + 1;
         if r.journal.is_finished(step) {
             progress.event(&RunbookEvent::StepAlreadyDone { number, step });
+            // A resumed window: the downtime clock goes on from the
+            // first run's start.
+            if let (StepId::MaintenanceOn, Some(at), None) = (
+                step,
+                r.journal.maintenance_on_at,
+                r.journal.maintenance_off_at,
+            ) {
+                progress.event(&RunbookEvent::MaintenanceOn { at });
+            }
             continue;
         }
         if r.cancel.is_cancelled() {
@@ -365,26 +375,40 @@ async fn restore_app(
     (restored, failures)
 }
 
-/// What the app runs on, from the journal, in words.
+/// What the app runs on, its maintenance mode and any dynos still scaled
+/// down, from the journal, in words.
 fn describe_state(j: &Journal, backup_alias: &str) -> String {
     let addon = j.old_addon.as_deref().unwrap_or("the old add-on");
     let target = j.target_host.as_deref().unwrap_or("the target");
     let attached = j.is_finished(StepId::AttachBackup);
     let detached = j.is_finished(StepId::DetachDatabase);
     let set = j.is_finished(StepId::SetConfig);
-    match (attached, detached, set) {
+    let database = match (attached, detached, set) {
         (_, _, true) => format!(
-            "DATABASE_URL points at {target}; {addon} is attached as {backup_alias}; maintenance is on"
+            "DATABASE_URL points at {target}; {addon} is attached as {backup_alias}"
         ),
         (_, true, false) => format!(
             "{addon} is detached from DATABASE (attached as {backup_alias}) and DATABASE_URL may be UNSET: \
-             the app has no database until resume or rollback; maintenance is on"
+             the app has no database until resume or rollback"
         ),
         (true, false, _) => format!(
-            "the app still uses {addon} as DATABASE (also attached as {backup_alias}); maintenance is on"
+            "the app still uses {addon} as DATABASE (also attached as {backup_alias})"
         ),
-        _ => format!("the app still uses {addon} as DATABASE; maintenance is on"),
+        _ => format!("the app still uses {addon} as DATABASE"),
+    };
+    let maintenance = if j.maintenance_off_at.is_some() || j.maintenance_on_at.is_none() {
+        "maintenance mode is off"
+    } else {
+        "maintenance mode is still ON"
+    };
+    let mut words = format!("{database}; {maintenance}");
+    if !j.formation_before.is_empty() && !j.is_finished(StepId::ScaleUp) {
+        words.push_str(&format!(
+            "; scaled to 0 until resume or rollback: {}",
+            formation_words(&j.formation_before)
+        ));
     }
+    words
 }
 
 /// What a rollback did.
@@ -645,4 +669,43 @@ pub async fn status(plan: &Plan, ctx: &Context) -> Result<Status, RunbookError> 
             .and_then(Journal::downtime)
             .map(|d| d.num_milliseconds() as f64 / 1000.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_after_a_late_failure_says_maintenance_is_off() {
+        let mut j = Journal::new("app");
+        j.old_addon = Some("postgresql-rigid-71273".into());
+        j.target_host = Some("rds.example".into());
+        for step in [
+            StepId::AttachBackup,
+            StepId::DetachDatabase,
+            StepId::SetConfig,
+        ] {
+            j.start(step);
+            j.finish(step, "done".to_string());
+        }
+        j.maintenance_on_at = Some(Utc::now());
+        j.formation_before.insert("worker".into(), 2);
+        let during = describe_state(&j, "HEROKU_POSTGRES_DB");
+        assert!(
+            during.contains("DATABASE_URL points at rds.example"),
+            "{during}"
+        );
+        assert!(during.contains("maintenance mode is still ON"), "{during}");
+        assert!(
+            during.contains("scaled to 0") && during.contains("worker"),
+            "{during}"
+        );
+
+        j.start(StepId::ScaleUp);
+        j.finish(StepId::ScaleUp, "done".to_string());
+        j.maintenance_off_at = Some(Utc::now());
+        let late = describe_state(&j, "HEROKU_POSTGRES_DB");
+        assert!(late.contains("maintenance mode is off"), "{late}");
+        assert!(!late.contains("scaled to 0"), "{late}");
+    }
 }

@@ -54,11 +54,12 @@ pub enum RunbookError {
         /// What could not be put back, with the command that does it.
         restore_failures: Vec<String>,
     },
-    /// A step failed after the cutover began; maintenance is left on.
+    /// A step failed after the cutover began; maintenance is left as it
+    /// was (on, unless the failing step came after maintenance off).
     #[error(
         "step `{step}` failed during the cutover of app {app}: {reason}\n\
          state now: {state}\n\
-         maintenance mode is still ON. To finish the migration: herokurds resume --config {plan}\n\
+         To finish the migration: herokurds resume --config {plan}\n\
          To go back to the old database instead: herokurds rollback --config {plan}"
     )]
     CutoverIncomplete {
@@ -68,7 +69,8 @@ pub enum RunbookError {
         step: StepId,
         /// Why.
         reason: String,
-        /// What the app runs on now, from the journal.
+        /// What the app runs on now, its maintenance mode and scaled-down
+        /// dynos, from the journal.
         state: String,
         /// The plan file, for the commands.
         plan: String,

@@ -87,10 +87,11 @@ pub enum StepId {
     Transfer,
     /// Prove the copy equals the source.
     Verify,
-    /// Check nothing wrote to the source since the snapshot.
-    WriteCheck,
     /// Sync what changed in the buckets since the pre-sync.
     S3FinalSync,
+    /// Check nothing wrote to the source since the snapshot, just before
+    /// the cutover (after the final sync, so no write slips in between).
+    WriteCheck,
     /// Attach the old add-on under the backup alias.
     AttachBackup,
     /// Detach the old add-on's `DATABASE` attachment.
@@ -117,8 +118,8 @@ impl StepId {
         StepId::ScaleDown,
         StepId::Transfer,
         StepId::Verify,
-        StepId::WriteCheck,
         StepId::S3FinalSync,
+        StepId::WriteCheck,
         StepId::AttachBackup,
         StepId::DetachDatabase,
         StepId::SetConfig,
@@ -570,6 +571,7 @@ mod tests {
             StepId::ScaleDown,
             StepId::Transfer,
             StepId::Verify,
+            StepId::S3FinalSync,
         ] {
             j.start(id);
             j.finish(id, "");

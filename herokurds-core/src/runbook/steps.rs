@@ -12,7 +12,7 @@ use super::report::{S3Summary, TransferSummary, VerifySummary};
 use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
-use crate::transfer::{ResumeMode, TransferOptions};
+use crate::transfer::{ResumeMode, Snapshot, TransferOptions};
 use crate::url::DatabaseUrl;
 use crate::verify::VerifyOptions;
 
@@ -56,6 +56,10 @@ pub(super) struct Runner<'a, P> {
     pub target: DatabaseUrl,
     pub progress: &'a P,
     pub cancel: CancellationToken,
+    /// The source snapshot the transfer read, held open until the
+    /// verification has read the source in it too (this process only: a
+    /// resumed run verifies against the source as it is then).
+    pub snapshot: Option<Snapshot>,
 }
 
 impl<P: Progress<RunbookEvent>> Runner<'_, P> {
@@ -301,8 +305,22 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let p = forward(self.progress, |e: &crate::transfer::TransferEvent| {
             RunbookEvent::Transfer(e.clone())
         });
-        let r = crate::transfer::run(&self.source, &self.target, &opts, &p, self.cancel.clone())
-            .await?;
+        // One snapshot for the copy and the proof: the verification reads
+        // the source exactly as the copy did.
+        let snapshot = tokio::select! {
+            s = Snapshot::export(&self.source) => s?,
+            _ = self.cancel.cancelled() => return Err(fail("interrupted")),
+        };
+        let r = crate::transfer::run_in_snapshot(
+            &self.source,
+            &self.target,
+            &snapshot,
+            &opts,
+            &p,
+            self.cancel.clone(),
+        )
+        .await?;
+        self.snapshot = Some(snapshot);
         for w in &r.warnings {
             self.progress
                 .event(&RunbookEvent::Warning { message: w.clone() });
@@ -328,10 +346,13 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         Ok(Outcome::Done(words))
     }
 
-    async fn run_verify(&mut self) -> Result<VerifySummary, StepFailure> {
+    /// Verifies the target against the source: in `snapshot` when given,
+    /// else against the source as it is now.
+    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepFailure> {
         let mut opts = VerifyOptions::new()
             .jobs(self.plan.transfer.jobs)
-            .counts_only(self.plan.verify.counts_only);
+            .counts_only(self.plan.verify.counts_only)
+            .source_snapshot(snapshot.map(str::to_owned));
         for p in &self.plan.transfer.exclude_tables {
             opts = opts.exclude_table(p.clone());
         }
@@ -353,7 +374,22 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn verify(&mut self) -> StepResult {
-        let v = self.run_verify().await?;
+        // The snapshot is released whatever the outcome: the write check
+        // compares with the source as it is now.
+        let snapshot = self.snapshot.take();
+        let snapshot = match snapshot {
+            Some(s) if s.is_alive().await => Some(s),
+            Some(_) => {
+                self.progress.event(&RunbookEvent::Warning {
+                    message: "the transfer's snapshot session is gone; verifying against the source as it is now".into(),
+                });
+                None
+            }
+            None => None,
+        };
+        let v = self.run_verify(snapshot.as_ref().map(Snapshot::id)).await;
+        drop(snapshot);
+        let v = v?;
         let identical = v.identical;
         let (tables, n, first): (usize, usize, Vec<String>) = (
             v.tables,
@@ -401,7 +437,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         }
         // Counters moved: the change may predate the snapshot (a web request
         // finishing as maintenance went on). The contents decide.
-        let v = self.run_verify().await?;
+        let v = self.run_verify(None).await?;
         if v.identical {
             return Ok(Outcome::Done(format!(
                 "counters moved on {} but the target still equals the source: the changes predate the snapshot",
