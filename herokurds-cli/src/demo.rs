@@ -12,8 +12,9 @@ use crate::runbook_render::{plan_text, rollback_text, RunbookRender};
 use crate::{print_json, println_safe};
 
 /// Starts the sandboxes, migrates, rolls back, migrates again, prints the
-/// report; everything is stopped and deleted at the end.
-pub async fn run(rows: u64, json: bool) -> anyhow::Result<ExitCode> {
+/// report; everything is stopped and deleted at the end, also when
+/// `cancel` fires (Ctrl-C) half-way.
+pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
     let s3 = herokurds_core::sandbox::moto::find_moto_server().is_ok();
     let say = |s: String| {
         if !json {
@@ -48,7 +49,7 @@ pub async fn run(rows: u64, json: bool) -> anyhow::Result<ExitCode> {
         println_safe(plan_text(&planned))?;
     }
     say("== herokurds run".into());
-    let first = runbook::run(&plan, &ctx, &render, CancellationToken::new()).await?;
+    let first = runbook::run(&plan, &ctx, &render, cancel.clone()).await?;
     let target_url: herokurds_core::url::DatabaseUrl =
         stack.target.url().expose_secret().parse()?;
     say(format!(
@@ -62,7 +63,7 @@ pub async fn run(rows: u64, json: bool) -> anyhow::Result<ExitCode> {
     }
 
     say("== herokurds run (forward again)".into());
-    let again = runbook::run(&plan, &ctx, &render, CancellationToken::new()).await?;
+    let again = runbook::run(&plan, &ctx, &render, cancel).await?;
     let status = runbook::status(&plan, &ctx).await?;
     if json {
         print_json(

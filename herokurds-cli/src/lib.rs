@@ -45,6 +45,41 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
+/// Cancels `token` on the first SIGINT (Ctrl-C), SIGTERM or SIGHUP (the
+/// terminal or SSH session closed), after printing `message` on stderr, so
+/// the library stops cleanly and leaves a resumable state instead of
+/// dying mid-step. Must be called inside a Tokio runtime.
+pub fn cancel_on_signals(token: tokio_util::sync::CancellationToken, message: &'static str) {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    fn watch(kind: SignalKind) -> Option<Signal> {
+        signal(kind)
+            .map_err(|e| tracing::warn!("cannot watch signal {kind:?}: {e}"))
+            .ok()
+    }
+    async fn next(s: &mut Option<Signal>) {
+        let delivered = match s {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        if !delivered {
+            std::future::pending::<()>().await;
+        }
+    }
+    let mut int = watch(SignalKind::interrupt());
+    let mut term = watch(SignalKind::terminate());
+    let mut hup = watch(SignalKind::hangup());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = next(&mut int) => {}
+            _ = next(&mut term) => {}
+            _ = next(&mut hup) => {}
+        }
+        // stderr may be gone with the terminal: ignore write errors.
+        let _ = writeln!(io::stderr(), "\n{message}");
+        token.cancel();
+    });
+}
+
 /// Writes a line to stdout; a closed pipe (`| head`) is not an error.
 pub fn println_safe(line: impl AsRef<str>) -> io::Result<()> {
     let mut out = io::stdout().lock();

@@ -198,3 +198,129 @@ async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
         .unwrap();
     assert_eq!(db.port(), stack.source.port());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes() {
+    let stack = DemoStack::start(DemoOptions {
+        event_rows: 400_000,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap();
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    let mut child = command(&stack)
+        .args(["run", "--config", plan, "--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let line = lines.next().expect("events until the hangup").unwrap();
+        if line.contains("\"event\":\"table_finished\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no table finished");
+    }
+    // What an SSH session that drops sends to its processes.
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("interrupted during `database transfer`")
+            && err.contains("herokurds resume --config"),
+        "a journaled interruption, not a death: {err}"
+    );
+    assert_no_secrets(&stack, &format!("{err}{}", rest.join("\n")));
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(true));
+
+    let out = run(&stack, &["status", "--config", plan, "--json"], "");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["next_step"], "transfer", "{status}");
+
+    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let n: i64 = stack
+        .target
+        .owner_client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 400_000);
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+}
+
+/// The README's first command, as a user runs it: migrate, roll back,
+/// migrate again, report, clean up.
+#[test]
+fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
+    let out = Command::new(BIN)
+        .args(["demo", "--rows", "20000"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for part in [
+        "== herokurds plan",
+        "== herokurds run",
+        "== herokurds rollback",
+        "== herokurds run (forward again)",
+    ] {
+        assert!(stderr.contains(part), "{part} missing:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("moto_server not found"),
+        "the demo ran without S3: {stderr}"
+    );
+    assert!(
+        stdout.contains("completed: the app runs on the new database")
+            && stdout.contains("back on its old database")
+            && stdout.contains("demo finished: the app runs on the RDS-like cluster")
+            && stdout.contains("maintenance off"),
+        "{stdout}"
+    );
+    // The report's S3 table counts copied objects; the second run finds
+    // them up to date.
+    assert!(stdout.to_lowercase().contains("s3"), "{stdout}");
+    let plan = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("plan: "))
+        .expect("the demo names its plan file");
+    let dir = std::path::Path::new(plan.trim()).parent().unwrap();
+    assert!(!dir.exists(), "the demo leaves {} behind", dir.display());
+    // The demo's passwords are random; every URL it prints must hide its own.
+    let all = format!("{stdout}{stderr}");
+    let mut urls = 0;
+    for (i, _) in all.match_indices("://") {
+        let rest = &all[i + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/')
+            .unwrap_or(rest.len());
+        if let Some((userinfo, _host)) = rest[..end].rsplit_once('@') {
+            urls += 1;
+            if let Some((_user, password)) = userinfo.split_once(':') {
+                assert_eq!(password, "***", "a URL shows its password:\n{all}");
+            }
+        }
+    }
+    assert!(
+        urls > 0,
+        "the demo names the URLs it switches between:\n{all}"
+    );
+}

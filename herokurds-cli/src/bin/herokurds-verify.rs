@@ -78,12 +78,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         options = options.exclude_extension(e);
     }
     let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
+    herokurds_cli::cancel_on_signals(cancel.clone(), "interrupt: stopping the verification");
 
     let bars = VerifyBars::stderr();
     let report = verify::run(&source, &target, &options, &bars, &cancel).await;

@@ -18,7 +18,7 @@ const ABOUT: &str =
 const LONG_ABOUT: &str = "\
 Moves a Heroku app's Heroku Postgres database (and S3 assets) to AWS RDS in the
 lossless order: smoke baseline, S3 pre-sync, maintenance on, streaming copy,
-verification, write check, final S3 sync, cutover (backup alias, detach
+verification, final S3 sync, write check, cutover (backup alias, detach
 DATABASE, set DATABASE_URL), maintenance off, smoke compare. Every step is
 journaled in the plan's work_dir: `resume` continues an interrupted run,
 `rollback` puts the app back on its old database.
@@ -100,8 +100,13 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
+    let cancel = CancellationToken::new();
+    herokurds_cli::cancel_on_signals(
+        cancel.clone(),
+        "interrupt: finishing the current unit of work, then stopping (resumable)",
+    );
     if let Command::Demo(args) = cli.command {
-        return herokurds_cli::demo::run(args.rows, json).await;
+        return herokurds_cli::demo::run(args.rows, json, cancel).await;
     }
     let (args, yes) = match &cli.command {
         Command::Plan(a) | Command::Status(a) => (a, true),
@@ -112,14 +117,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let heroku = Client::from_env().context("setting up the Heroku API client")?;
     let ctx = Context::new(heroku).plan_path(args.config.display().to_string());
     let render = RunbookRender::new(json);
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupt: finishing the current unit of work, then stopping (resumable)");
-            on_ctrl_c.cancel();
-        }
-    });
     match cli.command {
         Command::Plan(_) => {
             let report = runbook::preflight(&plan, &ctx).await?;
