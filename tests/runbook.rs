@@ -187,18 +187,27 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     );
     assert_no_secrets(&stack, "events", &events_text);
 
-    // Someone writes to RDS after the cutover; the rollback counts it.
+    // A worker writes to RDS after the cutover, then stops (the rollback
+    // scales workers down before counting); its counters reach the
+    // statistics as it exits, which the count waits for.
     let target = stack.target.owner_client().await.unwrap();
     target
         .batch_execute(
-            "INSERT INTO learners (email, name, country) VALUES ('late1@example.com', 'Late', 'US'), ('late2@example.com', 'Late', 'US');
-             SELECT pg_stat_force_next_flush();",
+            "INSERT INTO learners (email, name, country) VALUES ('late1@example.com', 'Late', 'US'), ('late2@example.com', 'Late', 'US')",
         )
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drop(target);
 
     let rolled = runbook::rollback(&plan, &ctx, &events).await.unwrap();
+    assert!(
+        rolled
+            .actions
+            .iter()
+            .any(|a| a.starts_with("scaled to 0 while switching back")),
+        "workers stop before the count: {:?}",
+        rolled.actions
+    );
     assert_eq!(rolled.target_writes, Some(2), "{rolled:?}");
     assert_eq!(
         rolled.target_tables_written,

@@ -516,6 +516,34 @@ pub async fn rollback(
             .push("maintenance on while switching back".into());
         progress.event(&RunbookEvent::MaintenanceOn { at: Utc::now() });
     }
+    // Stop the writers maintenance mode does not hold before counting, so
+    // the count is what the switch back leaves behind.
+    let mut formation_after = journal.formation_before.clone();
+    if !plan.maintenance.scale_down.is_empty() {
+        let formation = ctx
+            .heroku
+            .formation(&app)
+            .await
+            .map_err(|e| step_err("reading the formation", &e))?;
+        let running: Vec<(String, u32)> = formation
+            .into_iter()
+            .filter(|f| f.quantity > 0 && plan.maintenance.scale_down.contains(&f.process_type))
+            .map(|f| (f.process_type, f.quantity))
+            .collect();
+        if !running.is_empty() {
+            let zero: Vec<(&str, u32)> = running.iter().map(|(k, _)| (k.as_str(), 0)).collect();
+            ctx.heroku
+                .scale(&app, &zero)
+                .await
+                .map_err(|e| step_err("scaling down while switching back", &e))?;
+            report.actions.push(format!(
+                "scaled to 0 while switching back: {}",
+                zero.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+            ));
+            // What runs now is what comes back.
+            formation_after.extend(running);
+        }
+    }
     if let Some(mark) = &journal.target_mark {
         match rows_written_since(ctx, plan, mark).await {
             Ok(activity) => {
@@ -549,15 +577,14 @@ pub async fn rollback(
     .await
     .map_err(|e| step_err("switching back to the old add-on", &e))?;
     report.actions.extend(undone);
-    if !journal.formation_before.is_empty() {
-        let q: Vec<(String, u32)> = journal.formation_before.clone().into_iter().collect();
+    if !formation_after.is_empty() {
+        let q: Vec<(String, u32)> = formation_after.clone().into_iter().collect();
         restore_formation(ctx, &app, &q)
             .await
             .map_err(|e| step_err("scaling dynos back", &e))?;
-        report.actions.push(format!(
-            "dynos {}",
-            formation_words(&journal.formation_before)
-        ));
+        report
+            .actions
+            .push(format!("dynos {}", formation_words(&formation_after)));
     }
     if !journal.maintenance_was_on {
         ctx.heroku
@@ -585,8 +612,11 @@ async fn rows_written_since(
         .await
         .map_err(|e| e.to_string())?
         .into_client();
-    let now = writes::mark(&client).await.map_err(|e| e.to_string())?;
-    Ok(writes::compare(mark, &now))
+    // Backends report their counters up to seconds late: wait for them
+    // when anything was written at all.
+    writes::check_since(&client, mark, ctx.flush_wait)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Where a migration stands, from the journal and the live app.
