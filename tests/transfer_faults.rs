@@ -4,14 +4,18 @@
 
 mod transfer_support;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use herokurds_core::progress::NoProgress;
 use herokurds_core::sandbox::LocalPostgres;
 use herokurds_core::transfer::{
     self, ResumeMode, RetryPolicy, TransferError, TransferEvent, TransferOptions,
 };
+use herokurds_core::url::DatabaseUrl;
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use transfer_support::{assert_same, copy, load, pair, url, Events};
 
@@ -26,17 +30,73 @@ INSERT INTO small (v) SELECT 'v' || i FROM generate_series(1, 1000) i;
 ANALYZE;
 ";
 
+/// How long a transfer under test may take, and how long a helper waits
+/// for what it watches: past these the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+const WATCH_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Runs the transfer `run` with `helper` (which waits for something the run
+/// should do, and acts on it) alongside. Returns the run's result, and the
+/// helper's or `None` if the run ended first (the helper is then dropped,
+/// so a run that fails early fails the test rather than hanging it).
+/// Panics if the run takes longer than [`RUN_DEADLINE`].
+async fn alongside<T, H>(
+    run: impl Future<Output = T>,
+    helper: impl Future<Output = H>,
+) -> (T, Option<H>) {
+    let both = async {
+        tokio::pin!(run, helper);
+        let mut helped = None;
+        loop {
+            tokio::select! {
+                out = &mut run => return (out, helped),
+                h = &mut helper, if helped.is_none() => helped = Some(h),
+            }
+        }
+    };
+    tokio::time::timeout(RUN_DEADLINE, both)
+        .await
+        .unwrap_or_else(|_| panic!("the transfer did not finish within {RUN_DEADLINE:?}"))
+}
+
+/// Panics once [`WATCH_DEADLINE`] has passed since `started`.
+fn check_deadline(started: Instant, waiting_for: &str) {
+    assert!(
+        started.elapsed() < WATCH_DEADLINE,
+        "no {waiting_for} within {WATCH_DEADLINE:?}"
+    );
+}
+
 /// Terminates, as superuser, an active COPY of `user`'s whose text matches
 /// `pattern` (not one of `spare`); returns its pid once terminated.
+/// Panics if none appears within [`WATCH_DEADLINE`].
 async fn kill_copy(pg: &LocalPostgres, user: &str, pattern: &str, spare: &[i32]) -> i32 {
+    kill_session(pg, user, pattern, spare, true).await
+}
+
+/// Terminates, as superuser, a session of `user`'s whose current (or, if
+/// not `active_only`, last) query matches `pattern`, not one of `spare`;
+/// returns its pid. Panics if none appears within [`WATCH_DEADLINE`].
+async fn kill_session(
+    pg: &LocalPostgres,
+    user: &str,
+    pattern: &str,
+    spare: &[i32],
+    active_only: bool,
+) -> i32 {
     let su = pg.superuser_client("postgres").await.unwrap();
+    let started = Instant::now();
     loop {
+        check_deadline(
+            started,
+            &format!("session {pattern} of {user} to terminate"),
+        );
         let row = su
             .query_opt(
                 "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE usename = $1 AND state = 'active' AND query LIKE $2
+                 WHERE usename = $1 AND (state = 'active' OR NOT $4) AND query LIKE $2
                    AND NOT pid = ANY($3) LIMIT 1",
-                &[&user, &pattern, &spare],
+                &[&user, &pattern, &spare, &active_only],
             )
             .await
             .unwrap();
@@ -84,11 +144,16 @@ async fn copies_killed_on_either_side_mid_copy_are_redone_and_the_result_is_iden
             .collect();
         kill_copy(&tgt, "rds_master", "COPY%FROM STDIN%", &dying).await;
     };
-    let (report, ()) = tokio::join!(
+    let (report, killed) = alongside(
         transfer::run(&su, &tu, &opts, &events, CancellationToken::new()),
-        killer
-    );
+        killer,
+    )
+    .await;
     let report = report.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        killed.is_some(),
+        "the run finished before both copies were killed"
+    );
     let retries: Vec<String> = events
         .0
         .lock()
@@ -124,7 +189,7 @@ async fn a_table_that_keeps_failing_stops_the_run_by_name_and_resume_finishes() 
         let first = kill_copy(&src, "heroku_owner", "COPY%big_a%TO STDOUT%", &[]).await;
         kill_copy(&src, "heroku_owner", "COPY%big_a%TO STDOUT%", &[first]).await;
     };
-    let (result, ()) = tokio::join!(copy(&src, &tgt, &opts), killer);
+    let (result, _) = alongside(copy(&src, &tgt, &opts), killer).await;
     match result {
         Err(TransferError::Table {
             table, attempts, ..
@@ -163,11 +228,13 @@ async fn cancelling_leaves_a_state_resume_finishes_and_restart_redoes() {
             cancel.cancel();
         }
     };
-    let (result, ()) = tokio::join!(transfer::run(&su, &tu, &opts, &events, cancel), stopper);
+    let (result, stopped) =
+        alongside(transfer::run(&su, &tu, &opts, &events, cancel), stopper).await;
     assert!(
         matches!(result, Err(TransferError::Cancelled)),
         "{result:?}"
     );
+    assert!(stopped.is_some());
     let opts = opts.resume_mode(ResumeMode::Resume);
     let events = Events::default();
     let report = transfer::run(&su, &tu, &opts, &events, CancellationToken::new())
@@ -183,19 +250,52 @@ async fn cancelling_leaves_a_state_resume_finishes_and_restart_redoes() {
         TransferEvent::TableSkipped { table, .. } if table == "public.big_a")));
     assert_same(&src, &tgt).await;
 
-    // --restart drops everything and copies again.
+    // --restart refuses a target other than the journaled one (it would
+    // drop everything the user owns there) ...
     let opts = opts.resume_mode(ResumeMode::Restart);
-    let report = copy(&src, &tgt, &opts)
+    let elsewhere: DatabaseUrl = tgt
+        .url_for("postgres", "require")
+        .expose_secret()
+        .parse()
+        .unwrap();
+    let err = transfer::run(
+        &su,
+        &elsewhere,
+        &opts,
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/postgres") && msg.contains("everything") && msg.contains("--work-dir"),
+        "{msg}"
+    );
+    // ... and on the journaled target drops everything and copies again,
+    // saying so.
+    let events = Events::default();
+    let report = transfer::run(&su, &tu, &opts, &events, CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!report.resumed && report.tables.iter().all(|t| !t.from_earlier_run));
+    assert!(
+        events.json().iter().any(|e| e.contains("warning")
+            && e.contains("DROP OWNED BY CURRENT_USER")
+            && e.contains("rds_master@")),
+        "{:?}",
+        events.json()
+    );
     assert_same(&src, &tgt).await;
 }
 
-/// Waits until an active COPY matching `pattern` runs on `pg`.
+/// Waits until an active COPY matching `pattern` runs on `pg`. Panics if
+/// none appears within [`WATCH_DEADLINE`].
 async fn kill_copy_wait(pg: &LocalPostgres, pattern: &str) {
     let su = pg.superuser_client("postgres").await.unwrap();
+    let started = Instant::now();
     loop {
+        check_deadline(started, &format!("active {pattern}"));
         let n: i64 = su
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1",
@@ -249,16 +349,18 @@ async fn rows_committed_during_the_copy_do_not_appear_half_way() {
         })
     };
     // Let some writes happen before the snapshot, then keep writing.
+    let started = Instant::now();
     while written.load(Ordering::Relaxed) < 1100 {
+        assert!(!writer.is_finished(), "the writer stopped early");
+        check_deadline(started, "100 orders written");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().jobs(2).work_dir(work.path());
-    let report = copy(&src, &tgt, &opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (report, _) = alongside(copy(&src, &tgt, &opts), std::future::pending::<()>()).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
+    let report = report.unwrap_or_else(|e| panic!("{e}"));
     let final_written = written.load(Ordering::Relaxed);
 
     let t = tgt.superuser_client(tgt.database()).await.unwrap();
@@ -310,11 +412,152 @@ async fn a_second_run_on_the_same_work_directory_is_locked_out() {
         kill_copy_wait(&tgt, "COPY%FROM STDIN%").await;
         copy(&src, &tgt, &opts).await
     };
-    let (first, second) = tokio::join!(copy(&src, &tgt, &opts), second);
+    let (first, second) = alongside(copy(&src, &tgt, &opts), second).await;
     first.unwrap_or_else(|e| panic!("{e}"));
     match second {
-        Err(TransferError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
-        other => panic!("expected the lock to refuse, got {other:?}"),
+        Some(Err(TransferError::Locked { pid, .. })) => {
+            assert_eq!(pid, std::process::id().to_string())
+        }
+        other => panic!("expected the lock to refuse the second run, got {other:?}"),
     }
+    assert_same(&src, &tgt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_timeouts_of_one_second_do_not_end_the_sessions_of_a_longer_copy() {
+    let (src, tgt) = pair().await;
+    // `slow` takes at least 2 s to load on the target (each row's domain
+    // check sleeps there), so its COPY statements outlast 1 s on both
+    // sides; meanwhile the snapshot session idles in its transaction, and
+    // the sessions kept for sequences and large objects idle outside one.
+    load(
+        &src,
+        "CREATE DOMAIN slow_on_target AS int CHECK (
+           CASE WHEN current_user = 'rds_master' THEN pg_sleep(0.001)::text = '' ELSE true END);
+         CREATE TABLE slow (id slow_on_target PRIMARY KEY, payload text);
+         INSERT INTO slow SELECT i, repeat(md5(i::text), 256) FROM generate_series(1, 2000) i;
+         CREATE TABLE later (id serial PRIMARY KEY, v text);
+         INSERT INTO later (v) SELECT 'v' || i FROM generate_series(1, 1000) i;
+         SELECT lo_from_bytea(4243, 'blob');
+         ANALYZE;",
+    )
+    .await;
+    for pg in [&src, &tgt] {
+        let o = pg.owner();
+        pg.superuser_execute(
+            "postgres",
+            &format!(
+                "ALTER ROLE {o} SET statement_timeout = '1s';
+                 ALTER ROLE {o} SET idle_in_transaction_session_timeout = '1s';
+                 ALTER ROLE {o} SET idle_session_timeout = '1s';"
+            ),
+        )
+        .await
+        .unwrap();
+        let c = pg.owner_client().await.unwrap();
+        for setting in [
+            "statement_timeout",
+            "idle_in_transaction_session_timeout",
+            "idle_session_timeout",
+        ] {
+            let value: String = c
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(value, "1s", "{setting} of {}", pg.owner());
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let opts = TransferOptions::new()
+        .jobs(1)
+        .index_jobs(1)
+        .retry(RetryPolicy::none())
+        .work_dir(work.path());
+    let (report, _) = alongside(copy(&src, &tgt, &opts), std::future::pending::<()>()).await;
+    let report = report.unwrap_or_else(|e| panic!("{e}"));
+    let slow = report
+        .tables
+        .iter()
+        .find(|t| t.table == "public.slow")
+        .unwrap();
+    assert!(slow.seconds > 1.5, "slow took only {}s", slow.seconds);
+    let data = report
+        .phases
+        .iter()
+        .find(|(p, _)| *p == transfer::Phase::Data)
+        .unwrap();
+    assert!(data.1 > 1.5, "the data phase took only {}s", data.1);
+    assert_eq!((report.sequences, report.large_objects), (1, 1));
+    assert_same(&src, &tgt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_object_sessions_killed_on_either_side_are_redone_and_the_result_is_identical() {
+    let (src, tgt) = pair().await;
+    // 24 objects of 4 MiB: several pieces each, long enough to be caught.
+    load(
+        &src,
+        "CREATE TABLE docs (id int PRIMARY KEY, blob oid);
+         INSERT INTO docs SELECT i, lo_from_bytea(0, convert_to(repeat(md5(i::text), 131072), 'UTF8'))
+         FROM generate_series(1, 24) i;",
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let events = Events::default();
+    let opts = TransferOptions::new()
+        .jobs(1)
+        .retry(fast_retries())
+        .work_dir(work.path());
+    let killer = async {
+        // The reader in the snapshot (idle between pieces), then the
+        // loader of the redone batch.
+        kill_session(&src, "heroku_owner", "%lo_get%", &[], false).await;
+        // Spare the loader dropped with it (and every session open now).
+        let before: Vec<i32> = tgt
+            .superuser_client("postgres")
+            .await
+            .unwrap()
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE usename = 'rds_master'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        kill_session(&tgt, "rds_master", "%lo_put%", &before, false).await;
+    };
+    let (report, killed) = alongside(
+        transfer::run(
+            &url(&src),
+            &url(&tgt),
+            &opts,
+            &events,
+            CancellationToken::new(),
+        ),
+        killer,
+    )
+    .await;
+    let report = report.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        killed.is_some(),
+        "the large objects were copied before both kills"
+    );
+    let retries: Vec<String> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            TransferEvent::Retrying { item, .. } if item.starts_with("large objects") => {
+                Some(item.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(retries.len() >= 2, "{retries:?}");
+    assert_eq!(report.large_objects, 24);
     assert_same(&src, &tgt).await;
 }

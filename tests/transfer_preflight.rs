@@ -214,7 +214,8 @@ async fn a_pg_dump_older_than_the_source_is_named_with_both_versions() {
     }
     assert!(
         msg.contains("pg_dump 9.6.24")
-            && msg.contains(&format!("PostgreSQL {}", src.major_version())),
+            && msg.contains(&format!("PostgreSQL {}", src.major_version()))
+            && msg.contains("--pg-bin-dir"),
         "{msg}"
     );
 

@@ -169,7 +169,22 @@ async fn refusals_exit_2_and_never_print_the_password() {
     assert_eq!(outs[1].status.code(), Some(2));
     assert!(text(&outs[1]).contains("problem:"), "{}", text(&outs[1]));
     assert_eq!(outs[2].status.code(), Some(0));
-    assert!(text(&outs[2]).contains("SOURCE_DATABASE_URL"));
+    // Words only: --help wraps its lines to the terminal.
+    let help = text(&outs[2])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needed in [
+        "SOURCE_DATABASE_URL",
+        "TARGET_DATABASE_URL",
+        "--pg-bin-dir",
+        "HEROKURDS_PG_BIN_DIR",
+        "Exit status: 0",
+        "2 an error",
+        "DROP OWNED BY CURRENT_USER",
+    ] {
+        assert!(help.contains(needed), "--help lacks {needed}:\n{help}");
+    }
     assert_eq!(outs[3].status.code(), Some(2));
     assert!(text(&outs[3]).contains("--source"), "{}", text(&outs[3]));
     for out in &outs {
@@ -177,4 +192,68 @@ async fn refusals_exit_2_and_never_print_the_password() {
             assert!(!text(out).contains(p.expose_secret()), "{}", text(out));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_bin_dir_with_a_too_old_pg_dump_exits_2_naming_both_versions_and_the_flag() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (src, tgt) = pair().await;
+    let (s_url, t_url) = (
+        src.url().expose_secret().to_string(),
+        tgt.url().expose_secret().to_string(),
+    );
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["pg_dump", "pg_restore"] {
+        let p = bin.path().join(tool);
+        std::fs::write(&p, format!("#!/bin/sh\necho '{tool} (PostgreSQL) 9.6.0'\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let outs = tokio::task::spawn_blocking({
+        let (w, b) = (work.path().to_path_buf(), bin.path().to_path_buf());
+        move || {
+            vec![
+                command(&s_url, &t_url, &w)
+                    .arg("--pg-bin-dir")
+                    .arg(&b)
+                    .output()
+                    .unwrap(),
+                // The same directory from the environment, preflight only.
+                command(&s_url, &t_url, &w)
+                    .env("HEROKURDS_PG_BIN_DIR", &b)
+                    .arg("--preflight-only")
+                    .output()
+                    .unwrap(),
+            ]
+        }
+    })
+    .await
+    .unwrap();
+    let needed = format!("PostgreSQL {}", src.major_version());
+    for out in &outs {
+        let all = text(out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("pg_dump 9.6.0"), "{all}");
+        assert!(all.contains(&needed), "{all}");
+        assert!(all.contains("--pg-bin-dir"), "{all}");
+        assert!(
+            all.contains(&bin.path().join("pg_dump").display().to_string()),
+            "{all}"
+        );
+        for p in [src.password(), tgt.password()] {
+            assert!(!all.contains(p.expose_secret()), "{all}");
+        }
+    }
+    // Nothing was written to the target.
+    let c = tgt.superuser_client(tgt.database()).await.unwrap();
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
 }

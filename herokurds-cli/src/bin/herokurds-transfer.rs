@@ -23,7 +23,16 @@ use tokio_util::sync::CancellationToken;
 /// visible to every user of the machine in `ps`. Passwords never appear in
 /// the output, the journal or the arguments of pg_dump/pg_restore.
 #[derive(Parser)]
-#[command(name = "herokurds-transfer", version)]
+#[command(
+    name = "herokurds-transfer",
+    version,
+    after_help = "Exit status: 0 the transfer finished (with --preflight-only: no problem \
+                  found); 2 an error (a preflight problem, a failed table, a lost connection \
+                  after the retries, bad arguments, Ctrl-C). After an error the work directory \
+                  records what is done: fix the cause and finish with --resume.\n\
+                  Give the URLs in the environment, SOURCE_DATABASE_URL and TARGET_DATABASE_URL, \
+                  not as --source/--target (arguments are visible to every user in `ps`)."
+)]
 struct Args {
     /// Source database URL (Heroku's DATABASE_URL).
     #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
@@ -54,13 +63,25 @@ struct Args {
     /// Finish the transfer journaled in --work-dir.
     #[arg(long, conflicts_with = "restart")]
     resume: bool,
-    /// Drop what the journaled transfer created on the target and start over.
+    /// Start over: drop EVERYTHING the target user owns in the target
+    /// database (`DROP OWNED BY CURRENT_USER CASCADE`: the earlier copy, and
+    /// anything else that user created there), then copy again. Only done
+    /// when --work-dir's journal records an earlier transfer into this same
+    /// database (user@host:port/dbname); otherwise it refuses, or with no
+    /// journal at all runs like a fresh transfer (target must be empty).
     #[arg(long)]
     restart: bool,
     /// Where the journal, lock and schema archive live.
     #[arg(long, default_value = ".herokurds")]
     work_dir: PathBuf,
-    /// Attempts per table, slice or index on connection failures.
+    /// Use pg_dump and pg_restore from this directory only (e.g.
+    /// /usr/lib/postgresql/16/bin); they must be at least as new as the
+    /// source server. Default: PATH, then /usr/lib/postgresql/*/bin, newest
+    /// first.
+    #[arg(long, value_name = "DIR", env = "HEROKURDS_PG_BIN_DIR")]
+    pg_bin_dir: Option<PathBuf>,
+    /// Attempts per table, slice, index or large-object batch on connection
+    /// failures.
     #[arg(long, default_value_t = 4)]
     attempts: u32,
     /// Do not ANALYZE tables after loading them.
@@ -115,6 +136,9 @@ async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
         });
     if let Some(n) = args.index_jobs {
         opts = opts.index_jobs(n);
+    }
+    if let Some(dir) = args.pg_bin_dir {
+        opts = opts.pg_bin_dir(dir);
     }
     for p in args.exclude_table {
         opts = opts.exclude_table(p);

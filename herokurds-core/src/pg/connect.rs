@@ -34,6 +34,12 @@ use crate::url::{DatabaseUrl, Host, Param, SslMode};
 /// maintenance window should not).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// TCP keepalive idle time when the URL sets no `keepalives_idle`: a
+/// session idle through a long copy (an exported snapshot, a reader
+/// waiting for its turn) keeps NAT and load-balancer idle timers from
+/// dropping it, and a dead peer is noticed.
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+
 /// What `application_name` is when the URL names none.
 const DEFAULT_APPLICATION_NAME: &str = "herokurds";
 
@@ -309,11 +315,14 @@ fn hostname_hint(reason: &str, host: &str) -> String {
 /// `verify-*` to `require`); the verification those modes imply lives in
 /// the TLS connector [`connect`] builds, so use [`connect`] rather than
 /// this configuration alone when TLS matters. `application_name` defaults
-/// to `herokurds`.
+/// to `herokurds`; TCP keepalives are on, probing after 30 s idle unless
+/// the URL's `keepalives*` parameters say otherwise.
 pub fn pg_config(url: &DatabaseUrl) -> Config {
     use tokio_postgres::config::SslMode as PgSslMode;
     let mut config = Config::new();
     config
+        .keepalives(true)
+        .keepalives_idle(DEFAULT_KEEPALIVES_IDLE)
         .user(url.user())
         .password(url.password().expose_secret())
         .host(url.host().to_connect_string())
@@ -688,6 +697,15 @@ mod tests {
             TargetSessionAttrs::ReadWrite
         );
         assert_eq!(config.get_application_name(), Some("herokurds"));
+    }
+
+    #[test]
+    fn keepalives_are_on_and_early_unless_the_url_says_otherwise() {
+        let config = pg_config(&url("postgres://u:p@h/d"));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        let config = pg_config(&url("postgres://u:p@h/d?keepalives_idle=7"));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(7));
     }
 
     #[test]

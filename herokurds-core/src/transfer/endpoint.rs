@@ -5,7 +5,7 @@ use tokio_postgres::Client;
 
 use super::error::{Side, TransferError};
 use super::schema::ToolConn;
-use crate::url::DatabaseUrl;
+use crate::url::{DatabaseUrl, Param};
 
 /// What a session is for; decides its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +28,23 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) side: Side,
 }
 
+/// Every timeout that could end a session of a long copy, whatever the
+/// role or database sets: a statement (a COPY of a large table, an index
+/// build), a transaction (the exported snapshot's, held for the whole
+/// run), or the session left idle meanwhile (the snapshot holder, the
+/// sessions kept for sequences and large objects). `idle_session_timeout`
+/// exists from PostgreSQL 14, `transaction_timeout` from 17: they are
+/// turned off only where they exist.
 const NO_TIMEOUTS: &str = "SET statement_timeout = 0; SET lock_timeout = 0; \
-     SET idle_in_transaction_session_timeout = 0;";
+     SET idle_in_transaction_session_timeout = 0; \
+     SELECT pg_catalog.set_config('idle_session_timeout', '0', false) \
+      WHERE pg_catalog.current_setting('server_version_num')::int >= 140000; \
+     SELECT pg_catalog.set_config('transaction_timeout', '0', false) \
+      WHERE pg_catalog.current_setting('server_version_num')::int >= 170000;";
+
+/// libpq's `keepalives_idle` for `pg_dump`/`pg_restore` when the URL sets
+/// none (as [`crate::pg::connect`] does for our own sessions).
+const TOOL_KEEPALIVES_IDLE: &str = "30";
 
 impl<'a> Endpoint<'a> {
     pub(crate) fn source(url: &'a DatabaseUrl) -> Self {
@@ -115,6 +130,9 @@ impl<'a> Endpoint<'a> {
         for (param, value) in self.url.params() {
             conninfo.push_str(&format!(" {}={}", param.name(), conninfo_value(value)));
         }
+        if self.url.param(Param::KeepalivesIdle).is_none() {
+            conninfo.push_str(&format!(" keepalives_idle={TOOL_KEEPALIVES_IDLE}"));
+        }
         ToolConn {
             conninfo,
             password: self.url.password().clone(),
@@ -142,7 +160,12 @@ mod tests {
         assert_eq!(
             t.conninfo,
             "host='db.example.com' port=6543 user='o\\'neil' dbname='app' \
-             sslmode='verify-full' sslrootcert='/tmp/ca.pem'"
+             sslmode='verify-full' sslrootcert='/tmp/ca.pem' keepalives_idle=30"
+        );
+        let own: DatabaseUrl = "postgres://u:p@h/d?keepalives_idle=5".parse().unwrap();
+        assert_eq!(
+            Endpoint::source(&own).tool_conn().conninfo,
+            "host='h' port=5432 user='u' dbname='d' keepalives_idle='5'"
         );
         assert!(!t.conninfo.contains("s3cr"));
         assert_eq!(t.password.expose_secret(), "s3cr't");

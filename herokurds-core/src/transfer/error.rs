@@ -37,7 +37,11 @@ pub enum PreflightProblem {
         side: Side,
     },
     /// No `pg_dump`/`pg_restore` pair was found.
-    #[error("pg_dump and pg_restore not found (searched {searched}); install the Debian package `{package}`")]
+    #[error(
+        "pg_dump and pg_restore not found (searched {searched}); install the Debian package \
+         `{package}`, or pass --pg-bin-dir DIR (env HEROKURDS_PG_BIN_DIR) naming the directory \
+         that holds both"
+    )]
     ToolsMissing {
         /// Where they were looked for.
         searched: String,
@@ -47,7 +51,8 @@ pub enum PreflightProblem {
     /// Only a `pg_dump` older than the source server was found.
     #[error(
         "pg_dump {found} cannot dump a PostgreSQL {needed} server (it needs pg_dump {needed} or newer); \
-         install the Debian package `{package}` (or pass a directory holding a newer pg_dump)"
+         install the Debian package `{package}`, or pass --pg-bin-dir DIR (env HEROKURDS_PG_BIN_DIR) \
+         naming a directory that holds pg_dump and pg_restore {needed} or newer"
     )]
     ToolsTooOld {
         /// The versions found, with their paths.

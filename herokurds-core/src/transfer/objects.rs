@@ -16,7 +16,7 @@
 
 use tokio_postgres::Client;
 
-use super::copy::message;
+use super::copy::{is_retryable, message};
 use super::error::TransferError;
 use crate::pg::catalog::{quote_literal, LargeObject, SequenceInfo};
 
@@ -58,18 +58,31 @@ fn setval_sql(s: &SequenceInfo) -> String {
 /// How much of a large object is moved per round trip.
 const LO_PIECE: i32 = 4 << 20;
 
+/// Why a batch of large objects was not copied.
+pub(crate) struct LargeObjectFailure {
+    /// What failed, naming the object.
+    pub(crate) error: TransferError,
+    /// Worth redoing the batch on new sessions (a lost connection, a
+    /// terminated backend, ...).
+    pub(crate) retryable: bool,
+}
+
 /// Copies `objects` from `source` (a session inside the snapshot
 /// transaction) to `target`, all in one target transaction. Returns the
-/// bytes copied.
+/// bytes copied. Redoing a batch after a failure, even one whose COMMIT
+/// went through unanswered, writes the same objects again exactly.
 pub(crate) async fn copy_large_objects(
     source: &Client,
     target: &Client,
     objects: &[LargeObject],
-) -> Result<u64, TransferError> {
+) -> Result<u64, LargeObjectFailure> {
     let fail = |oid: u32| {
-        move |e: tokio_postgres::Error| TransferError::LargeObject {
-            oid,
-            message: message(&e),
+        move |e: tokio_postgres::Error| LargeObjectFailure {
+            retryable: is_retryable(&e),
+            error: TransferError::LargeObject {
+                oid,
+                message: message(&e),
+            },
         }
     };
     let first = objects.first().map(|o| o.oid).unwrap_or(0);

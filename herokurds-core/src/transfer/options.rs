@@ -52,8 +52,14 @@ pub enum ResumeMode {
     /// Finish the journaled transfer: keep the schema archive and every
     /// table, slice and post-data entry already done, redo the rest.
     Resume,
-    /// Drop what the journaled transfer created on the target
-    /// (`DROP OWNED BY CURRENT_USER`) and start over.
+    /// Start over: drop everything the target user owns in the target
+    /// database (`DROP OWNED BY CURRENT_USER CASCADE` — the earlier copy,
+    /// and anything else that user created there; privileges granted to it
+    /// there are revoked too), then copy as a fresh run. Only done when the
+    /// work directory's journal records a transfer into this same target
+    /// (`user@host:port/dbname`); a journal of another target is refused,
+    /// and with no journal at all this is [`ResumeMode::Fresh`] (the target
+    /// must be empty).
     Restart,
 }
 

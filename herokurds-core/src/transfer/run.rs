@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::endpoint::{Endpoint, Role};
 use super::error::{Side, TransferError};
 use super::journal::{Journal, Lock, LockError, Paths};
+use super::objects::{self, LargeObjectFailure};
 use super::options::{ResumeMode, TransferOptions};
 use super::plan::{self, EarlyItem, EarlySteps, PostDataPlan};
 use super::report::{Phase, TableReport, TransferEvent, TransferReport};
@@ -21,7 +22,7 @@ use super::schema::{self, PostDataEntry};
 use super::snapshot::{self, Snapshot};
 use super::tools::Tools;
 use super::worker::{self, Shared};
-use super::{objects, preflight, table_filter};
+use super::{preflight, table_filter};
 use crate::pg::catalog::{self, Inventory, TableInfo};
 use crate::progress::Progress;
 use crate::url::DatabaseUrl;
@@ -167,7 +168,7 @@ pub(crate) async fn run(
     let sh = &data.shared;
 
     // 5. Large objects, read in the snapshot.
-    let lo_bytes = large_objects_step(&mut cx, snap, &inv, sh, &pre.target).await?;
+    let lo_bytes = large_objects_step(&mut cx, snap, &inv, sh).await?;
 
     // 6. The rest of post-data.
     let late: Vec<PostDataEntry> = post
@@ -248,7 +249,9 @@ pub(crate) async fn run(
 }
 
 /// Decides what to do with an existing journal, per the resume mode.
-async fn open_journal<P>(cx: &Ctx<'_, P>) -> Result<(Journal, bool), TransferError> {
+async fn open_journal<P: Progress<TransferEvent>>(
+    cx: &Ctx<'_, P>,
+) -> Result<(Journal, bool), TransferError> {
     let paths = &cx.paths;
     let (src, tgt) = (&cx.src, &cx.tgt);
     let existing = Journal::load(paths).map_err(TransferError::work_dir(&paths.journal))?;
@@ -291,24 +294,37 @@ async fn open_journal<P>(cx: &Ctx<'_, P>) -> Result<(Journal, bool), TransferErr
             if let Some(j) = existing {
                 if j.target != tgt.identity() {
                     return Err(wd(format!(
-                        "the journaled transfer wrote to {}, not {}: --restart only drops what a \
-                         transfer journaled here created",
+                        "the journaled transfer wrote to {}, not {}: --restart drops everything \
+                         the target user owns in the target database, so it does so only for the \
+                         database a transfer journaled here wrote to; pass that target, or use \
+                         another --work-dir for a fresh transfer",
                         j.target,
                         tgt.identity()
                     )));
                 }
-                // Everything the transfer created belongs to the target user
-                // (--no-owner): drop it, keep the database.
-                let c = tgt.connect_plain().await?;
+                // What the transfer created belongs to the target user
+                // (--no-owner), but so does anything else that user made in
+                // this database: all of it goes. The database stays.
+                let c = tgt.connect(Role::TargetLoader, "").await?;
                 c.batch_execute(
                     "DROP OWNED BY CURRENT_USER CASCADE; CREATE SCHEMA IF NOT EXISTS public",
                 )
                 .await
                 .map_err(TransferError::query(
                     Side::Target,
-                    "dropping the earlier transfer's objects (--restart)",
+                    format!(
+                        "dropping everything {} owns (--restart: DROP OWNED BY CURRENT_USER)",
+                        tgt.identity()
+                    ),
                 ))?;
                 Journal::remove(paths).map_err(TransferError::work_dir(&paths.dir))?;
+                cx.progress.event(&TransferEvent::Warning {
+                    message: format!(
+                        "--restart: dropped everything {} owned (DROP OWNED BY CURRENT_USER \
+                         CASCADE), the earlier transfer's copy included",
+                        tgt.identity()
+                    ),
+                });
             }
             Ok((fresh(), false))
         }
@@ -321,7 +337,7 @@ struct Pre {
     tools: Tools,
     /// A plain reader session on the source (sequences).
     source: Client,
-    /// A loader session on the target (large objects, sequences).
+    /// A loader session on the target (sequences).
     target: Client,
 }
 
@@ -581,12 +597,14 @@ async fn data_step<P: Progress<TransferEvent>>(
 }
 
 /// 5. Large objects, read in the snapshot, 1000 per target transaction.
+///    A batch that fails on a lost connection (or the like) is redone on
+///    new sessions, per the retry policy: objects are written by truncate
+///    and `lo_put`, so a redo is exact.
 async fn large_objects_step<P: Progress<TransferEvent>>(
     cx: &mut Ctx<'_, P>,
     snap: &Snapshot,
     inv: &Inventory,
     sh: &Shared,
-    target: &Client,
 ) -> Result<u64, TransferError> {
     let done = sh
         .journal
@@ -597,13 +615,48 @@ async fn large_objects_step<P: Progress<TransferEvent>>(
         return Ok(0);
     }
     let t = cx.start(Phase::LargeObjects);
-    let reader = cx.src.connect(Role::SourceReader, "").await?;
-    snapshot::import(&reader, snap.id()).await?;
+    let policy = cx.opts.get_retry().clone();
+    let mut sessions = None;
     let mut bytes = 0;
     for chunk in inv.large_objects.chunks(1000) {
-        bytes += cx
-            .cancellable(objects::copy_large_objects(&reader, target, chunk))
-            .await?;
+        let mut attempt = 1;
+        bytes += loop {
+            let outcome = tokio::select! {
+                _ = cx.cancel.cancelled() => return Err(TransferError::Cancelled),
+                r = large_object_batch(cx, snap, &mut sessions, chunk) => r,
+            };
+            let failure = match outcome {
+                Ok(n) => break n,
+                Err(f) => f,
+            };
+            sessions = None;
+            if !failure.retryable || attempt >= policy.attempts {
+                return Err(match failure.error {
+                    TransferError::LargeObject { oid, message } if attempt > 1 => {
+                        TransferError::LargeObject {
+                            oid,
+                            message: format!("{message} (after {attempt} attempts)"),
+                        }
+                    }
+                    other => other,
+                });
+            }
+            attempt += 1;
+            let wait = policy.backoff(attempt);
+            let (first, last) = (chunk[0].oid, chunk[chunk.len() - 1].oid);
+            tracing::warn!(first, last, attempt, error = %failure.error, "retrying large objects");
+            cx.progress.event(&TransferEvent::Retrying {
+                item: format!("large objects {first}..{last}"),
+                attempt,
+                of: policy.attempts,
+                backoff: wait.as_secs_f64(),
+                error: failure.error.to_string(),
+            });
+            tokio::select! {
+                _ = cx.cancel.cancelled() => return Err(TransferError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        };
     }
     sh.journal_update(true, |j| j.large_objects_done = true)?;
     cx.progress.event(&TransferEvent::LargeObjectsCopied {
@@ -612,6 +665,38 @@ async fn large_objects_step<P: Progress<TransferEvent>>(
     });
     cx.finish(Phase::LargeObjects, t);
     Ok(bytes)
+}
+
+/// One batch of large objects, on `sessions` (a reader in the snapshot and
+/// a loader), opened first if there are none.
+async fn large_object_batch<P>(
+    cx: &Ctx<'_, P>,
+    snap: &Snapshot,
+    sessions: &mut Option<(Client, Client)>,
+    chunk: &[catalog::LargeObject],
+) -> Result<u64, LargeObjectFailure> {
+    // As for the copy workers: a session that cannot be opened is worth
+    // another try, a lost snapshot is not.
+    let failed = |error: TransferError| LargeObjectFailure {
+        retryable: !matches!(error, TransferError::SnapshotLost { .. }),
+        error,
+    };
+    if sessions.is_none() {
+        let reader = cx
+            .src
+            .connect(Role::SourceReader, "")
+            .await
+            .map_err(failed)?;
+        snapshot::import(&reader, snap.id()).await.map_err(failed)?;
+        let target = cx
+            .tgt
+            .connect(Role::TargetLoader, "")
+            .await
+            .map_err(failed)?;
+        *sessions = Some((reader, target));
+    }
+    let (reader, target) = sessions.as_ref().expect("just opened");
+    objects::copy_large_objects(reader, target, chunk).await
 }
 
 /// The early items with the copied tables (by plan index) each waits for,
