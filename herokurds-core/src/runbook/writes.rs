@@ -12,7 +12,8 @@
 //!    on the source assigns one. If it has not moved, nothing wrote (the
 //!    common case, answered at once);
 //! 2. if it moved (a writer, or autoanalyze, or a temp table), per-table
-//!    counters from `pg_stat_user_tables` (rows inserted, updated, deleted)
+//!    counters from `pg_stat_user_tables` (rows inserted, updated, deleted;
+//!    plus `pg_largeobject` and its metadata, where `lo_*` writes land)
 //!    and each table's file node (which `TRUNCATE` replaces) name the tables
 //!    that changed. Backends report their counters within about ten seconds
 //!    ([`STATS_FLUSH_WAIT`]), so the check waits that long first.
@@ -79,12 +80,17 @@ impl WriteActivity {
     }
 }
 
+/// User tables (not temporary ones), and the two catalogs large objects
+/// live in: `lo_*` writes change no user table.
 const MARK_SQL: &str = "
 SELECT format('%I.%I', s.schemaname, s.relname),
        (s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::int8,
        coalesce(pg_relation_filenode(s.relid), 0)::int8
-FROM pg_stat_user_tables s
-WHERE s.schemaname !~ '^pg_(toast_)?temp_'";
+FROM pg_stat_all_tables s
+WHERE (s.schemaname NOT IN ('pg_catalog', 'information_schema')
+       AND s.schemaname !~ '^pg_(toast|temp_|toast_temp_)')
+   OR s.relid IN ('pg_catalog.pg_largeobject'::regclass,
+                  'pg_catalog.pg_largeobject_metadata'::regclass)";
 
 /// Reads the current write position. Statistics are read fresh (not from
 /// a cached stats snapshot).
