@@ -4,7 +4,8 @@
 //! isolated and can run in parallel.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
@@ -492,6 +493,122 @@ async fn verify_reports_missing_and_different_objects() {
     let check = report.verify.as_ref().unwrap();
     assert_eq!(check.etag_mismatch, 1, "{check:?}");
     assert!(!report.is_success());
+}
+
+/// Counts the HeadObject requests a client really sends (it observes the
+/// requests on their way out; the server still answers them).
+#[derive(Debug, Clone, Default)]
+struct HeadCounter(Arc<AtomicUsize>);
+
+impl aws_sdk_s3::config::Intercept for HeadCounter {
+    fn name(&self) -> &'static str {
+        "HeadCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        if context.request().method() == "HEAD" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn verify_compares_kms_encrypted_objects_by_size_only() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let client = moto.s3_client();
+    let put = |bucket: &'static str, key: &'static str, body: &'static str, kms: bool| {
+        let mut request = client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from_static(body.as_bytes()));
+        if kms {
+            request = request.server_side_encryption(ServerSideEncryption::AwsKms);
+        }
+        request.send()
+    };
+    // On real S3 an SSE-KMS object's ETag is not the MD5 of its content, so
+    // two copies of the same bytes have different ETags. moto makes every
+    // ETag the MD5, so the only way to give an SSE-KMS pair different ETags
+    // here is different bytes of the same size. Accepting them shows the
+    // rule exactly: when either side is SSE-KMS, equal sizes are all that
+    // is compared (and counted as size-only, not as compared content).
+    put("src", "kms-at-destination", "aaaa", false)
+        .await
+        .unwrap();
+    put("dst", "kms-at-destination", "AAAA", true)
+        .await
+        .unwrap();
+    put("src", "kms-at-source", "bbbb", true).await.unwrap();
+    put("dst", "kms-at-source", "BBBB", false).await.unwrap();
+    // The same construction without encryption is a real difference.
+    put("src", "plain-differs", "cccc", false).await.unwrap();
+    put("dst", "plain-differs", "CCCC", false).await.unwrap();
+    // Equal ETags need no HeadObject, encrypted or not.
+    put("src", "kms-same", "dddd", true).await.unwrap();
+    put("dst", "kms-same", "dddd", true).await.unwrap();
+    put("src", "plain-same", "eeee", false).await.unwrap();
+    put("dst", "plain-same", "eeee", false).await.unwrap();
+    let head = moto
+        .s3_client()
+        .head_object()
+        .bucket("dst")
+        .key("kms-at-destination")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+
+    let heads = HeadCounter::default();
+    let counted = aws_sdk_s3::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(heads.clone())
+            .build(),
+    );
+    let opts = SyncOptions::new()
+        .source(ClientSource::Client(counted.clone()))
+        .destination(ClientSource::Client(counted));
+    let report = verify(
+        &loc("s3://src"),
+        &loc("s3://dst"),
+        &opts,
+        &NoProgress,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            report.checked,
+            report.matched,
+            report.size_only,
+            report.etag_compared,
+            report.etag_mismatch
+        ),
+        (5, 4, 2, 3, 1),
+        "{report:?}"
+    );
+    let kinds: Vec<(&str, DifferenceKind)> = report
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), d.kind))
+        .collect();
+    assert_eq!(kinds, vec![("plain-differs", DifferenceKind::Etag)]);
+    // The destination is read first: kms-at-destination 1, kms-at-source 2,
+    // plain-differs 2; none for the two pairs whose ETags match.
+    assert_eq!(heads.0.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test]

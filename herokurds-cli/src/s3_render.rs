@@ -191,7 +191,8 @@ pub fn summary(report: &SyncReport) -> String {
 /// The one-line verify summary.
 pub fn verify_summary(v: &VerifyReport) -> String {
     format!(
-        "verify: {} checked, {} missing, {} size differences, {} ETag differences ({} compared by ETag)",
-        v.checked, v.missing, v.size_mismatch, v.etag_mismatch, v.etag_compared
+        "verify: {} checked, {} missing, {} size differences, {} ETag differences \
+         ({} compared by ETag, {} SSE-KMS/SSE-C encrypted compared by size only)",
+        v.checked, v.missing, v.size_mismatch, v.etag_mismatch, v.etag_compared, v.size_only
     )
 }

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::StorageClass;
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use herokurds_core::sandbox::moto::MotoServer;
 use serde_json::Value;
 
@@ -26,8 +26,16 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
 }
 
+/// The five fields every `--json` report has (more may follow), each a
+/// non-negative integer.
 fn counts(v: &Value) -> [u64; 5] {
-    ["copied", "skipped", "deleted", "failed", "bytes"].map(|k| v[k].as_u64().unwrap())
+    assert!(v.is_object(), "the report is not a JSON object: {v}");
+    ["copied", "skipped", "deleted", "failed", "bytes"].map(|k| {
+        v.get(k)
+            .unwrap_or_else(|| panic!("no {k:?} in {v}"))
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k:?} is not a non-negative integer in {v}"))
+    })
 }
 
 async fn seed(moto: &MotoServer, bucket: &str, keys: &[&str]) {
@@ -130,6 +138,63 @@ async fn verify_difference_exits_one() {
         stderr.contains("verify: s3://dst/same-size Etag"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn json_report_has_the_five_counts_on_every_path() {
+    let moto = moto();
+    seed(&moto, "src", &["one", "two"]).await;
+    seed(&moto, "dst", &["stale"]).await;
+    for args in [
+        &["--dryrun", "--delete"][..],
+        &["--delete", "--verify"][..],
+        &["--exclude", "*"][..],
+    ] {
+        let out = s3_sync(
+            &moto,
+            &[&["s3://src", "s3://dst", "--json"][..], args].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let report = json(&out);
+        // The dry run changes nothing, so the second run does the same work.
+        let expected = if args[0] == "--exclude" {
+            [0; 5]
+        } else {
+            [2, 0, 1, 0, 6]
+        };
+        assert_eq!(counts(&report), expected, "{args:?}: {report}");
+    }
+}
+
+#[tokio::test]
+async fn verify_accepts_a_kms_encrypted_copy_by_size_and_says_so() {
+    let moto = moto();
+    seed(&moto, "src", &["report.pdf"]).await;
+    moto.create_bucket("dst").await.unwrap();
+    // moto gives SSE-KMS objects MD5 ETags, real S3 does not: different
+    // bytes of the same size stand in for S3's non-MD5 ETag (see
+    // tests/s3_sync.rs). The copy is newer, so the sync skips it.
+    moto.s3_client()
+        .put_object()
+        .bucket("dst")
+        .key("report.pdf")
+        .body(ByteStream::from_static(b"REPORT.PDF"))
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .send()
+        .await
+        .unwrap();
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--verify"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0 ETag differences (0 compared by ETag, 1 SSE-KMS/SSE-C encrypted compared by size only)"),
+        "{stderr}"
+    );
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["verify"]["size_only"], 1, "{report}");
+    assert_eq!(report["verify"]["matched"], 1, "{report}");
 }
 
 #[tokio::test]

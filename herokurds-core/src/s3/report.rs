@@ -149,7 +149,8 @@ pub enum DifferenceKind {
     Missing,
     /// The sizes differ.
     Size,
-    /// Both are single-part objects and their ETags (MD5s) differ.
+    /// Both are single-part objects, neither is encrypted with SSE-KMS or
+    /// SSE-C, and their ETags (MD5s) differ.
     Etag,
 }
 
@@ -172,7 +173,8 @@ pub struct VerifyDifference {
 pub struct VerifyReport {
     /// Source keys checked (after filters).
     pub checked: u64,
-    /// Keys found equal.
+    /// Keys found equal (by ETag, or by size when ETags cannot be
+    /// compared).
     pub matched: u64,
     /// Keys missing at the destination.
     pub missing: u64,
@@ -180,8 +182,14 @@ pub struct VerifyReport {
     pub size_mismatch: u64,
     /// Keys whose single-part ETags differ.
     pub etag_mismatch: u64,
-    /// Keys whose ETags could be compared (both single-part).
+    /// Keys compared by content: both single-part, and either their ETags
+    /// are equal or neither side is encrypted with SSE-KMS or SSE-C.
     pub etag_compared: u64,
+    /// Keys of equal size whose single-part ETags differ because one side
+    /// is encrypted with SSE-KMS (`aws:kms`, `aws:kms:dsse`) or SSE-C, so
+    /// its ETag is not an MD5: accepted on size alone (counted in
+    /// [`VerifyReport::matched`]), their content was not compared.
+    pub size_only: u64,
     /// Destination keys the source does not have (not a difference).
     pub extra: u64,
     /// The first differences, at most [`VerifyReport::MAX_LISTED`].
