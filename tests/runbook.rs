@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use herokurds_core::runbook::{
     self, Journal, RunState, RunbookError, RunbookEvent, StepId, WorkDir,
 };
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_ADDON, NEW_BUCKET, OLD_BUCKET};
+use herokurds_core::sandbox::demo::{
+    DemoOptions, DemoStack, DEMO_ADDON, NEW_BUCKET, OLD_BUCKET, TARGET_URL_ENV,
+};
 use herokurds_core::transfer::TransferEvent;
 use herokurds_core::url::DatabaseUrl;
 use secrecy::ExposeSecret;
@@ -560,4 +562,39 @@ async fn plan_names_every_problem_and_changes_nothing() {
         "{err}"
     );
     assert_eq!(stack.heroku.maintenance("micromasters-demo"), Some(false));
+
+    // [source] url_env replaces the app's DATABASE_URL: an unset variable
+    // is named; a set one is the URL used (its wrong password is reported
+    // although the add-on's own URL is right).
+    let plan = runbook::Plan::parse(&format!(
+        "{}\n[source]\nurl_env = \"SOURCE_OVERRIDE\"\n",
+        stack.plan_toml()
+    ))
+    .unwrap();
+    let report = runbook::preflight(&plan, &stack.context()).await.unwrap();
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains("source.url_env: environment variable SOURCE_OVERRIDE is not set"),
+        "{all}"
+    );
+    let target = stack.target.url().expose_secret().to_string();
+    let wrong = format!(
+        "postgres://{}:not-the-password@{}:{}/{}?sslmode=require",
+        stack.source.owner(),
+        stack.source.host(),
+        stack.source.port(),
+        stack.source.database()
+    );
+    let ctx = stack.context().env(move |name| match name {
+        "SOURCE_OVERRIDE" => Some(wrong.clone()),
+        TARGET_URL_ENV => Some(target.clone()),
+        _ => None,
+    });
+    let report = runbook::preflight(&plan, &ctx).await.unwrap();
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains("password") && all.contains(stack.source.owner()),
+        "the override is the source used: {all}"
+    );
+    assert!(!all.contains("not-the-password"), "{all}");
 }
