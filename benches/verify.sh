@@ -4,8 +4,9 @@
 #
 # Uses ../shared/bench/anchors.sh to build the two clusters, load its ~SIZE_MB
 # dataset (pgbench + customers/orders/attachments) and copy it with the
-# methods in METHODS (default "a b": pg_dump|psql, and pg_dump -Fd -j |
-# pg_restore -j), keeping the clusters (KEEP=1). Then, on the copy:
+# methods in METHODS (default "a c h": pg_dump|psql, pgcopydb clone, and
+# herokurds-transfer, the last of which leaves the copy verified), keeping
+# the clusters (KEEP=1); prints anchors.sh's table. Then, on the copy:
 #   1. herokurds-verify --jobs JOBS (full), and --counts-only;
 #   2. per-row hash variants on the largest table, best of 3 each;
 # and prints MB/s and the ratio of verify's time to each copy method's.
@@ -13,14 +14,15 @@
 #
 # Usage: benches/verify.sh [SIZE_MB]     (default 1024)
 # Env:   ANCHORS=../shared/bench/anchors.sh  SRC_PORT=56432 TGT_PORT=56433 JOBS=2
-#        METHODS="a b"  VERIFY_BIN=target/release/herokurds-verify (else debug)
+#        METHODS="a c h"  VERIFY_BIN=target/release/herokurds-verify (else debug)
+#        HEROKURDS_TRANSFER=target/release/herokurds-transfer (method h)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-1024}
 ANCHORS=${ANCHORS:-../shared/bench/anchors.sh}
 [ -f "$ANCHORS" ] || ANCHORS=/work/shared/bench/anchors.sh
 export SRC_PORT=${SRC_PORT:-56432} TGT_PORT=${TGT_PORT:-56433} JOBS=${JOBS:-2}
-export METHODS=${METHODS:-"a b"} KEEP=1
+export METHODS=${METHODS:-"a c h"} KEEP=1
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 BIN=${VERIFY_BIN:-target/release/herokurds-verify}
 [ -x "$BIN" ] || BIN=target/debug/herokurds-verify
@@ -72,6 +74,8 @@ done
 
 echo "== benches/verify.sh ($(date -u +%FT%TZ)), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "source ${SRC_MB} MB; both clusters on this machine; JOBS=$JOBS; $BIN"
+echo "anchors.sh (METHODS=\"$METHODS\"):"
+sed 's/^/  /' "$W/anchors.out"
 grep -E '^[a-z] ' "$W/anchors.out" | grep -v '^m ' | while read -r m rest; do
   s=$(echo "$rest" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]$/) {print $i; exit}}')
   [ -n "$s" ] && printf 'copy %s: %s s  -> verify/copy = %s\n' "$m $(echo "$rest" | cut -c1-50)" "$s" \

@@ -94,36 +94,56 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
-    let stack = DemoStack::start(DemoOptions {
-        event_rows: 400_000,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
-    let plan = stack.write_plan().unwrap();
-    let plan = plan.to_str().unwrap();
-    let mut child = command(&stack)
+/// Starts `herokurds run --json` on a stack with 400,000 event rows and
+/// reads its events until the first table is copied: mid-transfer, inside
+/// the maintenance window. Returns the process, the rest of its stdout and
+/// the events read.
+fn run_until_the_first_table(
+    stack: &DemoStack,
+    plan: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+) {
+    let mut child = command(stack)
         .args(["run", "--config", plan, "--yes", "--json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut seen = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let line = lines.next().expect("events until the kill").unwrap();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
         seen.push_str(&line);
         seen.push('\n');
-        // Kill once the first table is in: mid-transfer, maintenance on.
         if line.contains("\"event\":\"table_finished\"") {
-            break;
+            return (child, lines, seen);
         }
-        assert!(Instant::now() < deadline, "no table finished:\n{seen}");
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("no table finished:\n{seen}");
+}
+
+async fn big_stack() -> DemoStack {
+    DemoStack::start(DemoOptions {
+        event_rows: 400_000,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
+    let stack = big_stack().await;
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    let (mut child, _, seen) = run_until_the_first_table(&stack, plan);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_no_secrets(&stack, &seen);
@@ -201,30 +221,10 @@ async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes() {
-    let stack = DemoStack::start(DemoOptions {
-        event_rows: 400_000,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = big_stack().await;
     let plan = stack.write_plan().unwrap();
     let plan = plan.to_str().unwrap();
-    let mut child = command(&stack)
-        .args(["run", "--config", plan, "--yes", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let line = lines.next().expect("events until the hangup").unwrap();
-        if line.contains("\"event\":\"table_finished\"") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no table finished");
-    }
+    let (child, lines, _) = run_until_the_first_table(&stack, plan);
     // What an SSH session that drops sends to its processes.
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
