@@ -129,6 +129,19 @@ fn run_until_the_first_table(
     panic!("no table finished:\n{seen}");
 }
 
+/// Rows of the demo's `events` table on the target.
+async fn events_on_target(stack: &DemoStack) -> i64 {
+    stack
+        .target
+        .owner_client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn big_stack() -> DemoStack {
     DemoStack::start(DemoOptions {
         event_rows: 400_000,
@@ -180,16 +193,7 @@ async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
         .unwrap();
     assert_eq!(db.port(), stack.target.port());
     assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
-    let n: i64 = stack
-        .target
-        .owner_client()
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 400_000);
+    assert_eq!(events_on_target(&stack).await, 400_000);
 
     let report = std::fs::read_to_string(
         stack
@@ -249,16 +253,7 @@ async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes
 
     let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let n: i64 = stack
-        .target
-        .owner_client()
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 400_000);
+    assert_eq!(events_on_target(&stack).await, 400_000);
     assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
 }
 
