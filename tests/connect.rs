@@ -88,6 +88,38 @@ async fn check_succeeds_over_tls_with_each_verifying_mode() {
     assert!(pg::connect(&by_name).await.unwrap().tls());
 }
 
+/// TLS connectors are cached per process; the cache must not outlive the
+/// files they were built from: a replaced `sslrootcert` is what counts.
+#[tokio::test]
+async fn a_replaced_root_certificate_is_read_again() {
+    let pg = start(PostgresOptions::heroku()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    let roots_str = roots.to_str().unwrap();
+    let verify = url(&pg, "verify-ca", &[("sslrootcert", roots_str)]);
+    let right = std::fs::read(pg.ca_cert_path().unwrap()).unwrap();
+    let wrong = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+
+    std::fs::write(&roots, &right).unwrap();
+    assert!(pg::connect(&verify).await.unwrap().tls());
+    std::fs::write(&roots, &wrong).unwrap();
+    let err = failure(&verify).await;
+    assert!(
+        matches!(err, ConnectError::CertificateRejected { .. }),
+        "{err:?}"
+    );
+    std::fs::write(&roots, &right).unwrap();
+    assert!(pg::connect(&verify).await.unwrap().tls());
+    // Not verifying never reads the file, whatever it holds.
+    std::fs::write(&roots, b"not a certificate").unwrap();
+    assert!(
+        pg::connect(&url(&pg, "prefer", &[("sslrootcert", roots_str)]))
+            .await
+            .unwrap()
+            .tls()
+    );
+}
+
 #[tokio::test]
 async fn each_failure_is_diagnosed_in_words() {
     let pg = start(PostgresOptions::heroku()).await;

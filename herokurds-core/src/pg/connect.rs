@@ -15,6 +15,7 @@
 //! system's roots when absent or `system`); `verify-full` also checks the
 //! host name.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -509,39 +510,76 @@ async fn resolve(url: &DatabaseUrl) -> Result<(), ConnectError> {
     }
 }
 
-/// Builds the TLS connector `url`'s `sslmode`, `sslrootcert`, `sslcert` and `sslkey` call for.
+/// What a TLS connector is built from. Connectors are cached by it for the
+/// life of the process: building one loads the system's CA bundle, tens of
+/// milliseconds of CPU that a transfer opening dozens of sessions would
+/// otherwise pay for each of them.
+#[derive(PartialEq, Eq, Hash)]
+struct TlsSettings {
+    /// Check the certificate chain (else accept any certificate).
+    verify_chain: bool,
+    /// Check the host name too (`verify-full`).
+    verify_hostname: bool,
+    /// The `sslrootcert` file's contents, when it replaces the system roots.
+    roots: Option<Vec<u8>>,
+    /// The `sslcert` and `sslkey` files' contents.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Builds (or takes from the cache) the TLS connector `url`'s `sslmode`,
+/// `sslrootcert`, `sslcert` and `sslkey` call for. The files are read
+/// every time, so a replaced file is picked up.
 fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
+    static CACHE: std::sync::Mutex<Option<HashMap<TlsSettings, TlsConnector>>> =
+        std::sync::Mutex::new(None);
     let mode = url.ssl_mode();
     let root_cert = url.ssl_root_cert();
     let verify_chain = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
         || (mode == SslMode::Require && root_cert.is_some());
-    let mut builder = TlsConnector::builder();
-    if verify_chain {
-        if let Some(path) = root_cert.filter(|p| *p != Path::new("system")) {
-            let pem = read_tls_file(Param::SslRootCert, path)?;
-            let certs = Certificate::stack_from_pem(&pem)
-                .ok()
-                .filter(|certs| !certs.is_empty())
-                .ok_or_else(|| ConnectError::TlsFile {
-                    param: Param::SslRootCert,
-                    path: path.into(),
-                    reason: "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)"
-                        .into(),
-                })?;
-            builder.disable_built_in_roots(true);
-            for cert in certs {
-                builder.add_root_certificate(cert);
-            }
-        }
-    } else {
-        builder.danger_accept_invalid_certs(true);
+    let roots = match root_cert.filter(|p| verify_chain && *p != Path::new("system")) {
+        Some(path) => Some((path, read_tls_file(Param::SslRootCert, path)?)),
+        None => None,
+    };
+    let identity = match (url.param(Param::SslCert), url.param(Param::SslKey)) {
+        (Some(cert), Some(key)) => Some((
+            read_tls_file(Param::SslCert, Path::new(cert))?,
+            key,
+            read_tls_file(Param::SslKey, Path::new(key))?,
+        )),
+        _ => None,
+    };
+    let settings = TlsSettings {
+        verify_chain,
+        verify_hostname: mode == SslMode::VerifyFull,
+        roots: roots.as_ref().map(|(_, pem)| pem.clone()),
+        identity: identity.as_ref().map(|(c, _, k)| (c.clone(), k.clone())),
+    };
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(connector) = cache.as_ref().and_then(|c| c.get(&settings)) {
+        return Ok(MakeTlsConnector::new(connector.clone()));
     }
-    builder.danger_accept_invalid_hostnames(mode != SslMode::VerifyFull);
-    if let (Some(cert), Some(key)) = (url.param(Param::SslCert), url.param(Param::SslKey)) {
-        let cert_pem = read_tls_file(Param::SslCert, Path::new(cert))?;
-        let key_pem = read_tls_file(Param::SslKey, Path::new(key))?;
+    let mut builder = TlsConnector::builder();
+    if let Some((path, pem)) = &roots {
+        let certs = Certificate::stack_from_pem(pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| ConnectError::TlsFile {
+                param: Param::SslRootCert,
+                path: path.into(),
+                reason: "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)".into(),
+            })?;
+        builder.disable_built_in_roots(true);
+        for cert in certs {
+            builder.add_root_certificate(cert);
+        }
+    }
+    builder.danger_accept_invalid_certs(!verify_chain);
+    builder.danger_accept_invalid_hostnames(!settings.verify_hostname);
+    if let Some((cert_pem, key, key_pem)) = &identity {
         let identity =
-            Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|e| ConnectError::TlsFile {
+            Identity::from_pkcs8(cert_pem, key_pem).map_err(|e| ConnectError::TlsFile {
                 param: Param::SslKey,
                 path: key.into(),
                 reason: format!(
@@ -554,6 +592,9 @@ fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
         server: server(url),
         reason: e.to_string(),
     })?;
+    cache
+        .get_or_insert_with(HashMap::new)
+        .insert(settings, connector.clone());
     Ok(MakeTlsConnector::new(connector))
 }
 
