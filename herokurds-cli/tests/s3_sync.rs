@@ -71,6 +71,60 @@ async fn json_report_and_exit_zero_then_nothing_to_do() {
     assert_eq!(report["verify"]["checked"], 3);
 }
 
+/// SIGTERM mid-sync (as from a closed session or `kill`): the copies in
+/// flight finish, the run says it was cancelled and exits 2, and running
+/// again finishes the rest without copying twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_mid_sync_stops_cleanly_and_a_rerun_finishes() {
+    let moto = moto();
+    let keys: Vec<String> = (0..1000).map(|i| format!("k/{i:04}")).collect();
+    moto.create_bucket("src").await.unwrap();
+    let objects = keys.iter().map(|k| (k.clone(), k.as_bytes().to_vec()));
+    moto.put_objects("src", objects, 8).await.unwrap();
+    moto.create_bucket("dst").await.unwrap();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_herokurds-s3-sync"))
+        .args(["s3://src", "s3://dst", "--json", "--concurrency", "1"])
+        .envs(moto.env_vars())
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while moto.keys("dst").await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing copied in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("run it again"), "{stderr}");
+    let done = moto.keys("dst").await.unwrap().len();
+    assert!(
+        done > 0 && done < keys.len(),
+        "{done} copied before the stop"
+    );
+
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let [copied, skipped, ..] = counts(&json(&out));
+    assert_eq!(skipped as usize, done);
+    assert_eq!((copied + skipped) as usize, keys.len());
+    assert_eq!(moto.keys("dst").await.unwrap(), keys);
+}
+
 #[tokio::test]
 async fn dryrun_prints_each_action_like_aws_and_changes_nothing() {
     let moto = moto();

@@ -41,25 +41,17 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_run_the_binary_finishes_with_resume() {
-    let (src, tgt) = pair().await;
-    load(&src, DATA).await;
-    let (s_url, t_url) = (
-        src.url().expose_secret().to_string(),
-        tgt.url().expose_secret().to_string(),
-    );
-    let passwords = [
-        src.password().expose_secret().to_string(),
-        tgt.password().expose_secret().to_string(),
-    ];
-    let work = tempfile::tempdir().unwrap();
-
-    // Run, and kill -9 it once the first table is in.
-    let mut child = command(&s_url, &t_url, work.path())
+/// Starts a `--json` run and reads its NDJSON until the first table is in;
+/// returns the running child and the lines read.
+async fn start_until_first_table(
+    src: &herokurds_core::sandbox::LocalPostgres,
+    tgt: &herokurds_core::sandbox::LocalPostgres,
+    work: &std::path::Path,
+) -> (std::process::Child, Vec<String>) {
+    let mut child = command(src.url().expose_secret(), tgt.url().expose_secret(), work)
         .arg("--json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -77,20 +69,32 @@ async fn killed_mid_run_the_binary_finishes_with_resume() {
     })
     .await
     .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        first_lines.iter().any(|l| l.contains("table_finished")),
-        "{first_lines:?}"
-    );
+    if !first_lines.iter().any(|l| l.contains("table_finished")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no table finished: {first_lines:?}");
+    }
     for l in &first_lines {
         let v: serde_json::Value = serde_json::from_str(l).expect("NDJSON");
         assert!(v.get("event").is_some(), "{l}");
     }
+    (child, first_lines)
+}
 
-    // A plain run refuses the unfinished journal (exit 2).
+/// A plain run refuses the unfinished journal (exit 2); `--resume`
+/// finishes it, skipping what was done, and the target equals the source.
+/// Returns everything the runs printed.
+async fn resume_finishes(
+    src: &herokurds_core::sandbox::LocalPostgres,
+    tgt: &herokurds_core::sandbox::LocalPostgres,
+    work: &std::path::Path,
+) -> String {
+    let (s_url, t_url) = (
+        src.url().expose_secret().to_string(),
+        tgt.url().expose_secret().to_string(),
+    );
     let out = tokio::task::spawn_blocking({
-        let (s, t, w) = (s_url.clone(), t_url.clone(), work.path().to_path_buf());
+        let (s, t, w) = (s_url.clone(), t_url.clone(), work.to_path_buf());
         move || command(&s, &t, &w).output().unwrap()
     })
     .await
@@ -98,11 +102,10 @@ async fn killed_mid_run_the_binary_finishes_with_resume() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--resume"), "{}", text(&out));
 
-    // --resume finishes; the table done before is skipped.
     let out = tokio::task::spawn_blocking({
-        let (s, t, w) = (s_url.clone(), t_url.clone(), work.path().to_path_buf());
+        let w = work.to_path_buf();
         move || {
-            command(&s, &t, &w)
+            command(&s_url, &t_url, &w)
                 .args(["--resume", "--json"])
                 .output()
                 .unwrap()
@@ -119,14 +122,71 @@ async fn killed_mid_run_the_binary_finishes_with_resume() {
         .expect("a report line");
     let report: serde_json::Value = serde_json::from_str(report).unwrap();
     assert_eq!(report["report"]["resumed"], true);
-    assert_same(&src, &tgt).await;
+    assert_same(src, tgt).await;
+    all
+}
 
-    for p in &passwords {
-        assert!(!all.contains(p.as_str()));
-        for l in &first_lines {
-            assert!(!l.contains(p.as_str()));
+fn assert_no_password(
+    src: &herokurds_core::sandbox::LocalPostgres,
+    tgt: &herokurds_core::sandbox::LocalPostgres,
+    printed: &[&str],
+) {
+    for p in [src.password(), tgt.password()] {
+        for text in printed {
+            assert!(
+                !text.contains(p.expose_secret()),
+                "password printed: {text}"
+            );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_the_binary_finishes_with_resume() {
+    let (src, tgt) = pair().await;
+    load(&src, DATA).await;
+    let work = tempfile::tempdir().unwrap();
+
+    // kill -9 once the first table is in: no chance to clean up.
+    let (mut child, first_lines) = start_until_first_table(&src, &tgt, work.path()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let all = resume_finishes(&src, &tgt, work.path()).await;
+    let mut printed = vec![all.as_str()];
+    printed.extend(first_lines.iter().map(String::as_str));
+    assert_no_password(&src, &tgt, &printed);
+}
+
+/// SIGTERM (and SIGHUP, SIGINT) cancel: the run says so, exits 2 naming
+/// `--resume`, and the journal it leaves is finished by `--resume`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_mid_run_the_binary_stops_cleanly_and_resume_finishes() {
+    let (src, tgt) = pair().await;
+    load(&src, DATA).await;
+    let work = tempfile::tempdir().unwrap();
+
+    let (child, first_lines) = start_until_first_table(&src, &tgt, work.path()).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stopped = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stopped}");
+    assert!(
+        stopped.contains("interrupt: stopping the transfer"),
+        "{stopped}"
+    );
+    assert!(stopped.contains("--resume"), "{stopped}");
+
+    let all = resume_finishes(&src, &tgt, work.path()).await;
+    let mut printed = vec![all.as_str(), stopped.as_str()];
+    printed.extend(first_lines.iter().map(String::as_str));
+    assert_no_password(&src, &tgt, &printed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
     version,
     after_help = "Exit status: 0 everything synced (and verified); 1 --verify found a \
                   difference; 2 an error (a key failed to copy or delete, a listing \
-                  failed, bad arguments, Ctrl-C).\n\
+                  failed, bad arguments, Ctrl-C, SIGTERM or SIGHUP).\n\
                   --json prints {\"copied\":N,\"skipped\":N,\"deleted\":N,\"failed\":N,\"bytes\":N,...} on stdout."
 )]
 struct Args {
@@ -149,15 +149,18 @@ async fn main() -> ExitCode {
         ))
         .destination(side(args.dest_profile, args.dest_region, args.endpoint_url));
 
+    // Ctrl-C, SIGTERM or SIGHUP: finish the copies in flight, delete
+    // nothing more, report. A second Ctrl-C quits at once.
     let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
+    herokurds_cli::cancel_on_signals(
+        cancel.clone(),
+        "interrupted: finishing the copies in flight (Ctrl-C again to quit now)",
+    );
+    let cancelled = cancel.clone();
     tokio::spawn(async move {
+        cancelled.cancelled().await;
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the copies in flight (Ctrl-C again to quit now)");
-            on_ctrl_c.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(i32::from(EXIT_ERROR));
-            }
+            std::process::exit(i32::from(EXIT_ERROR));
         }
     });
 

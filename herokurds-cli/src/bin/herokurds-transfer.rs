@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
     version,
     after_help = "Exit status: 0 the transfer finished (with --preflight-only: no problem \
                   found); 2 an error (a preflight problem, a failed table, a lost connection \
-                  after the retries, bad arguments, Ctrl-C). After an error the work directory \
+                  after the retries, bad arguments, Ctrl-C, SIGTERM or SIGHUP). After an error the work directory \
                   records what is done: fix the cause and finish with --resume.\n\
                   Give the URLs in the environment, SOURCE_DATABASE_URL and TARGET_DATABASE_URL, \
                   not as --source/--target (arguments are visible to every user in `ps`)."
@@ -156,12 +156,10 @@ async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
         }));
     }
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    herokurds_cli::cancel_on_signals(
+        cancel.clone(),
+        "interrupt: stopping the transfer after the tables in flight roll back",
+    );
     let report = transfer::run(&source, &target, &opts, render, cancel).await?;
     render.finish(&report)?;
     Ok(ExitCode::from(herokurds_cli::EXIT_OK))
