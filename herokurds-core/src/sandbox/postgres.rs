@@ -593,39 +593,53 @@ fn db_message(e: &tokio_postgres::Error) -> String {
 /// Where the PostgreSQL server binaries are: `HEROKURDS_PGBIN`, then the
 /// directory of `initdb` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
-    let has_all = |d: &Path| {
-        ["initdb", "postgres", "psql"]
-            .iter()
-            .all(|b| d.join(b).is_file())
-    };
-    if let Some(d) = std::env::var_os("HEROKURDS_PGBIN") {
-        let d = PathBuf::from(d);
-        if has_all(&d) {
-            return Ok(d);
+    find_pg_bin_in(
+        std::env::var_os("HEROKURDS_PGBIN").map(PathBuf::from),
+        std::env::var_os("PATH"),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+/// [`find_pg_bin`] with its three places given. A `HEROKURDS_PGBIN` that
+/// lacks the binaries is an error naming it, not a silent fall-back to
+/// another version.
+fn find_pg_bin_in(
+    pgbin: Option<PathBuf>,
+    path: Option<std::ffi::OsString>,
+    versions_root: &Path,
+) -> Result<PathBuf, SandboxError> {
+    const PROGRAMS: [&str; 3] = ["initdb", "postgres", "psql"];
+    let missing = |d: &Path| PROGRAMS.into_iter().find(|b| !d.join(b).is_file());
+    if let Some(d) = pgbin {
+        return match missing(&d) {
+            None => Ok(d),
+            Some(program) => Err(SandboxError::MissingProgram {
+                program: program.into(),
+                searched: format!(
+                    "HEROKURDS_PGBIN={}; unset it to search PATH and {}/*/bin",
+                    d.display(),
+                    versions_root.display()
+                ),
+                package: "postgresql".into(),
+            }),
+        };
+    }
+    for d in std::env::split_paths(&path.unwrap_or_default()) {
+        let Ok(initdb) = fs::canonicalize(d.join("initdb")) else {
+            continue;
+        };
+        if let Some(parent) = initdb.parent().filter(|p| missing(p).is_none()) {
+            return Ok(parent.to_path_buf());
         }
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            let initdb = d.join("initdb");
-            if initdb.is_file() {
-                if let Ok(real) = fs::canonicalize(&initdb) {
-                    if let Some(parent) = real.parent() {
-                        if has_all(parent) {
-                            return Ok(parent.to_path_buf());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let v: u32 = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            has_all(&bin).then_some((v, bin))
+            missing(&bin).is_none().then_some((v, bin))
         })
         .collect();
     versions.sort();
@@ -634,7 +648,10 @@ pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
         .map(|(_, bin)| bin)
         .ok_or_else(|| SandboxError::MissingProgram {
             program: "initdb".into(),
-            searched: "HEROKURDS_PGBIN, PATH, /usr/lib/postgresql/*/bin".into(),
+            searched: format!(
+                "HEROKURDS_PGBIN unset, PATH, {}/*/bin",
+                versions_root.display()
+            ),
             package: "postgresql".into(),
         })
 }
@@ -974,4 +991,72 @@ fn quote_ident(s: &str) -> String {
 
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory with empty files named like the server binaries.
+    fn fake_bin(dir: &Path, programs: &[&str]) -> PathBuf {
+        fs::create_dir_all(dir).unwrap();
+        for p in programs {
+            fs::write(dir.join(p), "").unwrap();
+        }
+        dir.to_path_buf()
+    }
+
+    #[test]
+    fn a_pgbin_without_the_binaries_is_named_not_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        fake_bin(&root.path().join("15/bin"), &["initdb", "postgres", "psql"]);
+        let wrong = fake_bin(&root.path().join("wrong"), &["initdb", "psql"]);
+        let err = find_pg_bin_in(Some(wrong.clone()), None, root.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("postgres not found"), "{text}");
+        assert!(
+            text.contains(&format!("HEROKURDS_PGBIN={}", wrong.display())),
+            "{text}"
+        );
+        assert!(text.contains("`postgresql`"), "{text}");
+        let right = root.path().join("15/bin");
+        assert_eq!(
+            find_pg_bin_in(Some(right.clone()), None, root.path()).unwrap(),
+            right
+        );
+    }
+
+    #[test]
+    fn path_then_the_newest_installed_version() {
+        let root = tempfile::tempdir().unwrap();
+        let all = ["initdb", "postgres", "psql"];
+        for v in ["9", "14", "16"] {
+            fake_bin(&root.path().join(v).join("bin"), &all);
+        }
+        fake_bin(&root.path().join("17/bin"), &["initdb"]); // incomplete
+        let newest = find_pg_bin_in(None, None, root.path()).unwrap();
+        assert_eq!(newest, root.path().join("16/bin"));
+
+        let on_path = fake_bin(&root.path().join("custom"), &all);
+        let path = std::env::join_paths([root.path().join("nothing"), on_path.clone()]).unwrap();
+        let found = find_pg_bin_in(None, Some(path), root.path()).unwrap();
+        assert_eq!(found, fs::canonicalize(on_path).unwrap());
+    }
+
+    #[test]
+    fn nothing_installed_names_every_place_searched_and_the_package() {
+        let root = tempfile::tempdir().unwrap();
+        let err = find_pg_bin_in(None, Some("".into()), root.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("initdb not found"), "{text}");
+        assert!(text.contains("PATH"), "{text}");
+        assert!(
+            text.contains(&format!("{}/*/bin", root.path().display())),
+            "{text}"
+        );
+        assert!(
+            text.contains("install the Debian package `postgresql`"),
+            "{text}"
+        );
+    }
 }
