@@ -590,11 +590,14 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Where the PostgreSQL server binaries are: `HEROKURDS_PGBIN`, then the
-/// directory of `initdb` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
+/// Where the PostgreSQL server binaries are: `HEROKURDS_PGBIN` (unless
+/// empty), then the directory of `initdb` on `PATH`, then the newest
+/// `/usr/lib/postgresql/*/bin`.
 pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
     find_pg_bin_in(
-        std::env::var_os("HEROKURDS_PGBIN").map(PathBuf::from),
+        std::env::var_os("HEROKURDS_PGBIN")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
         std::env::var_os("PATH"),
         Path::new("/usr/lib/postgresql"),
     )
