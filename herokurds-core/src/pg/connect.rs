@@ -15,7 +15,6 @@
 //! system's roots when absent or `system`); `verify-full` also checks the
 //! host name.
 
-use std::collections::HashMap;
 use std::error::Error as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -514,7 +513,7 @@ async fn resolve(url: &DatabaseUrl) -> Result<(), ConnectError> {
 /// life of the process: building one loads the system's CA bundle, tens of
 /// milliseconds of CPU that a transfer opening dozens of sessions would
 /// otherwise pay for each of them.
-#[derive(PartialEq, Eq, Hash)]
+#[derive(PartialEq, Eq)]
 struct TlsSettings {
     /// Check the certificate chain (else accept any certificate).
     verify_chain: bool,
@@ -530,38 +529,37 @@ struct TlsSettings {
 /// `sslrootcert`, `sslcert` and `sslkey` call for. The files are read
 /// every time, so a replaced file is picked up.
 fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
-    static CACHE: std::sync::Mutex<Option<HashMap<TlsSettings, TlsConnector>>> =
-        std::sync::Mutex::new(None);
+    /// A handful of entries at most (one per distinct TLS setup).
+    static CACHE: std::sync::Mutex<Vec<(TlsSettings, TlsConnector)>> =
+        std::sync::Mutex::new(Vec::new());
     let mode = url.ssl_mode();
     let root_cert = url.ssl_root_cert();
     let verify_chain = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
         || (mode == SslMode::Require && root_cert.is_some());
-    let roots = match root_cert.filter(|p| verify_chain && *p != Path::new("system")) {
-        Some(path) => Some((path, read_tls_file(Param::SslRootCert, path)?)),
-        None => None,
-    };
-    let identity = match (url.param(Param::SslCert), url.param(Param::SslKey)) {
-        (Some(cert), Some(key)) => Some((
-            read_tls_file(Param::SslCert, Path::new(cert))?,
-            key,
-            read_tls_file(Param::SslKey, Path::new(key))?,
-        )),
-        _ => None,
-    };
+    let roots_path = root_cert.filter(|p| verify_chain && *p != Path::new("system"));
+    let key_path = url.param(Param::SslKey);
     let settings = TlsSettings {
         verify_chain,
         verify_hostname: mode == SslMode::VerifyFull,
-        roots: roots.as_ref().map(|(_, pem)| pem.clone()),
-        identity: identity.as_ref().map(|(c, _, k)| (c.clone(), k.clone())),
+        roots: roots_path
+            .map(|path| read_tls_file(Param::SslRootCert, path))
+            .transpose()?,
+        identity: match (url.param(Param::SslCert), key_path) {
+            (Some(cert), Some(key)) => Some((
+                read_tls_file(Param::SslCert, Path::new(cert))?,
+                read_tls_file(Param::SslKey, Path::new(key))?,
+            )),
+            _ => None,
+        },
     };
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(connector) = cache.as_ref().and_then(|c| c.get(&settings)) {
+    if let Some((_, connector)) = cache.iter().find(|(s, _)| *s == settings) {
         return Ok(MakeTlsConnector::new(connector.clone()));
     }
     let mut builder = TlsConnector::builder();
-    if let Some((path, pem)) = &roots {
+    if let (Some(path), Some(pem)) = (roots_path, &settings.roots) {
         let certs = Certificate::stack_from_pem(pem)
             .ok()
             .filter(|certs| !certs.is_empty())
@@ -577,7 +575,7 @@ fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
     }
     builder.danger_accept_invalid_certs(!verify_chain);
     builder.danger_accept_invalid_hostnames(!settings.verify_hostname);
-    if let Some((cert_pem, key, key_pem)) = &identity {
+    if let (Some(key), Some((cert_pem, key_pem))) = (key_path, &settings.identity) {
         let identity =
             Identity::from_pkcs8(cert_pem, key_pem).map_err(|e| ConnectError::TlsFile {
                 param: Param::SslKey,
@@ -592,9 +590,7 @@ fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
         server: server(url),
         reason: e.to_string(),
     })?;
-    cache
-        .get_or_insert_with(HashMap::new)
-        .insert(settings, connector.clone());
+    cache.push((settings, connector.clone()));
     Ok(MakeTlsConnector::new(connector))
 }
 
