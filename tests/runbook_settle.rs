@@ -35,6 +35,21 @@ async fn learners(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
         .get(0)
 }
 
+/// Tables, indexes and sequences in `public`.
+async fn public_relations(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
+    pg.owner_client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Records when maintenance went on, and every event's name.
 #[derive(Clone, Default)]
 struct Watch {
@@ -165,19 +180,7 @@ async fn a_source_that_never_goes_quiet_stops_the_run_with_maintenance_off_namin
         .unwrap()
         .get(0);
 
-    let before_target = stack
-        .target
-        .owner_client()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0);
+    let before_target = public_relations(&stack.target).await;
     let err = runbook::run(&plan, &ctx, &Watch::default(), CancellationToken::new())
         .await
         .unwrap_err();
@@ -220,19 +223,7 @@ async fn a_source_that_never_goes_quiet_stops_the_run_with_maintenance_off_namin
         .attachments(DEMO_APP)
         .iter()
         .any(|a| a.name == "DATABASE" && a.addon == DEMO_ADDON));
-    let after_target = stack
-        .target
-        .owner_client()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0);
+    let after_target = public_relations(&stack.target).await;
     assert_eq!(before_target, after_target, "nothing was copied");
     let journal = Journal::load(&WorkDir::new(&plan.work_dir), DEMO_APP)
         .unwrap()
