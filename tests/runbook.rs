@@ -108,7 +108,7 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
 
     let planned = runbook::preflight(&plan, &ctx).await.unwrap();
     assert!(planned.problems.is_empty(), "{:?}", planned.problems);
-    assert_eq!(planned.steps.len(), 16);
+    assert_eq!(planned.steps.len(), StepId::ALL.len());
     assert_eq!(planned.addon, DEMO_ADDON);
     assert!(planned.read_rate_mb_s.is_some() && planned.estimated_window_seconds.is_some());
     assert_eq!(
@@ -265,7 +265,8 @@ async fn a_worker_writing_during_the_window_stops_the_cutover() {
     let source_url = database_url(&stack);
 
     // A clock dyno: maintenance mode does not stop it. It writes once the
-    // window has started.
+    // window has started and the in-flight requests have settled (a write
+    // before that only delays the snapshot).
     let started = Arc::new(tokio::sync::Notify::new());
     let writer = {
         let started = started.clone();
@@ -286,7 +287,13 @@ async fn a_worker_writing_during_the_window_stops_the_cutover() {
     };
     let notify = started.clone();
     let progress = move |e: &RunbookEvent| {
-        if matches!(e, RunbookEvent::MaintenanceOn { .. }) {
+        if matches!(
+            e,
+            RunbookEvent::StepFinished {
+                step: StepId::Settle,
+                ..
+            }
+        ) {
             notify.notify_one();
         }
     };

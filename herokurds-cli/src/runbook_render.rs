@@ -65,12 +65,19 @@ impl RunbookRender {
             .add(ProgressBar::new_spinner().with_elapsed(elapsed));
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner:.red} maintenance ON, downtime {elapsed_precise}",
+                "{spinner:.red} maintenance ON, downtime {elapsed_precise} {msg}",
             )
             .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(250));
         *clock = Some(bar);
+    }
+
+    /// Words after the downtime clock (the settle wait), on a terminal.
+    fn clock_message(&self, text: String) {
+        if let Some(bar) = self.clock.lock().unwrap().as_ref() {
+            bar.set_message(text);
+        }
     }
 
     fn stop_clock(&self) {
@@ -100,6 +107,7 @@ impl RunbookRender {
     }
 
     fn step_finished(&self) {
+        self.clock_message(String::new());
         self.transfer.lock().unwrap().take();
         if let Some(v) = self.verify.lock().unwrap().take() {
             v.finish();
@@ -120,7 +128,7 @@ impl Progress<RunbookEvent> for RunbookRender {
         }
         match e {
             RunbookEvent::StepStarted { number, step } => {
-                self.line(format!("[{number:>2}/16] {step} ..."));
+                self.line(format!("[{number:>2}/{}] {step} ...", StepId::ALL.len()));
                 self.step_started(*step);
             }
             RunbookEvent::StepFinished {
@@ -138,7 +146,8 @@ impl Progress<RunbookEvent> for RunbookRender {
                     StepStatus::Running | StepStatus::Pending => "?",
                 };
                 self.line(format!(
-                    "[{number:>2}/16] {step}: {word}{}{}",
+                    "[{number:>2}/{}] {step}: {word}{}{}",
+                    StepId::ALL.len(),
                     seconds
                         .map(|s| format!(" in {}", human_seconds(s)))
                         .unwrap_or_default(),
@@ -149,7 +158,10 @@ impl Progress<RunbookEvent> for RunbookRender {
                 ));
             }
             RunbookEvent::StepAlreadyDone { number, step } => {
-                self.line(format!("[{number:>2}/16] {step}: already done"));
+                self.line(format!(
+                    "[{number:>2}/{}] {step}: already done",
+                    StepId::ALL.len()
+                ));
             }
             RunbookEvent::MaintenanceOn { at } => {
                 self.line(format!(
@@ -167,6 +179,13 @@ impl Progress<RunbookEvent> for RunbookRender {
                     human_seconds(*downtime_seconds)
                 ));
             }
+            RunbookEvent::Settling {
+                quiet_seconds,
+                needed_seconds,
+                ..
+            } => self.clock_message(format!(
+                "— waiting for in-flight writes: quiet {quiet_seconds:.1} of {needed_seconds:.1} s"
+            )),
             RunbookEvent::Transfer(t) => {
                 if let Some(r) = self.transfer.lock().unwrap().as_ref() {
                     r.event(t);
@@ -288,8 +307,9 @@ pub fn status_text(s: &herokurds_core::runbook::Status) -> String {
                 RunState::RolledBack => "rolled back".to_string(),
             };
             t.push_str(&format!(
-                "journal: {words}; {} of 16 steps done",
-                s.steps_done
+                "journal: {words}; {} of {} steps done",
+                s.steps_done,
+                StepId::ALL.len()
             ));
             if let Some(next) = s.next_step {
                 t.push_str(&format!("; next: {next}"));

@@ -71,7 +71,7 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("16. smoke compare") && t.contains("estimated maintenance window"),
+        t.contains("17. smoke compare") && t.contains("estimated maintenance window"),
         "{t}"
     );
     assert_no_secrets(&stack, &t);

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod aws;
+pub mod duration;
 pub mod heroku;
 pub mod pg;
 pub mod progress;

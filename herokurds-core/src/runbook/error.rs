@@ -126,14 +126,14 @@ fn aborted_message(
 
 impl RunbookError {
     /// Whether a check found a difference (exit code 1) rather than an
-    /// error (exit code 2): verification differences, writes on the source,
-    /// preflight problems.
+    /// error (exit code 2): verification differences, writes on the source
+    /// (a source that never settled included), preflight problems.
     pub fn is_check_failure(&self) -> bool {
         matches!(
             self,
             RunbookError::Preflight { .. }
                 | RunbookError::Aborted {
-                    step: StepId::Verify | StepId::WriteCheck,
+                    step: StepId::Settle | StepId::Verify | StepId::WriteCheck,
                     ..
                 }
         )

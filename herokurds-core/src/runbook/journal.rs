@@ -83,6 +83,10 @@ pub enum StepId {
     MaintenanceOn,
     /// Scale the plan's process types (workers, clock) to zero.
     ScaleDown,
+    /// Wait until the source is quiet: in-flight web requests finish
+    /// after maintenance goes on, and their writes must land before the
+    /// copy's snapshot.
+    Settle,
     /// Copy the database.
     Transfer,
     /// Prove the copy equals the source.
@@ -110,12 +114,13 @@ pub enum StepId {
 
 impl StepId {
     /// All steps in order.
-    pub const ALL: [StepId; 16] = [
+    pub const ALL: [StepId; 17] = [
         StepId::Preflight,
         StepId::SmokeBaseline,
         StepId::S3Presync,
         StepId::MaintenanceOn,
         StepId::ScaleDown,
+        StepId::Settle,
         StepId::Transfer,
         StepId::Verify,
         StepId::S3FinalSync,
@@ -147,6 +152,7 @@ impl StepId {
             StepId::S3Presync => "S3 pre-sync",
             StepId::MaintenanceOn => "maintenance on",
             StepId::ScaleDown => "scale down workers",
+            StepId::Settle => "wait for in-flight writes to settle",
             StepId::Transfer => "database transfer",
             StepId::Verify => "verify target equals source",
             StepId::WriteCheck => "check for writes since the snapshot",
@@ -401,6 +407,35 @@ impl Journal {
         }
     }
 
+    /// Gives steps added by a later herokurds version a record: pending,
+    /// or skipped when the journal has already gone past them.
+    fn add_missing_steps(&mut self) {
+        for (i, &id) in StepId::ALL.iter().enumerate() {
+            if self.steps.iter().any(|s| s.id == id) {
+                continue;
+            }
+            let passed = self
+                .steps
+                .iter()
+                .any(|s| s.id > id && s.status != StepStatus::Pending);
+            let now = Utc::now();
+            let record = StepRecord {
+                id,
+                status: if passed {
+                    StepStatus::Skipped
+                } else {
+                    StepStatus::Pending
+                },
+                started_at: passed.then_some(now),
+                finished_at: passed.then_some(now),
+                detail: passed.then(|| {
+                    "not in this journal (written by an earlier herokurds version)".to_string()
+                }),
+            };
+            self.steps.insert(i.min(self.steps.len()), record);
+        }
+    }
+
     /// The downtime so far (or in all, once maintenance is off).
     pub fn downtime(&self) -> Option<chrono::Duration> {
         let on = self.maintenance_on_at?;
@@ -415,10 +450,12 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io(&path, "reading", e)),
         };
-        let journal: Journal = serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let mut journal: Journal =
+            serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        journal.add_missing_steps();
         if journal.app != app {
             return Err(JournalError::Corrupt {
                 path,
@@ -556,6 +593,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_journal_from_before_the_settle_step_gets_it_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = WorkDir::new(dir.path());
+        let mut j = Journal::new("micromasters-ci");
+        for id in [StepId::Preflight, StepId::MaintenanceOn] {
+            j.start(id);
+            j.finish(id, "");
+        }
+        let mut fresh = j.clone();
+        j.steps.retain(|s| s.id != StepId::Settle);
+        j.save(&wd).unwrap();
+        let loaded = Journal::load(&wd, "micromasters-ci").unwrap().unwrap();
+        let ids: Vec<StepId> = loaded.steps.iter().map(|s| s.id).collect();
+        assert_eq!(ids, StepId::ALL.to_vec());
+        assert_eq!(loaded.step(StepId::Settle).status, StepStatus::Pending);
+
+        // Past it already: skipped, saying why.
+        for id in [StepId::ScaleDown, StepId::Settle, StepId::Transfer] {
+            fresh.start(id);
+            fresh.finish(id, "");
+        }
+        fresh.steps.retain(|s| s.id != StepId::Settle);
+        fresh.save(&wd).unwrap();
+        let loaded = Journal::load(&wd, "micromasters-ci").unwrap().unwrap();
+        let settle = loaded.step(StepId::Settle);
+        assert_eq!(settle.status, StepStatus::Skipped);
+        assert!(settle
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("earlier herokurds version"));
+        assert!(loaded.is_finished(StepId::Settle));
+    }
+
+    #[test]
     fn steps_progress_and_resume_at_the_first_unfinished_one() {
         let mut j = Journal::new("micromasters-ci");
         assert_eq!(j.next_step(), Some(StepId::Preflight));
@@ -569,6 +641,7 @@ mod tests {
         for id in [
             StepId::MaintenanceOn,
             StepId::ScaleDown,
+            StepId::Settle,
             StepId::Transfer,
             StepId::Verify,
             StepId::S3FinalSync,

@@ -10,14 +10,15 @@
 //! module (`transfer`, `verify`, `s3`, `heroku`, `smoke`).
 //!
 //! ```text
-//!  1 preflight             9 S3 final sync
-//!  2 smoke baseline       10 attach old database under the backup alias
-//!  3 S3 pre-sync          11 detach the old DATABASE attachment
-//!  4 maintenance on       12 set DATABASE_URL and config vars
-//!  5 scale down workers   13 read config back and compare
-//!  6 database transfer    14 restore workers
-//!  7 verify               15 maintenance off
-//!  8 check for writes     16 smoke compare
+//!  1 preflight             10 check for writes
+//!  2 smoke baseline        11 attach old database under the backup alias
+//!  3 S3 pre-sync           12 detach the old DATABASE attachment
+//!  4 maintenance on        13 set DATABASE_URL and config vars
+//!  5 scale down workers    14 read config back and compare
+//!  6 settle in-flight      15 restore workers
+//!  7 database transfer     16 maintenance off
+//!  8 verify                17 smoke compare
+//!  9 S3 final sync
 //! ```
 
 use std::path::PathBuf;
@@ -183,6 +184,16 @@ pub enum RunbookEvent {
         at: DateTime<Utc>,
         /// Seconds of downtime.
         downtime_seconds: f64,
+    },
+    /// Waiting for the source to settle before the snapshot (reported a
+    /// few times a second).
+    Settling {
+        /// Seconds waited so far.
+        waited_seconds: f64,
+        /// Seconds the source has been quiet so far.
+        quiet_seconds: f64,
+        /// Seconds of quiet needed.
+        needed_seconds: f64,
     },
     /// An event of the database copy.
     Transfer(crate::transfer::TransferEvent),

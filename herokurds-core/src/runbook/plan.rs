@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,7 +161,7 @@ pub struct VerifySection {
 }
 
 /// `[maintenance]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceSection {
     /// Process types scaled to zero for the window (maintenance mode only
@@ -168,6 +169,34 @@ pub struct MaintenanceSection {
     /// afterwards and on rollback.
     #[serde(default)]
     pub scale_down: Vec<String>,
+    /// How long the source must stay quiet (no transaction id used, none
+    /// in progress) after maintenance on before the copy's snapshot: Heroku
+    /// lets in-flight web requests finish for up to 30 s, and their writes
+    /// must land before the snapshot (default `2s`).
+    #[serde(default = "default_settle", with = "crate::duration::text")]
+    pub settle: Duration,
+    /// How long to wait for that quiet before giving up, with maintenance
+    /// off and the writing tables named (default `30s`).
+    #[serde(default = "default_settle_timeout", with = "crate::duration::text")]
+    pub settle_timeout: Duration,
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_settle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for MaintenanceSection {
+    fn default() -> Self {
+        MaintenanceSection {
+            scale_down: Vec::new(),
+            settle: default_settle(),
+            settle_timeout: default_settle_timeout(),
+        }
+    }
 }
 
 /// `[cutover]`
@@ -461,6 +490,14 @@ impl Plan {
                 p.push("maintenance.scale_down \"web\": maintenance mode already holds web traffic; scaling web to zero would break the smoke checks".into());
             }
         }
+        let m = &self.maintenance;
+        if m.settle_timeout < m.settle {
+            p.push(format!(
+                "maintenance.settle_timeout ({}) is shorter than maintenance.settle ({}): the source could never settle",
+                crate::duration::format_duration(m.settle_timeout),
+                crate::duration::format_duration(m.settle)
+            ));
+        }
         for (i, s3) in self.s3.iter().enumerate() {
             for (key, v) in [("source", &s3.source), ("target", &s3.target)] {
                 if !v.starts_with("s3://") || v.len() <= "s3://".len() {
@@ -531,6 +568,28 @@ urls = ["https://micromasters-ci.herokuapp.com/", "https://micromasters-ci.herok
         assert_eq!(plan.smoke.urls.len(), 2);
         assert_eq!(plan.work_dir, PathBuf::from(".herokurds"));
         assert!(plan.maintenance.scale_down.is_empty());
+        assert_eq!(plan.maintenance.settle, Duration::from_secs(2));
+        assert_eq!(plan.maintenance.settle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn settle_durations_are_read_as_written_and_checked() {
+        let plan = Plan::parse(&format!(
+            "{EXAMPLE}\n[maintenance]\nsettle = \"500ms\"\nsettle_timeout = \"1m\"\n"
+        ))
+        .unwrap();
+        assert_eq!(plan.maintenance.settle, Duration::from_millis(500));
+        assert_eq!(plan.maintenance.settle_timeout, Duration::from_secs(60));
+        let err = Plan::parse(&format!(
+            "{EXAMPLE}\n[maintenance]\nsettle = \"10s\"\nsettle_timeout = \"5s\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("maintenance.settle_timeout (5s)"), "{err}");
+        let err = Plan::parse(&format!("{EXAMPLE}\n[maintenance]\nsettle = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`soon` is not a duration"), "{err}");
     }
 
     #[test]

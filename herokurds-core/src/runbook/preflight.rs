@@ -400,6 +400,11 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                     "skipped: no [maintenance] scale_down (worker/clock dynos keep running; the write check guards)".into()
                 }
                 StepId::ScaleDown => format!("scale {} to 0", plan.maintenance.scale_down.join(", ")),
+                StepId::Settle => format!(
+                    "wait until the source is quiet for {} (in-flight requests finish), at most {}",
+                    crate::duration::format_duration(plan.maintenance.settle),
+                    crate::duration::format_duration(plan.maintenance.settle_timeout)
+                ),
                 StepId::Transfer => format!("copy {} -> {}{size}", r.source_host, r.target_host),
                 StepId::Verify => "compare schema, row counts and checksums; any difference stops here, maintenance off".into(),
                 StepId::WriteCheck => "refuse the cutover if anything wrote to the source since the snapshot".into(),

@@ -76,6 +76,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             StepId::S3Presync => self.s3(true).await,
             StepId::MaintenanceOn => self.maintenance_on().await,
             StepId::ScaleDown => self.scale_down().await,
+            StepId::Settle => self.settle().await,
             StepId::Transfer => self.transfer(before).await,
             StepId::Verify => self.verify().await,
             StepId::WriteCheck => self.write_check().await,
@@ -268,6 +269,72 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
+    }
+
+    /// Waits until no transaction id is used on the source, and none is in
+    /// progress, for the plan's settle interval: the writes of web requests
+    /// still in flight when maintenance went on land before the snapshot.
+    async fn settle(&mut self) -> StepResult {
+        let m = &self.plan.maintenance;
+        let client = crate::pg::connect(&self.source).await?.into_client();
+        let needed = m.settle.as_secs_f64();
+        let progress = self.progress;
+        let tick = |p: writes::SettleProgress| {
+            progress.event(&RunbookEvent::Settling {
+                waited_seconds: p.waited.as_secs_f64(),
+                quiet_seconds: p.quiet_for.as_secs_f64(),
+                needed_seconds: needed,
+            })
+        };
+        let settled = tokio::select! {
+            s = writes::settle(&client, m.settle, m.settle_timeout, self.ctx.flush_wait, tick) => s?,
+            _ = self.cancel.cancelled() => return Err(fail("interrupted")),
+        };
+        match settled {
+            writes::Settled::Quiet {
+                waited,
+                transactions,
+            } => Ok(Outcome::Done(format!(
+                "source quiet for {} after {:.1} s ({transactions} transaction(s) landed while waiting)",
+                crate::duration::format_duration(m.settle),
+                waited.as_secs_f64()
+            ))),
+            writes::Settled::StillWriting {
+                waited,
+                activity,
+                sessions,
+            } => {
+                let mut what = Vec::new();
+                if !activity.is_quiet() {
+                    what.push(format!("tables written: {}", activity.describe()));
+                }
+                if !sessions.is_empty() {
+                    what.push(format!(
+                        "sessions holding an open write transaction: {}",
+                        sessions
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                }
+                if what.is_empty() {
+                    what.push(format!(
+                        "{} transaction id(s) used, by no user table (autovacuum, temporary tables?)",
+                        activity.transactions
+                    ));
+                }
+                Err(fail(format!(
+                    "the source did not settle: still written {:.0} s after maintenance on ({}). \
+                     Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, \
+                     an outside client): list its process types in [maintenance] scale_down or stop it, \
+                     or raise [maintenance] settle_timeout (now {})",
+                    waited.as_secs_f64(),
+                    what.join("; "),
+                    crate::duration::format_duration(m.settle_timeout)
+                )))
+            }
+        }
     }
 
     async fn transfer(&mut self, before: StepStatus) -> StepResult {

@@ -163,6 +163,160 @@ pub async fn check_since(
     Ok(compare(before, &settled))
 }
 
+/// A session on the source that holds a transaction id: it wrote, and its
+/// write lands when it commits. Names only, never its query text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WritingSession {
+    /// Backend process id.
+    pub pid: i32,
+    /// Its role, when visible.
+    pub user: Option<String>,
+    /// Its `application_name` (Heroku dynos set none by default).
+    pub application: Option<String>,
+    /// `active`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// Seconds since its transaction began.
+    pub transaction_seconds: Option<f64>,
+}
+
+impl std::fmt::Display for WritingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(u) = &self.user {
+            write!(f, " (user {u}")?;
+            if let Some(a) = self.application.as_deref().filter(|a| !a.is_empty()) {
+                write!(f, ", application {a}")?;
+            }
+            f.write_str(")")?;
+        }
+        if let Some(s) = &self.state {
+            write!(f, ", {s}")?;
+        }
+        if let Some(t) = self.transaction_seconds {
+            write!(f, " for {t:.0} s")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a wait for quiet stands, reported on every poll.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SettleProgress {
+    /// Time waited so far.
+    pub waited: Duration,
+    /// How long the source has been quiet so far.
+    pub quiet_for: Duration,
+}
+
+/// How a wait for quiet ended.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// No transaction id was used, and none was in progress, for the
+    /// whole quiet interval.
+    Quiet {
+        /// Time waited in all.
+        waited: Duration,
+        /// Transaction ids used while waiting (writes that landed).
+        transactions: i64,
+    },
+    /// The timeout passed first.
+    StillWriting {
+        /// Time waited in all.
+        waited: Duration,
+        /// Tables changed while waiting (after the statistics flush).
+        activity: WriteActivity,
+        /// Sessions holding a transaction id at the end.
+        sessions: Vec<WritingSession>,
+    },
+}
+
+/// `(next xid, whether a transaction holding an xid is in progress)`.
+async fn xid_state(client: &Client) -> Result<(i64, bool), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT txid_snapshot_xmax(s)::int8, txid_snapshot_xmin(s) < txid_snapshot_xmax(s) \
+             FROM txid_current_snapshot() AS s",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Sessions other than this one that hold a transaction id.
+async fn writing_sessions(client: &Client) -> Result<Vec<WritingSession>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT pid, usename::text, application_name, state, \
+                    extract(epoch FROM now() - xact_start)::float8 \
+             FROM pg_stat_activity \
+             WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database() \
+             ORDER BY xact_start",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| WritingSession {
+            pid: r.get(0),
+            user: r.get(1),
+            application: r.get(2),
+            state: r.get(3),
+            transaction_seconds: r.get(4),
+        })
+        .collect())
+}
+
+/// Waits until the source is quiet: no transaction id used and none in
+/// progress for `quiet` in a row. Gives up after `timeout`, then names the
+/// tables written while waiting (after waiting `flush_wait` for the
+/// statistics) and the sessions still holding a transaction. Polls a few
+/// times a second; `tick` hears each poll. Reads only: it assigns no
+/// transaction id itself.
+pub async fn settle(
+    client: &Client,
+    quiet: Duration,
+    timeout: Duration,
+    flush_wait: Duration,
+    tick: impl Fn(SettleProgress),
+) -> Result<Settled, tokio_postgres::Error> {
+    const POLL: Duration = Duration::from_millis(200);
+    let started = tokio::time::Instant::now();
+    let before = mark(client).await?;
+    let mut last_xid = before.next_xid;
+    let mut quiet_since = started;
+    loop {
+        let (next_xid, in_progress) = xid_state(client).await?;
+        let now = tokio::time::Instant::now();
+        if next_xid != last_xid || in_progress {
+            quiet_since = now;
+            last_xid = next_xid;
+        }
+        let progress = SettleProgress {
+            waited: now - started,
+            quiet_for: now - quiet_since,
+        };
+        tick(progress);
+        if progress.quiet_for >= quiet {
+            return Ok(Settled::Quiet {
+                waited: progress.waited,
+                transactions: next_xid - before.next_xid,
+            });
+        }
+        if progress.waited >= timeout {
+            let sessions = writing_sessions(client).await?;
+            tokio::time::sleep(flush_wait).await;
+            let after = mark(client).await?;
+            return Ok(Settled::StillWriting {
+                waited: progress.waited,
+                activity: compare(&before, &after),
+                sessions,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
