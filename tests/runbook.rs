@@ -100,6 +100,25 @@ async fn count(pg: &herokurds_core::sandbox::LocalPostgres, sql: &str) -> i64 {
         .get(0)
 }
 
+/// The demo stack without moto.
+async fn stack_without_s3() -> DemoStack {
+    DemoStack::start(DemoOptions {
+        s3: false,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The app runs on RDS, which holds all 300 000 events.
+async fn assert_on_rds_with_every_event(stack: &DemoStack) {
+    assert_eq!(database_url(stack), url_of(&stack.target));
+    assert_eq!(
+        count(&stack.target, "SELECT count(*) FROM events").await,
+        300_000
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     let stack = DemoStack::start(DemoOptions::default()).await.unwrap();
@@ -201,7 +220,32 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
         .unwrap();
     drop(target);
 
-    let rolled = runbook::rollback(&plan, &ctx, &events).await.unwrap();
+    // Switching back would leave those rows behind: refused, exit 1,
+    // naming the table and its count; nothing switched, workers and
+    // maintenance as they were.
+    let err = runbook::rollback(&plan, &ctx, &events).await.unwrap_err();
+    let RunbookError::TargetWrites {
+        tables, unknown, ..
+    } = &err
+    else {
+        panic!("expected a refusal naming the writes on RDS, got: {err}")
+    };
+    assert_eq!(tables, &vec![("public.learners".to_string(), Some(2))]);
+    assert!(unknown.is_none());
+    assert!(err.is_check_failure(), "exit code 1");
+    let words = err.to_string();
+    assert!(
+        words.contains("public.learners: 2 row(s)") && words.contains("--discard-target-writes"),
+        "{words}"
+    );
+    assert_eq!(database_url(&stack), url_of(&stack.target), "still on RDS");
+    assert_eq!(stack.heroku.maintenance("micromasters-demo"), Some(false));
+    let formation = stack.heroku.formation("micromasters-demo");
+    assert_eq!((formation["worker"], formation["clock"]), (2, 1));
+    assert_eq!(journal(&stack).state, RunState::Completed);
+
+    let discard = ctx.clone().discard_target_writes(true);
+    let rolled = runbook::rollback(&plan, &discard, &events).await.unwrap();
     assert!(
         rolled
             .actions
@@ -231,18 +275,42 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     assert_eq!(stack.heroku.maintenance("micromasters-demo"), Some(false));
     assert_eq!(journal(&stack).state, RunState::RolledBack);
 
-    // Forward again: a fresh copy (the target is started over) and a new cutover.
-    let again = runbook::run(&plan, &ctx, &events, CancellationToken::new())
+    // Forward again: the app ran on RDS, so starting over there is refused
+    // and the target keeps its rows ...
+    let late = "SELECT count(*) FROM learners WHERE email LIKE 'late%'";
+    let learners_before = count(&stack.target, "SELECT count(*) FROM learners").await;
+    let err = runbook::run(&plan, &ctx, &events, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RunbookError::TargetHasData { .. }) && !err.is_check_failure(),
+        "exit 2: {err}"
+    );
+    let words = err.to_string();
+    assert!(
+        words.contains("--restart-target")
+            && words.contains("became the app's database")
+            && words.contains("table(s)"),
+        "{words}"
+    );
+    assert_no_secrets(&stack, "refusal", &words);
+    assert_eq!(
+        count(&stack.target, "SELECT count(*) FROM learners").await,
+        learners_before
+    );
+    assert_eq!(count(&stack.target, late).await, 2);
+    assert_eq!(journal(&stack).state, RunState::RolledBack, "journal kept");
+    assert_eq!(database_url(&stack), url_of(&stack.source));
+
+    // ... until the operator says so: a fresh copy and a new cutover.
+    let restart = ctx.clone().restart_target(true);
+    let again = runbook::run(&plan, &restart, &events, CancellationToken::new())
         .await
         .unwrap();
     assert!(again.verify.unwrap().identical);
     assert_eq!(database_url(&stack), url_of(&stack.target));
     assert_eq!(
-        count(
-            &stack.target,
-            "SELECT count(*) FROM learners WHERE email LIKE 'late%'"
-        )
-        .await,
+        count(&stack.target, late).await,
         0,
         "rows written on RDS before the rollback are gone after the fresh copy"
     );
@@ -336,12 +404,7 @@ async fn a_worker_writing_during_the_window_stops_the_cutover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_single_write_after_the_final_sync_is_caught_by_the_write_check() {
-    let stack = DemoStack::start(DemoOptions {
-        s3: false,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = stack_without_s3().await;
     let (plan, ctx) = (stack.plan(), stack.context());
     let source_url = database_url(&stack);
     let verified = Arc::new(tokio::sync::Notify::new());
@@ -392,8 +455,9 @@ async fn a_single_write_after_the_final_sync_is_caught_by_the_write_check() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_interrupted_transfer_resumes_and_finishes() {
+/// A stack with a 300 000-row `events` table, and a run of it cancelled
+/// once the first table of the transfer is in.
+async fn interrupted_during_the_transfer() -> (DemoStack, RunbookError) {
     let stack = DemoStack::start(DemoOptions {
         s3: false,
         event_rows: 300_000,
@@ -401,7 +465,6 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
     })
     .await
     .unwrap();
-    let (plan, ctx) = (stack.plan(), stack.context());
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let progress = move |e: &RunbookEvent| {
@@ -409,9 +472,16 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
             c.cancel();
         }
     };
-    let err = runbook::run(&plan, &ctx, &progress, cancel)
+    let err = runbook::run(&stack.plan(), &stack.context(), &progress, cancel)
         .await
         .unwrap_err();
+    (stack, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_transfer_resumes_and_finishes() {
+    let (stack, err) = interrupted_during_the_transfer().await;
+    let (plan, ctx) = (stack.plan(), stack.context());
     let RunbookError::Interrupted {
         step,
         maintenance_on,
@@ -445,22 +515,13 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
         events.all().contains("\"event\":\"maintenance_on\""),
         "the resumed window shows its downtime clock"
     );
-    assert_eq!(database_url(&stack), url_of(&stack.target));
-    assert_eq!(
-        count(&stack.target, "SELECT count(*) FROM events").await,
-        300_000
-    );
+    assert_on_rds_with_every_event(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_heroku_outage_during_the_cutover_is_retried_then_reported_and_resume_finishes() {
     use herokurds_core::heroku::emulator::Fault;
-    let stack = DemoStack::start(DemoOptions {
-        s3: false,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = stack_without_s3().await;
     let (plan, ctx) = (stack.plan(), stack.context());
     let emulator = &stack.heroku;
     let progress = |e: &RunbookEvent| match e {
@@ -604,4 +665,192 @@ async fn plan_names_every_problem_and_changes_nothing() {
         "the override is the source used: {all}"
     );
     assert!(!all.contains("not-the-password"), "{all}");
+}
+
+/// Runs the migration with a write landing on the source just before the
+/// write check, so the attempt aborts after its copy finished.
+async fn run_aborted_by_a_source_write(stack: &DemoStack, ctx: &runbook::Context) {
+    let plan = stack.plan();
+    let written = Arc::new(tokio::sync::Notify::new());
+    let writer = {
+        let written = written.clone();
+        let client = stack.source.owner_client().await.unwrap();
+        tokio::spawn(async move {
+            written.notified().await;
+            client
+                .batch_execute("UPDATE programs SET title = title || ' (new)' WHERE slug = 'fin'")
+                .await
+                .unwrap();
+        })
+    };
+    let progress = move |e: &RunbookEvent| {
+        if let RunbookEvent::StepFinished {
+            step: StepId::S3FinalSync,
+            ..
+        } = e
+        {
+            written.notify_one();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    let err = runbook::run(&plan, ctx, &progress, CancellationToken::new())
+        .await
+        .unwrap_err();
+    writer.await.unwrap();
+    assert!(
+        matches!(
+            err,
+            RunbookError::Aborted {
+                step: StepId::WriteCheck,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aborted_copy_is_started_over_only_while_nothing_else_wrote_on_the_target() {
+    let stack = stack_without_s3().await;
+    let (plan, ctx) = (stack.plan(), stack.context());
+    run_aborted_by_a_source_write(&stack, &ctx).await;
+
+    // Someone else writes on the target after the attempt stopped; the
+    // client exits so its counters reach the statistics.
+    let target = stack.target.owner_client().await.unwrap();
+    target
+        .batch_execute(
+            "INSERT INTO learners (email, name, country) VALUES ('stray@example.com', 'Stray', 'FR')",
+        )
+        .await
+        .unwrap();
+    drop(target);
+    let stray = "SELECT count(*) FROM learners WHERE email = 'stray@example.com'";
+    let learners = count(&stack.target, "SELECT count(*) FROM learners").await;
+    let err = runbook::run(&plan, &ctx, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    let words = err.to_string();
+    assert!(matches!(err, RunbookError::TargetHasData { .. }), "{words}");
+    assert!(
+        words.contains("public.learners")
+            && words.contains("changed after")
+            && words.contains("--restart-target"),
+        "{words}"
+    );
+    assert_no_secrets(&stack, "refusal", &words);
+    assert_eq!(
+        count(&stack.target, "SELECT count(*) FROM learners").await,
+        learners,
+        "a refusal changes nothing on the target"
+    );
+    assert_eq!(count(&stack.target, stray).await, 1);
+    assert!(matches!(journal(&stack).state, RunState::Aborted { .. }));
+
+    // With leave to, the attempt starts over (dropping the stray row) and
+    // stops again at the write check.
+    run_aborted_by_a_source_write(&stack, &ctx.clone().restart_target(true)).await;
+    assert_eq!(count(&stack.target, stray).await, 0);
+
+    // Nobody wrote on the target since: the next run starts over by itself.
+    let events = Events::default();
+    let report = runbook::run(&plan, &ctx, &events, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .all()
+            .contains("nothing but the transfer wrote there"),
+        "{}",
+        events.all()
+    );
+    assert!(report.verify.unwrap().identical);
+    assert_eq!(database_url(&stack), url_of(&stack.target));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resume_refuses_a_target_other_than_the_journaled_one_naming_both() {
+    use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+    let (stack, err) = interrupted_during_the_transfer().await;
+    let (plan, ctx) = (stack.plan(), stack.context());
+    assert!(matches!(err, RunbookError::Interrupted { .. }), "{err}");
+    let journaled = journal(&stack)
+        .target_identity
+        .expect("preflight identified the target");
+    assert_eq!(journaled.port, stack.target.port());
+    assert!(
+        journaled.system_identifier.is_some(),
+        "the target's system identifier is readable by its owner: {journaled:?}"
+    );
+
+    // A new shell whose target URL names another cluster.
+    let other = LocalPostgres::start(PostgresOptions::rds()).await.unwrap();
+    let other_url = other.url().expose_secret().to_string();
+    let wrong = stack
+        .context()
+        .env(move |name| (name == TARGET_URL_ENV).then(|| other_url.clone()));
+    let err = runbook::resume(&plan, &wrong, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    let words = err.to_string();
+    assert!(
+        matches!(err, RunbookError::IdentityMismatch { .. }) && !err.is_check_failure(),
+        "exit 2: {words}"
+    );
+    assert!(
+        words.contains(&format!(":{}/", stack.target.port()))
+            && words.contains(&format!(":{}/", other.port()))
+            && words.contains("never copied"),
+        "both identities named: {words}"
+    );
+    assert_no_secrets(&stack, "refusal", &words);
+    assert!(!words.contains(other.password().expose_secret()));
+    assert_eq!(
+        count(
+            &other,
+            "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        )
+        .await,
+        0,
+        "nothing was copied into the other cluster"
+    );
+    assert_eq!(
+        journal(&stack).step(StepId::Transfer).status,
+        runbook::StepStatus::Failed
+    );
+
+    // With the journaled target it finishes.
+    let report = runbook::resume(&plan, &ctx, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.verify.unwrap().identical);
+    assert_on_rds_with_every_event(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_that_is_the_source_under_another_host_name_is_refused() {
+    let stack = stack_without_s3().await;
+    let plan = stack.plan();
+    let source_url = database_url(&stack);
+    // The source's own URL, by name instead of address.
+    let same = stack
+        .source
+        .url()
+        .expose_secret()
+        .replace("@127.0.0.1:", "@localhost:");
+    assert!(same.contains("@localhost:"));
+    let ctx = stack
+        .context()
+        .env(move |name| (name == TARGET_URL_ENV).then(|| same.clone()));
+    let err = runbook::run(&plan, &ctx, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    let words = err.to_string();
+    assert!(
+        words.contains("same database") && words.contains("system identifier"),
+        "{words}"
+    );
+    assert_no_secrets(&stack, "refusal", &words);
+    assert_eq!(database_url(&stack), source_url);
+    assert_eq!(stack.heroku.maintenance("micromasters-demo"), Some(false));
 }

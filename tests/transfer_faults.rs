@@ -272,8 +272,24 @@ async fn cancelling_leaves_a_state_resume_finishes_and_restart_redoes() {
         msg.contains("/postgres") && msg.contains("everything") && msg.contains("--work-dir"),
         "{msg}"
     );
-    // ... and on the journaled target drops everything and copies again,
-    // saying so.
+    // ... refuses a finished copy (an app may run on it by now), naming
+    // what the target holds and the flag, and changes nothing ...
+    let err = transfer::run(&su, &tu, &opts, &NoProgress, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TransferError::TargetHasData { .. }) && !err.is_resumable(),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("finished at") && msg.contains("table(s)") && msg.contains("--restart-target"),
+        "{msg}"
+    );
+    assert_same(&src, &tgt).await;
+    // ... and with leave to, on the journaled target drops everything and
+    // copies again, saying so.
+    let opts = opts.restart_target(true);
     let events = Events::default();
     let report = transfer::run(&su, &tu, &opts, &events, CancellationToken::new())
         .await

@@ -1,5 +1,5 @@
-//! `herokurds demo`: the real `run` path, then `rollback`, then `run`
-//! again, on local sandboxes (see `herokurds_core::sandbox::demo`).
+//! `herokurds demo`: the real `run` path, then `rollback`, then `run
+//! --restart-target` again, on local sandboxes (see `herokurds_core::sandbox::demo`).
 
 use std::process::ExitCode;
 
@@ -62,8 +62,10 @@ pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Re
         println_safe(rollback_text(&back))?;
     }
 
-    say("== herokurds run (forward again)".into());
-    let again = runbook::run(&plan, &ctx, &render, cancel).await?;
+    // The app ran on the target after the first cutover: starting over
+    // there drops it, which `run` does only when told to.
+    say("== herokurds run --restart-target (forward again)".into());
+    let again = runbook::run(&plan, &ctx.clone().restart_target(true), &render, cancel).await?;
     let status = runbook::status(&plan, &ctx).await?;
     if json {
         print_json(

@@ -5,6 +5,7 @@
 //! Exit codes are the same everywhere: 0 success, 1 a check found a
 //! difference, 2 an error.
 
+pub mod confirm;
 pub mod demo;
 pub mod heroku_input;
 pub mod heroku_render;

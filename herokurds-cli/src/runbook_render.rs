@@ -360,15 +360,9 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
 
 /// Asks the operator to type the app's name, as Heroku's CLI does.
 pub fn confirm(app: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    eprint!(
-        " !    This changes app {app} (maintenance mode, DATABASE attachment, config vars).\n \
-         !    To proceed, type {app} or re-run with --yes\n\n> "
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if answer.trim() == app {
+    let warning =
+        format!("This changes app {app} (maintenance mode, DATABASE attachment, config vars).");
+    if crate::confirm::typed(&warning, app, std::io::stdin().lock())? {
         Ok(())
     } else {
         Err(herokurds_core::runbook::RunbookError::NotConfirmed.into())

@@ -131,12 +131,17 @@ fn run_until_the_first_table(
 
 /// Rows of the demo's `events` table on the target.
 async fn events_on_target(stack: &DemoStack) -> i64 {
+    count_on_target(stack, "SELECT count(*) FROM events").await
+}
+
+/// A `count(*)` query's answer on the target.
+async fn count_on_target(stack: &DemoStack, sql: &str) -> i64 {
     stack
         .target
         .owner_client()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM events", &[])
+        .query_one(sql, &[])
         .await
         .unwrap()
         .get(0)
@@ -275,7 +280,7 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         "== herokurds plan",
         "== herokurds run",
         "== herokurds rollback",
-        "== herokurds run (forward again)",
+        "== herokurds run --restart-target (forward again)",
     ] {
         assert!(stderr.contains(part), "{part} missing:\n{stderr}");
     }
@@ -318,4 +323,99 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         urls > 0,
         "the demo names the URLs it switches between:\n{all}"
     );
+}
+
+/// The DATABASE_URL port the app runs on.
+fn app_port(stack: &DemoStack) -> u16 {
+    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+        ["DATABASE_URL"]
+        .parse()
+        .unwrap();
+    db.port()
+}
+
+async fn late_rows_on_target(stack: &DemoStack) -> i64 {
+    count_on_target(
+        stack,
+        "SELECT count(*) FROM learners WHERE email = 'late@example.com'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_the_target() {
+    let stack = DemoStack::start(DemoOptions {
+        s3: false,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap();
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    let out = run(&stack, &["run", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let target = stack.target.owner_client().await.unwrap();
+    target
+        .batch_execute(
+            "INSERT INTO learners (email, name, country) VALUES ('late@example.com', 'Late', 'US')",
+        )
+        .await
+        .unwrap();
+    drop(target);
+
+    let out = run(&stack, &["rollback", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("public.learners: 1 row(s)")
+            && text(&out).contains("--discard-target-writes"),
+        "{}",
+        text(&out)
+    );
+    assert_no_secrets(&stack, &text(&out));
+    assert_eq!(app_port(&stack), stack.target.port(), "still on RDS");
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+
+    let out = run(
+        &stack,
+        &[
+            "rollback",
+            "--config",
+            plan,
+            "--yes",
+            "--discard-target-writes",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("NOT copied back"), "{}", text(&out));
+    assert_eq!(app_port(&stack), stack.source.port());
+
+    // Migrating again would drop the row written on RDS: refused, exit 2.
+    let out = run(&stack, &["run", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--restart-target"), "{}", text(&out));
+    assert_no_secrets(&stack, &text(&out));
+    assert_eq!(late_rows_on_target(&stack).await, 1);
+
+    // --restart-target asks for the database's name; a wrong one changes nothing.
+    let out = run(
+        &stack,
+        &["run", "--config", plan, "--restart-target"],
+        "not-the-name\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not confirmed"), "{}", text(&out));
+    assert_eq!(late_rows_on_target(&stack).await, 1);
+    assert_eq!(app_port(&stack), stack.source.port());
+
+    // The database's name, then the app's: a fresh copy and a cutover.
+    let answers = format!("{}\n{DEMO_APP}\n", stack.target.database());
+    let out = run(
+        &stack,
+        &["run", "--config", plan, "--restart-target"],
+        &answers,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(late_rows_on_target(&stack).await, 0);
+    assert_eq!(app_port(&stack), stack.target.port());
 }

@@ -317,3 +317,73 @@ async fn a_pg_bin_dir_with_a_too_old_pg_dump_exits_2_naming_both_versions_and_th
         .get(0);
     assert_eq!(tables, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_refuses_a_finished_copy_unless_restart_target() {
+    let (src, tgt) = pair().await;
+    load(
+        &src,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);",
+    )
+    .await;
+    let (s_url, t_url) = (
+        src.url().expose_secret().to_string(),
+        tgt.url().expose_secret().to_string(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().to_path_buf();
+    let go = move |args: &[&str], stdin: &str| {
+        let mut child = command(&s_url, &t_url, &w)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = go(&[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // An app switched to the copy writes a row.
+    load(&tgt, "INSERT INTO t VALUES (1000)").await;
+    let rows = || async {
+        tgt.owner_client()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+
+    let out = go(&["--restart"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let words = text(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("finished at")
+            && words.contains("public.t")
+            && words.contains("--restart-target"),
+        "{words}"
+    );
+    assert_eq!(rows().await, 101, "the target is unchanged after a refusal");
+
+    let out = go(&["--restart-target"], "wrong\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not confirmed"), "{}", text(&out));
+    assert_eq!(rows().await, 101);
+
+    let out = go(&["--restart-target"], &format!("{}\n", tgt.database()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(rows().await, 100, "copied again from the source");
+    let out = go(&["--restart-target", "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&src, &tgt).await;
+    assert_no_password(&src, &tgt, &[&text(&out)]);
+}

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
     version,
     after_help = "Exit status: 0 the transfer finished (with --preflight-only: no problem \
                   found); 2 an error (a preflight problem, a failed table, a lost connection \
-                  after the retries, bad arguments, Ctrl-C, SIGTERM or SIGHUP). After an error the work directory \
+                  after the retries, bad arguments, Ctrl-C, SIGTERM or SIGHUP, --restart refusing to drop a \
+                  finished copy without --restart-target). After an error the work directory \
                   records what is done: fix the cause and finish with --resume.\n\
                   Give the URLs in the environment, SOURCE_DATABASE_URL and TARGET_DATABASE_URL, \
                   not as --source/--target (arguments are visible to every user in `ps`)."
@@ -63,14 +64,25 @@ struct Args {
     /// Finish the transfer journaled in --work-dir.
     #[arg(long, conflicts_with = "restart")]
     resume: bool,
-    /// Start over: drop EVERYTHING the target user owns in the target
-    /// database (`DROP OWNED BY CURRENT_USER CASCADE`: the earlier copy, and
-    /// anything else that user created there), then copy again. Only done
-    /// when --work-dir's journal records an earlier transfer into this same
-    /// database (user@host:port/dbname); otherwise it refuses, or with no
-    /// journal at all runs like a fresh transfer (target must be empty).
+    /// Start over after an UNFINISHED transfer: drop EVERYTHING the target
+    /// user owns in the target database (`DROP OWNED BY CURRENT_USER
+    /// CASCADE`: the earlier copy, and anything else that user created
+    /// there), then copy again. Only done when --work-dir's journal records
+    /// an earlier transfer into this same database (user@host:port/dbname);
+    /// otherwise it refuses, or with no journal at all runs like a fresh
+    /// transfer (target must be empty). When the journal says the copy
+    /// FINISHED it refuses (exit 2): an app may run on it now; see
+    /// --restart-target.
     #[arg(long)]
     restart: bool,
+    /// --restart, also when the journaled copy finished: drops it and
+    /// whatever was written into it since (e.g. by an app switched to it).
+    /// Asks to type the target database's name unless --yes.
+    #[arg(long, conflicts_with = "resume")]
+    restart_target: bool,
+    /// Do not ask for the target database's name with --restart-target.
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Where the journal, lock and schema archive live.
     #[arg(long, default_value = ".herokurds")]
     work_dir: PathBuf,
@@ -129,11 +141,15 @@ async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(1),
             std::time::Duration::from_secs(30),
         ))
-        .resume_mode(match (args.resume, args.restart) {
+        .restart_target(args.restart_target)
+        .resume_mode(match (args.resume, args.restart || args.restart_target) {
             (true, _) => ResumeMode::Resume,
             (_, true) => ResumeMode::Restart,
             _ => ResumeMode::Fresh,
         });
+    if args.restart_target && !args.yes && !args.preflight_only {
+        herokurds_cli::confirm::restart_target(target.dbname())?;
+    }
     if let Some(n) = args.index_jobs {
         opts = opts.index_jobs(n);
     }

@@ -31,7 +31,10 @@ HEROKU_API_URL / HEROKU_HOST; AWS credentials from the standard AWS chain.
 Passwords are read from the environment or Secrets Manager, never from flags.
 
 Exit codes: 0 success; 1 a check found a difference (preflight problems,
-verification differences, writes on the source, smoke differences); 2 error.";
+verification differences, writes on the source, smoke differences, rows
+written on RDS since the cutover that stop a rollback); 2 error (also: run
+refusing to drop data on the target without --restart-target, resume or
+rollback refusing a database other than the journaled one).";
 
 #[derive(Parser)]
 #[command(name = "herokurds", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -48,11 +51,11 @@ enum Command {
     /// Check everything, change nothing; print the steps and the window estimate.
     Plan(PlanArgs),
     /// Perform the migration (asks to type the app name unless --yes).
-    Run(ChangeArgs),
+    Run(RunArgs),
     /// Continue an interrupted migration from its journal.
     Resume(ChangeArgs),
     /// Put the app back on its old database.
-    Rollback(ChangeArgs),
+    Rollback(RollbackArgs),
     /// Where the journal stands, where DATABASE_URL points, maintenance state.
     Status(PlanArgs),
     /// Run, roll back and run again on local sandboxes (PostgreSQL binaries needed).
@@ -73,6 +76,32 @@ struct ChangeArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    change: ChangeArgs,
+    /// Drop what an earlier attempt left on the target (DROP OWNED BY
+    /// CURRENT_USER CASCADE in the target database) and copy again, even
+    /// when the app ran on it after a cutover and rows written there since
+    /// would be lost. Without it, `run` refuses (exit 2) unless the earlier
+    /// attempt stopped before the cutover and nothing wrote there since.
+    /// Asks to type the target database's name unless --yes.
+    #[arg(long)]
+    restart_target: bool,
+}
+
+#[derive(clap::Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    change: ChangeArgs,
+    /// Switch back even when rows were written on the new database since
+    /// the cutover (or they cannot be counted): those rows stay on RDS and
+    /// are NOT copied back. Without it, `rollback` refuses (exit 1), naming
+    /// the tables and their counts.
+    #[arg(long)]
+    discard_target_writes: bool,
 }
 
 #[derive(clap::Args)]
@@ -110,12 +139,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let (args, yes) = match &cli.command {
         Command::Plan(a) | Command::Status(a) => (a, true),
-        Command::Run(a) | Command::Resume(a) | Command::Rollback(a) => (&a.plan, a.yes),
+        Command::Run(RunArgs { change: a, .. })
+        | Command::Resume(a)
+        | Command::Rollback(RollbackArgs { change: a, .. }) => (&a.plan, a.yes),
         Command::Demo(_) => unreachable!("handled above"),
     };
     let plan = Plan::load(&args.config)?;
     let heroku = Client::from_env().context("setting up the Heroku API client")?;
-    let ctx = Context::new(heroku).plan_path(args.config.display().to_string());
+    let mut ctx = Context::new(heroku).plan_path(args.config.display().to_string());
+    match &cli.command {
+        Command::Run(a) if a.restart_target => {
+            if !yes {
+                herokurds_cli::confirm::restart_target(
+                    &runbook::target_database(&plan, &ctx).await?,
+                )?;
+            }
+            ctx = ctx.restart_target(true);
+        }
+        Command::Rollback(a) => ctx = ctx.discard_target_writes(a.discard_target_writes),
+        _ => {}
+    }
     let render = RunbookRender::new(json);
     match cli.command {
         Command::Plan(_) => {

@@ -7,7 +7,9 @@
 
 pub mod catalog;
 mod connect;
+mod identity;
 mod server_info;
 
 pub use connect::{connect, pg_config, ConnectError, Connected, DEFAULT_CONNECT_TIMEOUT};
+pub use identity::{DbIdentity, Holdings};
 pub use server_info::{server_info, ServerInfo};

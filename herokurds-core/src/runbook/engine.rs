@@ -11,12 +11,20 @@ use super::report::Report;
 use super::steps::{formation_words, restore_formation, Outcome, Runner};
 use super::target::heroku_source_url;
 use super::{cutover, writes, Context, Plan, RunbookEvent};
+use crate::pg::DbIdentity;
 use crate::progress::Progress;
+use crate::transfer::Side;
 use crate::url::DatabaseUrl;
 
 /// Performs the migration from the first step. Refuses when a migration of
 /// the app is in progress (use [`resume`]) or completed (roll it back
-/// first). An earlier aborted or rolled-back attempt is started over.
+/// first). An earlier aborted or rolled-back attempt is started over, and
+/// its copy on the target dropped, only when nothing but the transfer can
+/// have written there (the attempt stopped before the app was switched to
+/// the target, and no table of the target changed since), or when
+/// [`Context::restart_target`] allows it; otherwise
+/// [`RunbookError::TargetHasData`] says what the target holds, and nothing
+/// is changed.
 pub async fn run(
     plan: &Plan,
     ctx: &Context,
@@ -26,8 +34,9 @@ pub async fn run(
     let app = &plan.heroku.app;
     let dir = WorkDir::new(&plan.work_dir);
     let _lock = AppLock::acquire(&dir, app)?;
-    if let Some(previous) = Journal::load(&dir, app)? {
-        match previous.state {
+    let previous = Journal::load(&dir, app)?;
+    if let Some(previous) = &previous {
+        match &previous.state {
             RunState::InProgress => {
                 return Err(RunbookError::WrongState {
                     message: format!(
@@ -51,8 +60,10 @@ pub async fn run(
             RunState::Aborted { .. } | RunState::RolledBack => {}
         }
     }
+    // The earlier journal is replaced only once this attempt may go ahead:
+    // a refusal leaves it as it was.
     let mut journal = Journal::new(app);
-    journal.save(&dir)?;
+    journal.earlier_copy = previous.as_ref().and_then(Journal::earlier_copy_for_next);
     let (source, target) = match resolve_urls(plan, ctx, &journal).await {
         Ok(urls) => urls,
         Err(reason) => {
@@ -68,7 +79,108 @@ pub async fn run(
             });
         }
     };
+    if dir.transfer(app).exists() {
+        let why = approve_restart(plan, ctx, &journal, &target).await?;
+        progress.event(&RunbookEvent::Warning {
+            message: format!(
+                "starting over: the earlier copy on {} will be dropped ({why})",
+                DbIdentity::of_url(&target, "").address()
+            ),
+        });
+        journal.restart_approved = Some(why);
+    }
+    journal.save(&dir)?;
     drive(plan, ctx, dir, journal, source, target, progress, cancel).await
+}
+
+/// Decides whether this attempt may drop what an earlier one left on the
+/// target: yes with `--restart-target`, or when that attempt stopped
+/// before the app was switched to the target and no table there changed
+/// since it stopped (so nothing but the transfer wrote there). Otherwise
+/// refuses, saying what the target holds.
+async fn approve_restart(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+    target: &DatabaseUrl,
+) -> Result<String, RunbookError> {
+    if ctx.restart_target {
+        return Ok("--restart-target: the operator confirmed".into());
+    }
+    let client = crate::pg::connect(target)
+        .await
+        .map_err(|e| RunbookError::Step {
+            what: format!("checking what the target of app {} holds", plan.heroku.app),
+            reason: e.to_string(),
+        })?
+        .into_client();
+    let earlier = journal.earlier_copy.as_ref();
+    let why = match earlier {
+        None => {
+            "the work directory holds a transfer that no journaled attempt accounts for".to_string()
+        }
+        Some(e) => {
+            let copied = e
+                .copied_at
+                .map_or("did not finish".to_string(), |t| format!("finished at {t}"));
+            match (&e.cutover_at, &e.end_mark) {
+                (Some(at), _) => format!(
+                    "An earlier attempt's copy ({copied}) became the app's database at {at} and the app ran on it \
+                     until {}: everything written there since the cutover would be lost",
+                    e.ended_at
+                ),
+                (None, None) => format!(
+                    "An earlier attempt's copy ({copied}) is there; that attempt stopped at {} without recording \
+                     the target's write position, so nothing proves only the transfer wrote there",
+                    e.ended_at
+                ),
+                (None, Some(mark)) => {
+                    let activity = writes::check_since(&client, mark, ctx.flush_wait)
+                        .await
+                        .map_err(|e| RunbookError::Step {
+                            what: format!("reading the write position of the target of app {}", plan.heroku.app),
+                            reason: e.to_string(),
+                        })?;
+                    if activity.is_quiet() {
+                        return Ok(format!(
+                            "it is the copy of the attempt that stopped at {} before the cutover, and no table \
+                             there changed since: nothing but the transfer wrote there",
+                            e.ended_at
+                        ));
+                    }
+                    format!(
+                        "An earlier attempt's copy ({copied}) changed after that attempt stopped at {}: {}; \
+                         something other than herokurds writes there",
+                        e.ended_at,
+                        activity.describe()
+                    )
+                }
+            }
+        }
+    };
+    let holdings = match crate::pg::Holdings::read(&client).await {
+        Ok(h) => h.to_string(),
+        Err(e) => format!("data that could not be listed ({e})"),
+    };
+    Err(RunbookError::TargetHasData {
+        app: plan.heroku.app.clone(),
+        target: DbIdentity::of_url(target, "").address(),
+        holdings,
+        why,
+        plan: ctx.plan_path.clone(),
+    })
+}
+
+/// The target database's name as the plan and environment resolve it
+/// (what the binary asks the operator to type before `--restart-target`).
+pub async fn target_database(plan: &Plan, ctx: &Context) -> Result<String, RunbookError> {
+    resolved_target(plan, ctx)
+        .await
+        .map(|t| t.dbname().to_string())
+        .map_err(|reason| RunbookError::Step {
+            what: format!("resolving the target of app {}", plan.heroku.app),
+            reason,
+        })
 }
 
 /// Continues an interrupted migration at its first unfinished step, never
@@ -121,7 +233,43 @@ pub async fn resume(
                 what: "resolving the database URLs".into(),
                 reason,
             })?;
+    check_identity(plan, ctx, &journal, Side::Source, &source).await?;
+    check_identity(plan, ctx, &journal, Side::Target, &target).await?;
     drive(plan, ctx, dir, journal, source, target, progress, cancel).await
+}
+
+/// Refuses when `url` reaches another database than the one preflight
+/// journaled for `side` (nothing to compare before preflight).
+async fn check_identity(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+    side: Side,
+    url: &DatabaseUrl,
+) -> Result<(), RunbookError> {
+    let journaled = match side {
+        Side::Source => &journal.source_identity,
+        Side::Target => &journal.target_identity,
+    };
+    let Some(journaled) = journaled else {
+        return Ok(());
+    };
+    let now = DbIdentity::connect(url)
+        .await
+        .map_err(|e| RunbookError::Step {
+            what: format!("identifying the {side} database of app {}", plan.heroku.app),
+            reason: e.to_string(),
+        })?;
+    if journaled.same_as(&now) {
+        return Ok(());
+    }
+    Err(RunbookError::IdentityMismatch {
+        app: plan.heroku.app.clone(),
+        side,
+        journaled: journaled.to_string(),
+        now: now.to_string(),
+        plan: ctx.plan_path.clone(),
+    })
 }
 
 /// The source URL (the old add-on's, through any of its attachments, so it
@@ -143,18 +291,23 @@ async fn resolve_urls(
     let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
         .await?
         .url;
-    if source.host() == target.host()
-        && source.port() == target.port()
-        && source.dbname() == target.dbname()
-    {
-        return Err(format!(
-            "source and target are the same database ({}:{}/{}); check [target] of app {app}",
-            target.host(),
-            target.port(),
-            target.dbname()
-        ));
+    // The same server under two names (`localhost`, `127.0.0.1`, a CNAME)
+    // is told by its system identifier; a side that cannot be reached yet
+    // is compared by its URL (preflight compares again once connected).
+    let (s, t) = tokio::join!(DbIdentity::connect(&source), DbIdentity::connect(&target));
+    let s = s.unwrap_or_else(|e| DbIdentity::of_url(&source, e.to_string()));
+    let t = t.unwrap_or_else(|e| DbIdentity::of_url(&target, e.to_string()));
+    if s.same_database(&t) {
+        return Err(same_database_message(&s, &t, app));
     }
     Ok((source, target))
+}
+
+/// Why source and target may not be one database, naming both.
+pub(super) fn same_database_message(source: &DbIdentity, target: &DbIdentity, app: &str) -> String {
+    format!(
+        "source and target are the same database (source {source}, target {target}); check [target] of app {app}"
+    )
 }
 
 /// The old add-on's URL from the config var one of its attachments
@@ -316,6 +469,9 @@ async fn abort<P: Progress<RunbookEvent>>(
 ) -> Result<RunbookError, RunbookError> {
     let app = r.plan.heroku.app.clone();
     let (restored, failures) = restore_app(r.ctx, &app, &mut r.journal).await;
+    if r.journal.step(StepId::Transfer).status != StepStatus::Pending {
+        r.journal.target_end_mark = write_mark(&r.target).await;
+    }
     r.journal.state = RunState::Aborted {
         reason: reason.clone(),
     };
@@ -431,9 +587,16 @@ pub struct RollbackReport {
 
 /// Puts the app back on its old database: maintenance on while switching,
 /// the old add-on promoted to `DATABASE` (Heroku CLI's `pg:promote`), the
-/// plan's config vars restored, dynos scaled back, maintenance off. Counts
-/// the rows written on the target since the cutover (not copied back).
-/// Repeating a rollback is harmless.
+/// plan's config vars restored, dynos scaled back, maintenance off.
+///
+/// First counts the rows written on the target since the cutover (with
+/// maintenance on and the plan's workers stopped, so the count is final):
+/// rollback does not copy them back, so when there are any, or they cannot
+/// be counted, it refuses with [`RunbookError::TargetWrites`] before
+/// switching anything, and puts maintenance and dynos back as they were,
+/// unless [`Context::discard_target_writes`] allows it. A target other
+/// than the journaled one is refused with
+/// [`RunbookError::IdentityMismatch`]. Repeating a rollback is harmless.
 pub async fn rollback(
     plan: &Plan,
     ctx: &Context,
@@ -478,6 +641,12 @@ pub async fn rollback(
         }
         RunState::InProgress if !journal.cutover_started() => {
             let (restored, failures) = restore_app(ctx, &app, &mut journal).await;
+            if journal.step(StepId::Transfer).status != StepStatus::Pending {
+                journal.target_end_mark = match resolved_target(plan, ctx).await {
+                    Ok(target) => write_mark(&target).await,
+                    Err(_) => None,
+                };
+            }
             journal.state = RunState::Aborted {
                 reason: "rolled back by the operator before the cutover".into(),
             };
@@ -519,6 +688,7 @@ pub async fn rollback(
     // Stop the writers maintenance mode does not hold before counting, so
     // the count is what the switch back leaves behind.
     let mut formation_after = journal.formation_before.clone();
+    let mut stopped: Vec<(String, u32)> = Vec::new();
     if !plan.maintenance.scale_down.is_empty() {
         let formation = ctx
             .heroku
@@ -541,29 +711,107 @@ pub async fn rollback(
                 zero.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
             ));
             // What runs now is what comes back.
-            formation_after.extend(running);
+            formation_after.extend(running.iter().cloned());
+            stopped = running;
         }
     }
-    if let Some(mark) = &journal.target_mark {
-        match rows_written_since(ctx, plan, mark).await {
-            Ok(activity) => {
-                let rows: i64 = activity.tables.values().map(|n| n.unwrap_or(0)).sum();
-                report.target_writes = Some(rows);
-                report.target_tables_written = activity.tables.keys().cloned().collect();
-                if !activity.is_quiet() {
-                    progress.event(&RunbookEvent::Warning {
-                        message: format!(
-                            "{rows} row(s) were written on the new database since the cutover ({}); they are NOT copied back",
-                            activity.describe()
-                        ),
+    // The app could write on the target only once DATABASE_URL was set.
+    let counted = if journal.step(StepId::SetConfig).status == StepStatus::Pending {
+        None
+    } else {
+        Some(match &journal.target_mark {
+            Some(mark) => rows_written_since(ctx, plan, &journal, mark).await,
+            None => Err(TargetCount::Unknown(
+                "the journal has no write position of the target at the cutover".into(),
+            )),
+        })
+    };
+    let refusal = match counted {
+        None => None,
+        Some(Ok((_, activity))) if activity.is_quiet() => {
+            report.target_writes = Some(0);
+            None
+        }
+        Some(Ok((target, activity))) => {
+            let rows: i64 = activity.tables.values().map(|n| n.unwrap_or(0)).sum();
+            report.target_writes = Some(rows);
+            report.target_tables_written = activity.tables.keys().cloned().collect();
+            Some(RunbookError::TargetWrites {
+                app: app.clone(),
+                target,
+                tables: activity.tables.into_iter().collect(),
+                unknown: None,
+                plan: ctx.plan_path.clone(),
+            })
+        }
+        Some(Err(TargetCount::Unknown(why))) => Some(RunbookError::TargetWrites {
+            app: app.clone(),
+            target: journal
+                .target_identity
+                .as_ref()
+                .map_or_else(|| "the target".into(), DbIdentity::address),
+            tables: Vec::new(),
+            unknown: Some(why),
+            plan: ctx.plan_path.clone(),
+        }),
+        Some(Err(TargetCount::Mismatch(e))) => Some(e),
+    };
+    if let Some(refusal) = refusal {
+        let discardable = matches!(refusal, RunbookError::TargetWrites { .. });
+        if !(discardable && ctx.discard_target_writes) {
+            // Put back what the rollback changed for counting: the app
+            // keeps running on the target as before.
+            let mut failures = Vec::new();
+            if !stopped.is_empty() {
+                if let Err(e) = restore_formation(ctx, &app, &stopped).await {
+                    failures.push(format!(
+                        "scaling back {} failed ({e}); run: heroku ps:scale {} -a {app}",
+                        stopped
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        stopped
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ));
+                }
+            }
+            if !maintenance_now {
+                if let Err(e) = ctx.heroku.set_maintenance(&app, false).await {
+                    failures.push(format!(
+                        "maintenance is still ON ({e}); run: herokurds-heroku maintenance off -a {app}"
+                    ));
+                } else {
+                    progress.event(&RunbookEvent::MaintenanceOff {
+                        at: Utc::now(),
+                        downtime_seconds: 0.0,
                     });
                 }
             }
-            Err(e) => progress.event(&RunbookEvent::Warning {
+            if !failures.is_empty() {
+                return Err(step_err(
+                    &format!("putting the app back after refusing ({refusal})"),
+                    &failures.join("; "),
+                ));
+            }
+            return Err(refusal);
+        }
+        if let RunbookError::TargetWrites {
+            target,
+            tables,
+            unknown,
+            ..
+        } = &refusal
+        {
+            progress.event(&RunbookEvent::Warning {
                 message: format!(
-                    "could not count rows written on the new database since the cutover: {e}"
+                    "--discard-target-writes: switching back although {}; they stay on {target} and are NOT copied back",
+                    super::error::target_writes_words(tables, unknown.as_deref())
                 ),
-            }),
+            });
         }
     }
     let undone = cutover::undo(
@@ -597,26 +845,69 @@ pub async fn rollback(
             downtime_seconds: 0.0,
         });
     }
+    if journal.step(StepId::SetConfig).status == StepStatus::Pending {
+        // The app never ran on the target: the next attempt may start over
+        // if nothing writes there meanwhile.
+        journal.target_end_mark = match resolved_target(plan, ctx).await {
+            Ok(target) => write_mark(&target).await,
+            Err(_) => None,
+        };
+    }
     journal.state = RunState::RolledBack;
     journal.save(&dir)?;
     Ok(report)
 }
 
+/// Why rows written on the target could not be counted.
+enum TargetCount {
+    /// The count failed; why.
+    Unknown(String),
+    /// The plan now names another target than the journal.
+    Mismatch(RunbookError),
+}
+
+/// The target's address and the rows written there since `mark`, after
+/// checking it is the database the journal recorded.
 async fn rows_written_since(
     ctx: &Context,
     plan: &Plan,
+    journal: &Journal,
     mark: &writes::WriteMark,
-) -> Result<writes::WriteActivity, String> {
-    let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan)).await?;
-    let client = crate::pg::connect(&target.url)
+) -> Result<(String, writes::WriteActivity), TargetCount> {
+    let target = resolved_target(plan, ctx)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(TargetCount::Unknown)?;
+    check_identity(plan, ctx, journal, Side::Target, &target)
+        .await
+        .map_err(|e| match e {
+            RunbookError::IdentityMismatch { .. } => TargetCount::Mismatch(e),
+            other => TargetCount::Unknown(other.to_string()),
+        })?;
+    let client = crate::pg::connect(&target)
+        .await
+        .map_err(|e| TargetCount::Unknown(e.to_string()))?
         .into_client();
     // Backends report their counters up to seconds late: wait for them
     // when anything was written at all.
-    writes::check_since(&client, mark, ctx.flush_wait)
+    let activity = writes::check_since(&client, mark, ctx.flush_wait)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| TargetCount::Unknown(e.to_string()))?;
+    Ok((DbIdentity::of_url(&target, "").address(), activity))
+}
+
+/// The target URL as the plan and environment give it now.
+async fn resolved_target(plan: &Plan, ctx: &Context) -> Result<DatabaseUrl, String> {
+    super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
+        .await
+        .map(|t| t.url)
+}
+
+/// The write position of `target`, or `None` when it cannot be read (the
+/// next attempt then cannot prove the target untouched, and refuses to
+/// start over without `--restart-target`).
+async fn write_mark(target: &DatabaseUrl) -> Option<writes::WriteMark> {
+    let client = crate::pg::connect(target).await.ok()?.into_client();
+    writes::mark(&client).await.ok()
 }
 
 /// Where a migration stands, from the journal and the live app.

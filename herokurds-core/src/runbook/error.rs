@@ -89,6 +89,72 @@ pub enum RunbookError {
         /// The plan file, for the commands.
         plan: String,
     },
+    /// `run` would start over on a target that holds data it cannot
+    /// account for: a copy the app was switched to, or one that changed
+    /// since its attempt stopped. Nothing was changed.
+    #[error(
+        "refusing to start the migration of app {app} over on target {target}: it holds {holdings}. {why}. \
+         Starting over runs DROP OWNED BY CURRENT_USER CASCADE there, which deletes all of it.\n\
+         To drop it and copy again: herokurds run --config {plan} --restart-target (you type the database \
+         name to confirm; --yes skips that). To keep it, point [target] at another, empty database"
+    )]
+    TargetHasData {
+        /// The app.
+        app: String,
+        /// `user@host:port/dbname` of the target.
+        target: String,
+        /// What the target user owns there, in words.
+        holdings: String,
+        /// Why it cannot be dropped silently (the cutover, a change since
+        /// the copy), in words.
+        why: String,
+        /// The plan file, for the command.
+        plan: String,
+    },
+    /// `rollback` would leave rows written on the target since the cutover
+    /// behind (or cannot count them). Nothing was switched back; the app
+    /// still runs on the target, and maintenance and dynos are as they
+    /// were.
+    #[error(
+        "refusing to roll back app {app}: {}\n\
+         Switching back would leave them on {target}: the app would run on its old database without them \
+         (rollback does not copy them back). The app still runs on {target}; maintenance and dynos are as they were.\n\
+         To roll back anyway and lose those writes: herokurds rollback --config {plan} --discard-target-writes",
+        target_writes_words(.tables, .unknown.as_deref())
+    )]
+    TargetWrites {
+        /// The app.
+        app: String,
+        /// `user@host:port/dbname` of the target.
+        target: String,
+        /// Each table written since the cutover, with its rows changed
+        /// (`None`: truncated, rewritten, created or dropped).
+        tables: Vec<(String, Option<i64>)>,
+        /// Why the writes could not be counted, when they could not.
+        unknown: Option<String>,
+        /// The plan file, for the command.
+        plan: String,
+    },
+    /// The plan and environment now name another database than the one
+    /// the journal recorded at preflight (another `TARGET_DATABASE_URL` in
+    /// a new shell). Nothing was changed.
+    #[error(
+        "the {side} database of app {app} is not the one this migration used: the journal recorded {journaled}, \
+         the plan and environment now give {now}. Continuing would work on a database that was never copied \
+         or verified; give the {side} URL of the journal again (or `herokurds rollback --config {plan}` with it)"
+    )]
+    IdentityMismatch {
+        /// The app.
+        app: String,
+        /// `source` or `target`.
+        side: crate::transfer::Side,
+        /// What the journal recorded (no password).
+        journaled: String,
+        /// What the current plan and environment reach (no password).
+        now: String,
+        /// The plan file, for the command.
+        plan: String,
+    },
     /// A step failed outside `run` (rollback, status, plan).
     #[error("{what}: {reason}")]
     Step {
@@ -97,6 +163,30 @@ pub enum RunbookError {
         /// Why it failed.
         reason: String,
     },
+}
+
+/// The writes on the target a rollback would leave behind, in words.
+pub(super) fn target_writes_words(
+    tables: &[(String, Option<i64>)],
+    unknown: Option<&str>,
+) -> String {
+    if let Some(why) = unknown {
+        return format!(
+            "the rows written on the new database since the cutover could not be counted ({why})"
+        );
+    }
+    let rows: i64 = tables.iter().filter_map(|(_, n)| *n).sum();
+    let each: Vec<String> = tables
+        .iter()
+        .map(|(t, n)| match n {
+            Some(n) => format!("{t}: {n} row(s)"),
+            None => format!("{t}: truncated, rewritten, created or dropped"),
+        })
+        .collect();
+    format!(
+        "{rows} row(s) were written on the new database since the cutover ({})",
+        each.join(", ")
+    )
 }
 
 fn aborted_message(
@@ -127,11 +217,13 @@ fn aborted_message(
 impl RunbookError {
     /// Whether a check found a difference (exit code 1) rather than an
     /// error (exit code 2): verification differences, writes on the source
-    /// (a source that never settled included), preflight problems.
+    /// (a source that never settled included), preflight problems, writes
+    /// on the target that stop a rollback.
     pub fn is_check_failure(&self) -> bool {
         matches!(
             self,
             RunbookError::Preflight { .. }
+                | RunbookError::TargetWrites { .. }
                 | RunbookError::Aborted {
                     step: StepId::Settle | StepId::Verify | StepId::WriteCheck,
                     ..

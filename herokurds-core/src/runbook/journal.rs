@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::{S3Summary, TransferSummary, VerifySummary};
 use super::writes::WriteMark;
+use crate::pg::DbIdentity;
 use crate::smoke::{PageCheck, PageDifference};
 
 /// Every path herokurds uses under a work directory, declared in one place.
@@ -283,6 +284,44 @@ pub struct Journal {
     pub smoke_before: Vec<PageCheck>,
     /// How the pages changed after the cutover.
     pub smoke_differences: Vec<PageDifference>,
+    /// The source database as preflight identified it
+    /// (`user@host:port/dbname` and the server's `system_identifier`):
+    /// `resume` and `rollback` refuse another one.
+    #[serde(default)]
+    pub source_identity: Option<DbIdentity>,
+    /// The target database as preflight identified it.
+    #[serde(default)]
+    pub target_identity: Option<DbIdentity>,
+    /// What an earlier attempt left on the target, carried from attempt to
+    /// attempt until a transfer starts over.
+    #[serde(default)]
+    pub earlier_copy: Option<EarlierCopy>,
+    /// The target's write position when this attempt ended (abort or
+    /// rollback), to prove on the next attempt that nothing wrote there
+    /// since.
+    #[serde(default)]
+    pub target_end_mark: Option<WriteMark>,
+    /// Why this attempt may drop the earlier copy on the target
+    /// (`--restart-target`, or the proof that nothing but the transfer
+    /// wrote there); `None`: it may not.
+    #[serde(default)]
+    pub restart_approved: Option<String>,
+}
+
+/// What an attempt left on the target, as the next attempt sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlierCopy {
+    /// The target it copied into, if preflight identified it.
+    pub target: Option<DbIdentity>,
+    /// When that attempt's copy finished, if it did.
+    pub copied_at: Option<DateTime<Utc>>,
+    /// When the app was switched to the target (`DATABASE_URL` set), if
+    /// it was: the app may have written there since.
+    pub cutover_at: Option<DateTime<Utc>>,
+    /// When the attempt ended (abort or rollback).
+    pub ended_at: DateTime<Utc>,
+    /// The target's write position when it ended (`None`: not read).
+    pub end_mark: Option<WriteMark>,
 }
 
 impl Journal {
@@ -322,7 +361,33 @@ impl Journal {
             s3: Vec::new(),
             smoke_before: Vec::new(),
             smoke_differences: Vec::new(),
+            source_identity: None,
+            target_identity: None,
+            earlier_copy: None,
+            target_end_mark: None,
+            restart_approved: None,
         }
+    }
+
+    /// What this attempt leaves on the target for the next one: its own
+    /// copy once its transfer started, else what it inherited.
+    pub fn earlier_copy_for_next(&self) -> Option<EarlierCopy> {
+        if self.step(StepId::Transfer).status == StepStatus::Pending {
+            return self.earlier_copy.clone();
+        }
+        let set = self.step(StepId::SetConfig);
+        Some(EarlierCopy {
+            target: self.target_identity.clone(),
+            copied_at: self
+                .is_finished(StepId::Transfer)
+                .then(|| self.step(StepId::Transfer).finished_at)
+                .flatten(),
+            cutover_at: (set.status != StepStatus::Pending)
+                .then_some(set.started_at)
+                .flatten(),
+            ended_at: self.updated_at,
+            end_mark: self.target_end_mark.clone(),
+        })
     }
 
     /// The record of `id`.

@@ -44,10 +44,10 @@ mod steps;
 pub mod target;
 pub mod writes;
 
-pub use engine::{resume, rollback, run, status, RollbackReport, Status};
+pub use engine::{resume, rollback, run, status, target_database, RollbackReport, Status};
 pub use error::RunbookError;
 pub use journal::{
-    AppLock, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
+    AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
 };
 pub use plan::{Plan, PlanError};
 pub use preflight::{preflight, PlanReport, PlannedStep};
@@ -65,6 +65,8 @@ pub struct Context {
     flush_wait: Duration,
     pg_bin_dir: Option<PathBuf>,
     plan_path: String,
+    restart_target: bool,
+    discard_target_writes: bool,
 }
 
 impl Context {
@@ -79,6 +81,8 @@ impl Context {
             flush_wait: writes::STATS_FLUSH_WAIT,
             pg_bin_dir: None,
             plan_path: "PLAN".into(),
+            restart_target: false,
+            discard_target_writes: false,
         }
     }
 
@@ -118,6 +122,26 @@ impl Context {
     /// error messages suggest.
     pub fn plan_path(mut self, path: impl Into<String>) -> Self {
         self.plan_path = path.into();
+        self
+    }
+
+    /// Lets [`run`] drop what an earlier attempt left on the target
+    /// (`DROP OWNED BY CURRENT_USER CASCADE`) and copy again, even after a
+    /// cutover, when rows the app wrote there would go with it (default:
+    /// refused with [`RunbookError::TargetHasData`]). The binary's
+    /// `--restart-target`, confirmed by typing the database's name.
+    pub fn restart_target(mut self, allow: bool) -> Self {
+        self.restart_target = allow;
+        self
+    }
+
+    /// Lets [`rollback`] switch back even when rows were written on the
+    /// target since the cutover, or their count is unknown; they stay on
+    /// the target and are not copied back (default: refused with
+    /// [`RunbookError::TargetWrites`]). The binary's
+    /// `--discard-target-writes`.
+    pub fn discard_target_writes(mut self, allow: bool) -> Self {
+        self.discard_target_writes = allow;
         self
     }
 

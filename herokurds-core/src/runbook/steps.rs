@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::journal::{Journal, StepId, StepStatus, WorkDir};
 use super::report::{S3Summary, TransferSummary, VerifySummary};
 use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
+use crate::pg::DbIdentity;
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
 use crate::transfer::{ResumeMode, Snapshot, TransferOptions};
@@ -104,7 +105,22 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             self.progress
                 .event(&RunbookEvent::Warning { message: w.clone() });
         }
+        // Who both sides are, for resume and rollback to check against.
+        let (source, target) = tokio::join!(
+            DbIdentity::connect(&self.source),
+            DbIdentity::connect(&self.target)
+        );
+        let (source, target) = (source?, target?);
+        if source.same_database(&target) {
+            return Err(fail(super::engine::same_database_message(
+                &source,
+                &target,
+                self.app(),
+            )));
+        }
         let j = &mut self.journal;
+        j.source_identity = Some(source);
+        j.target_identity = Some(target);
         j.old_addon = Some(report.addon.clone());
         j.old_attachments = report.attachments.clone();
         j.source_host = Some(report.source_host.clone());
@@ -347,7 +363,16 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let mode = if matches!(before, StepStatus::Running | StepStatus::Failed) {
             ResumeMode::Resume
         } else if work.exists() {
-            // An earlier, aborted attempt left its copy on the target.
+            // An earlier attempt left its copy on the target: `run` decided
+            // whether it may go (and journaled why).
+            if self.journal.restart_approved.is_none() {
+                return Err(fail(format!(
+                    "{} holds an earlier transfer that this attempt was not allowed to drop; \
+                     run `herokurds run --config {}` again to see what the target holds",
+                    work.display(),
+                    self.ctx.plan_path
+                )));
+            }
             ResumeMode::Restart
         } else {
             ResumeMode::Fresh
@@ -356,7 +381,8 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let mut opts = TransferOptions::new()
             .jobs(t.jobs)
             .work_dir(work)
-            .resume_mode(mode);
+            .resume_mode(mode)
+            .restart_target(self.journal.restart_approved.is_some());
         if let Some(size) = &t.split_tables_larger_than {
             opts = opts.split_tables_larger_than(crate::size::parse_size(size).map_err(fail)?);
         }

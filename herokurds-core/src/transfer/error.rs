@@ -239,6 +239,27 @@ pub enum TransferError {
         /// The holder's pid, as it wrote it.
         pid: String,
     },
+    /// `--restart` would drop a copy that finished: it may have been put to
+    /// use since (an app switched to it), and whatever was written there
+    /// would be lost. Nothing was changed.
+    #[error(
+        "refusing to restart: the transfer journaled in {journal} finished at {finished_at} and {target} \
+         holds its copy: {holdings}. --restart runs DROP OWNED BY CURRENT_USER CASCADE there, which deletes \
+         all of it, including every row written since the copy finished (by an app switched to this \
+         database). To drop it anyway and copy again, pass --restart-target (it asks you to type the \
+         database name; --yes skips that); to keep it, copy into another, empty database with another --work-dir"
+    )]
+    TargetHasData {
+        /// The transfer journal.
+        journal: PathBuf,
+        /// `user@host:port/dbname` of the target.
+        target: String,
+        /// When the copy finished (the journal's last write).
+        finished_at: chrono::DateTime<chrono::Utc>,
+        /// What the target user owns there, in words (or why that could
+        /// not be read).
+        holdings: String,
+    },
     /// Cancelled (Ctrl-C): the target holds only committed tables; finish
     /// with `--resume`.
     #[error("cancelled; the work directory records what is done: finish with --resume")]
@@ -251,7 +272,9 @@ impl TransferError {
     pub fn is_resumable(&self) -> bool {
         !matches!(
             self,
-            TransferError::Preflight { .. } | TransferError::Locked { .. }
+            TransferError::Preflight { .. }
+                | TransferError::Locked { .. }
+                | TransferError::TargetHasData { .. }
         )
     }
 

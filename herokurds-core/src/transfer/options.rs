@@ -59,7 +59,11 @@ pub enum ResumeMode {
     /// work directory's journal records a transfer into this same target
     /// (`user@host:port/dbname`); a journal of another target is refused,
     /// and with no journal at all this is [`ResumeMode::Fresh`] (the target
-    /// must be empty).
+    /// must be empty). A journal that records the copy as *finished* is
+    /// refused too ([`TransferError::TargetHasData`](super::TransferError::TargetHasData):
+    /// a finished copy may have been put to use, and whatever was written
+    /// into it since would go), unless
+    /// [`TransferOptions::restart_target`] allows it.
     Restart,
 }
 
@@ -131,6 +135,7 @@ pub struct TransferOptions {
     pg_bin_dir: Option<PathBuf>,
     maintenance_work_mem: String,
     analyze: bool,
+    restart_target: bool,
 }
 
 impl Default for TransferOptions {
@@ -148,6 +153,7 @@ impl Default for TransferOptions {
             pg_bin_dir: None,
             maintenance_work_mem: "512MB".into(),
             analyze: true,
+            restart_target: false,
         }
     }
 }
@@ -241,6 +247,20 @@ impl TransferOptions {
     /// The resume mode.
     pub fn get_resume_mode(&self) -> ResumeMode {
         self.resume
+    }
+
+    /// Lets [`ResumeMode::Restart`] drop a copy the journal records as
+    /// finished (default: refused). The caller has made sure nothing
+    /// written into that copy since is wanted (the operator typed the
+    /// target database's name, or the runbook proved nothing else wrote).
+    pub fn restart_target(mut self, allow: bool) -> Self {
+        self.restart_target = allow;
+        self
+    }
+
+    /// Whether a finished copy may be dropped by a restart.
+    pub fn get_restart_target(&self) -> bool {
+        self.restart_target
     }
 
     /// Where the journal, lock and schema archive live (default

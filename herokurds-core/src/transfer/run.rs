@@ -306,6 +306,21 @@ async fn open_journal<P: Progress<TransferEvent>>(
                 // (--no-owner), but so does anything else that user made in
                 // this database: all of it goes. The database stays.
                 let c = tgt.connect(Role::TargetLoader, "").await?;
+                if j.finished && !cx.opts.get_restart_target() {
+                    let holdings = match crate::pg::Holdings::read(&c).await {
+                        Ok(h) => h.to_string(),
+                        Err(e) => format!(
+                            "(what it holds could not be read: {})",
+                            super::copy::message(&e)
+                        ),
+                    };
+                    return Err(TransferError::TargetHasData {
+                        journal: paths.journal.clone(),
+                        target: tgt.identity(),
+                        finished_at: j.updated_at,
+                        holdings,
+                    });
+                }
                 c.batch_execute(
                     "DROP OWNED BY CURRENT_USER CASCADE; CREATE SCHEMA IF NOT EXISTS public",
                 )

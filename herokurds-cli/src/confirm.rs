@@ -1,0 +1,29 @@
+//! Typed confirmations: before a change that cannot be undone, the
+//! operator types a name (the app, the database), as Heroku's CLI asks.
+
+use std::io::{BufRead, Write};
+
+/// Prints `warning` and asks for `expected` on stderr, reads one line from
+/// `input`; true when the line is exactly `expected`.
+pub fn typed(warning: &str, expected: &str, input: impl BufRead) -> anyhow::Result<bool> {
+    let mut input = input;
+    eprint!(" !    {warning}\n !    To proceed, type {expected} or re-run with --yes\n\n> ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    Ok(answer.trim() == expected)
+}
+
+/// Asks the operator to type the target database's name before
+/// `--restart-target` drops what the target user owns there.
+pub fn restart_target(dbname: &str) -> anyhow::Result<()> {
+    let warning = format!(
+        "--restart-target drops EVERYTHING the target user owns in database {dbname} \
+         (DROP OWNED BY CURRENT_USER CASCADE), rows written there since the last copy included."
+    );
+    if typed(&warning, dbname, std::io::stdin().lock())? {
+        Ok(())
+    } else {
+        anyhow::bail!("not confirmed: the target database {dbname} was left as it is")
+    }
+}
