@@ -224,7 +224,8 @@ pub enum ConnectError {
          or something on the network path intercepted the connection. If the server is known to \
          authenticate this way, give the user a SCRAM password (password_encryption = \
          'scram-sha-256', then ALTER ROLE ... PASSWORD), or write channel_binding=prefer in the \
-         URL, with sslmode=verify-full so the server is still verified"
+         URL, with sslmode=verify-full so the server is still verified (herokurds run: give the \
+         URL through [source] or [target] url_env to add it)"
     )]
     NoChannelBinding {
         /// `host:port`.

@@ -2,8 +2,8 @@
 //!
 //! Both sessions encrypted unless their URLs allow plaintext, and every
 //! side whose server is not verified named (`crate::pg::tls_concerns`,
-//! the same rules as `herokurds-verify`); server versions; a `pg_dump` able to dump the
-//! source; the target empty (unless resuming); every source extension
+//! the same rules as `herokurds-verify`); server versions; a `pg_dump`
+//! able to dump the source; the target empty (unless resuming); every source extension
 //! available on the target and creatable by the target user; no table
 //! whose rows row-level security would hide from the source user; the size
 //! of what will be copied. Every problem is collected, so one run names
