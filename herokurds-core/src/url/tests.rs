@@ -922,7 +922,7 @@ proptest! {
             password.push_str(sep);
             password.push_str(word);
         }
-        password.push_str(&trailer);
+        password.push_str(trailer);
         let input = template.replace("{P}", &password);
         let shown = match input.parse::<DatabaseUrl>() {
             Err(err) => vec![
