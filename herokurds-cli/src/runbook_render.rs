@@ -250,6 +250,9 @@ pub fn plan_text(r: &PlanReport) -> String {
     if !r.target_sources.is_empty() {
         t.push_str(&format!("target URL: {}\n", r.target_sources.join("; ")));
     }
+    if let Some(url) = &r.app_database_url {
+        t.push_str(&format!("the app's DATABASE_URL will be: {url}\n"));
+    }
     for b in &r.buckets {
         t.push_str(&format!("bucket {b}\n"));
     }

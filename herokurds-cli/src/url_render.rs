@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use herokurds_core::pg::{ConnectError, ServerInfo};
+use herokurds_core::pg::{self, ConnectError, ServerInfo};
 use herokurds_core::url::{DatabaseUrl, UrlError, UrlProblem};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
@@ -107,14 +107,34 @@ pub fn report_connect_error(url: &DatabaseUrl, err: &ConnectError, json: bool) -
     ExitCode::from(EXIT_ERROR)
 }
 
-/// Prints what a connection check found.
-pub fn print_server_info(url: &DatabaseUrl, info: &ServerInfo, json: bool) -> anyhow::Result<()> {
+/// Prints what a connection check found: `tls` is what the client
+/// negotiated ([`herokurds_core::pg::Connected::tls`]); what herokurds makes
+/// of it ([`pg::tls_concerns`]) goes to stderr as warnings, and to
+/// `"tls_warnings"` in JSON.
+pub fn print_server_info(
+    url: &DatabaseUrl,
+    info: &ServerInfo,
+    tls: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let concerns: Vec<String> = pg::tls_concerns("database", url, tls)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if json {
         let mut value = serde_json::to_value(info)?;
         value["url"] = url.to_string().into();
+        value["tls"] = tls.into();
+        value["tls_warnings"] = concerns.into();
         return print_json(&value);
     }
-    let tls = if info.tls { "yes" } else { "no" };
+    let verified = if !tls {
+        ""
+    } else if url.verifies_certificate() {
+        ", certificate verified"
+    } else {
+        ", certificate NOT verified"
+    };
     let rows = [
         ("url".into(), url.to_string()),
         (
@@ -123,10 +143,20 @@ pub fn print_server_info(url: &DatabaseUrl, info: &ServerInfo, json: bool) -> an
         ),
         ("user".into(), info.user.clone()),
         ("database".into(), info.database.clone()),
-        ("tls".into(), format!("{tls} (sslmode={})", url.ssl_mode())),
+        (
+            "tls".into(),
+            format!(
+                "{} (sslmode={}{verified})",
+                if tls { "yes" } else { "no" },
+                url.ssl_mode()
+            ),
+        ),
     ];
     for line in aligned(&rows) {
         println_safe(line)?;
+    }
+    for warning in concerns {
+        eprintln!("warning: {warning}");
     }
     Ok(())
 }

@@ -249,7 +249,7 @@ async fn check(url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
         Err(err) => return Ok(render::report_connect_error(&url, &err, json)),
     };
     match pg::server_info(connected.client()).await {
-        Ok(info) => render::print_server_info(&url, &info, json)?,
+        Ok(info) => render::print_server_info(&url, &info, connected.tls(), json)?,
         Err(err) => return Ok(render::report_connect_error(&url, &err, json)),
     }
     Ok(ExitCode::from(EXIT_OK))

@@ -8,12 +8,22 @@
 //! did not answer, the `sslmode` the server disagrees with, the
 //! `sslrootcert` that did not verify the certificate.
 //!
-//! TLS follows libpq: `disable` never encrypts; `allow` tries plain, then
-//! TLS; `prefer` tries TLS, then plain; `require` encrypts without
-//! verifying (unless `sslrootcert` is given: then, like libpq, the chain is
-//! verified); `verify-ca` verifies the chain against `sslrootcert` (the
-//! system's roots when absent or `system`); `verify-full` also checks the
-//! host name.
+//! TLS follows libpq, with one difference: a URL without `sslmode` means
+//! `require`, not libpq's `prefer`, so no session falls back to plaintext
+//! unless its URL says it may. `disable` never encrypts; `allow` tries
+//! plain, then TLS; `prefer` tries TLS, then plain; `require` encrypts
+//! without verifying (unless `sslrootcert` is given: then, like libpq, the
+//! chain is verified); `verify-ca` verifies the chain against
+//! `sslrootcert` (the system's roots when absent or `system`);
+//! `verify-full` also checks the host name. Whether a session is
+//! encrypted ([`Connected::tls`]) is known from the client side: which
+//! attempt succeeded, never what the server says about itself.
+//!
+//! Over TLS, SCRAM channel binding is required unless the URL's
+//! `channel_binding` says otherwise: a server that authenticates with SCRAM
+//! over TLS always offers it, so a session without it was either
+//! authenticated another way (md5, password, trust) or intercepted. That
+//! fails with [`ConnectError::NoChannelBinding`], which says how to allow it.
 
 use std::error::Error as _;
 use std::io;
@@ -48,7 +58,8 @@ const REDACTED_HINT: &str = ". The URL's password is ***: this is a redacted URL
      without --reveal); use the full one, e.g. from the env file herokurds-url build --env-file wrote";
 
 /// Where to find the RDS certificate bundle, for hints.
-const RDS_BUNDLE_URL: &str = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
+pub(crate) const RDS_BUNDLE_URL: &str =
+    "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
 
 /// An open session: the client, and whether the connection is encrypted.
 ///
@@ -70,7 +81,8 @@ impl Connected {
         self.client
     }
 
-    /// Whether the connection is encrypted with TLS.
+    /// Whether the connection is encrypted with TLS, as the client
+    /// negotiated it (not as the server reports it).
     pub fn tls(&self) -> bool {
         self.tls
     }
@@ -174,9 +186,9 @@ pub enum ConnectError {
     },
     /// The URL demands TLS but the server does not offer it.
     #[error(
-        "{server} does not accept TLS but the URL has sslmode={ssl_mode}: the server has ssl=off \
-         (or this is not the server you meant); use sslmode=prefer or disable only if the network \
-         path is private"
+        "{server} does not accept TLS, and sslmode={ssl_mode} requires it (require is herokurds' \
+         default when the URL gives no sslmode): the server has ssl=off (or this is not the server \
+         you meant); write sslmode=prefer or disable in the URL only if the network path is private"
     )]
     TlsRefused {
         /// `host:port`.
@@ -202,6 +214,24 @@ pub enum ConnectError {
         root_cert: Option<PathBuf>,
         /// The verifier's words (`self-signed certificate`, `hostname mismatch`, ...).
         reason: String,
+    },
+    /// The server authenticated without SCRAM channel binding over TLS,
+    /// which herokurds requires unless the URL says `channel_binding=prefer`
+    /// or `disable`.
+    #[error(
+        "{server} authenticated user {user:?} without SCRAM channel binding, which herokurds \
+         requires over TLS: the server uses md5, password or trust authentication for this user, \
+         or something on the network path intercepted the connection. If the server is known to \
+         authenticate this way, give the user a SCRAM password (password_encryption = \
+         'scram-sha-256', then ALTER ROLE ... PASSWORD), or write channel_binding=prefer in the \
+         URL, with sslmode=verify-full so the server is still verified (herokurds run: give the \
+         URL through [source] or [target] url_env to add it)"
+    )]
+    NoChannelBinding {
+        /// `host:port`.
+        server: String,
+        /// The user.
+        user: String,
     },
     /// The TLS handshake failed for another reason.
     #[error("TLS handshake with {server} failed: {reason}")]
@@ -312,11 +342,13 @@ fn hostname_hint(reason: &str, host: &str) -> String {
 /// The tokio-postgres configuration for `url`, TLS aside.
 ///
 /// `sslmode` maps to the driver's three modes (`allow` to `disable`,
-/// `verify-*` to `require`); the verification those modes imply lives in
-/// the TLS connector [`connect`] builds, so use [`connect`] rather than
-/// this configuration alone when TLS matters. `application_name` defaults
-/// to `herokurds`; TCP keepalives are on, probing after 30 s idle unless
-/// the URL's `keepalives*` parameters say otherwise.
+/// `verify-*` to `require`; no `sslmode` is `require`); the verification
+/// those modes imply lives in the TLS connector [`connect`] builds, so use
+/// [`connect`] rather than this configuration alone when TLS matters.
+/// `channel_binding` is `require` when the mode always encrypts and the
+/// URL does not say otherwise. `application_name` defaults to
+/// `herokurds`; TCP keepalives are on, probing after 30 s idle unless the
+/// URL's `keepalives*` parameters say otherwise.
 pub fn pg_config(url: &DatabaseUrl) -> Config {
     use tokio_postgres::config::SslMode as PgSslMode;
     let mut config = Config::new();
@@ -338,6 +370,9 @@ pub fn pg_config(url: &DatabaseUrl) -> Config {
                 .or(url.param(Param::FallbackApplicationName))
                 .unwrap_or(DEFAULT_APPLICATION_NAME),
         );
+    if url.ssl_mode().requires_tls() {
+        config.channel_binding(ChannelBinding::Require);
+    }
     let secs = |v: &str| Duration::from_secs(v.parse().unwrap_or(0));
     for (param, value) in url.params() {
         match param {
@@ -422,11 +457,20 @@ pub async fn connect(url: &DatabaseUrl) -> Result<Connected, ConnectError> {
                 Err(ConnectError::TlsRequired { .. }) => attempt(url, Encrypted, &tls).await,
                 other => other,
             },
-            SslMode::Prefer => match attempt(url, Preferred, &tls).await {
+            // TLS first, plain when TLS failed: two attempts rather than
+            // the driver's `prefer`, so the client knows which it got.
+            SslMode::Prefer => match attempt(url, Encrypted, &tls).await {
                 Err(
-                    tls_error @ (ConnectError::Tls { .. }
+                    tls_error @ (ConnectError::TlsRefused { .. }
+                    | ConnectError::Tls { .. }
                     | ConnectError::CertificateRejected { .. }),
-                ) => attempt(url, Plain, &tls).await.map_err(|_| tls_error),
+                ) => attempt(url, Plain, &tls).await.map_err(|plain_error| {
+                    if matches!(tls_error, ConnectError::TlsRefused { .. }) {
+                        plain_error
+                    } else {
+                        tls_error
+                    }
+                }),
                 other => other,
             },
             _ => attempt(url, Encrypted, &tls).await,
@@ -449,10 +493,9 @@ pub async fn connect(url: &DatabaseUrl) -> Result<Connected, ConnectError> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Attempt {
     Plain,
-    Preferred,
     Encrypted,
 }
-use Attempt::{Encrypted, Plain, Preferred};
+use Attempt::{Encrypted, Plain};
 
 async fn attempt(
     url: &DatabaseUrl,
@@ -463,7 +506,6 @@ async fn attempt(
     let mut config = pg_config(url);
     config.ssl_mode(match how {
         Plain => PgSslMode::Disable,
-        Preferred => PgSslMode::Prefer,
         Encrypted => PgSslMode::Require,
     });
     tracing::debug!(url = %url, tls = ?how, "connecting");
@@ -477,12 +519,10 @@ async fn attempt(
             tracing::warn!(server = %server_name, error = %e, "PostgreSQL connection ended with an error");
         }
     });
-    let tls = match how {
-        Plain => false,
-        Encrypted => true,
-        Preferred => super::server_info::tls_in_use(&client).await?,
-    };
-    Ok(Connected { client, tls })
+    Ok(Connected {
+        client,
+        tls: how == Encrypted,
+    })
 }
 
 /// `host:port` as written in messages (IPv6 in brackets).
@@ -534,8 +574,7 @@ fn tls_connector(url: &DatabaseUrl) -> Result<MakeTlsConnector, ConnectError> {
         std::sync::Mutex::new(Vec::new());
     let mode = url.ssl_mode();
     let root_cert = url.ssl_root_cert();
-    let verify_chain = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
-        || (mode == SslMode::Require && root_cert.is_some());
+    let verify_chain = url.verifies_certificate();
     let roots_path = root_cert.filter(|p| verify_chain && *p != Path::new("system"));
     let key_path = url.param(Param::SslKey);
     let settings = TlsSettings {
@@ -645,6 +684,13 @@ fn diagnose(err: &tokio_postgres::Error, url: &DatabaseUrl) -> ConnectError {
         };
     }
     let cause = err.source().map(ToString::to_string).unwrap_or_default();
+    // The driver's error kinds are private; this is its only words for it.
+    if cause.contains("did not use channel binding") {
+        return ConnectError::NoChannelBinding {
+            server,
+            user: url.user().into(),
+        };
+    }
     // The driver's error kinds are private; its TLS failures say so in their text.
     if err.to_string().contains("TLS handshake") {
         return if cause.contains("server does not support TLS") {
@@ -734,6 +780,40 @@ mod tests {
             TargetSessionAttrs::ReadWrite
         );
         assert_eq!(config.get_application_name(), Some("herokurds"));
+    }
+
+    #[test]
+    fn no_sslmode_means_tls_with_channel_binding() {
+        use tokio_postgres::config::SslMode as PgSslMode;
+        let config = pg_config(&url("postgres://u:p@h/d"));
+        assert_eq!(config.get_ssl_mode(), PgSslMode::Require);
+        assert_eq!(config.get_channel_binding(), ChannelBinding::Require);
+        for (text, ssl, binding) in [
+            (
+                "postgres://u:p@h/d?sslmode=verify-full",
+                PgSslMode::Require,
+                ChannelBinding::Require,
+            ),
+            (
+                "postgres://u:p@h/d?channel_binding=prefer",
+                PgSslMode::Require,
+                ChannelBinding::Prefer,
+            ),
+            (
+                "postgres://u:p@h/d?sslmode=prefer",
+                PgSslMode::Prefer,
+                ChannelBinding::Prefer,
+            ),
+            (
+                "postgres://u:p@h/d?sslmode=disable",
+                PgSslMode::Disable,
+                ChannelBinding::Prefer,
+            ),
+        ] {
+            let config = pg_config(&url(text));
+            assert_eq!(config.get_ssl_mode(), ssl, "{text}");
+            assert_eq!(config.get_channel_binding(), binding, "{text}");
+        }
     }
 
     #[test]

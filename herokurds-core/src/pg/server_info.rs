@@ -1,8 +1,11 @@
-//! What a session is connected to: server version, user, database, TLS.
+//! What a session is connected to: server version, user, database.
 //!
 //! `herokurds-url check` prints it, and preflight compares it across the
 //! source and the target (pg_dump must be at least the source's major
-//! version; the target must be the database the plan names).
+//! version; the target must be the database the plan names). Whether the
+//! session is encrypted is not asked of the server (`pg_stat_ssl` is the
+//! server's word, and whoever answers could say anything): it is
+//! [`Connected::tls`](super::Connected::tls), what the client negotiated.
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -23,8 +26,6 @@ pub struct ServerInfo {
     pub user: String,
     /// `current_database()`.
     pub database: String,
-    /// Whether this session is encrypted (`pg_stat_ssl` for its own backend).
-    pub tls: bool,
 }
 
 /// Asks the server who and where this session is.
@@ -33,12 +34,11 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, ConnectError> {
         .query_one(
             "SELECT current_setting('server_version'), \
                     current_setting('server_version_num')::int4, \
-                    current_user::text, current_database()::text, \
-                    coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                    current_user::text, current_database()::text",
             &[],
         )
         .await
-        .map_err(|e| query_error("server version, user, database and TLS", &e))?;
+        .map_err(|e| query_error("server version, user and database", &e))?;
     let version_num = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
     Ok(ServerInfo {
         version: row.get(0),
@@ -50,20 +50,7 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, ConnectError> {
         },
         user: row.get(2),
         database: row.get(3),
-        tls: row.get(4),
     })
-}
-
-/// Whether this session is encrypted, from `pg_stat_ssl`.
-pub(super) async fn tls_in_use(client: &Client) -> Result<bool, ConnectError> {
-    client
-        .query_one(
-            "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
-            &[],
-        )
-        .await
-        .map(|row| row.get(0))
-        .map_err(|e| query_error("TLS in use", &e))
 }
 
 fn query_error(what: &'static str, e: &tokio_postgres::Error) -> ConnectError {

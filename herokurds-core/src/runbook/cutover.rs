@@ -135,16 +135,20 @@ pub async fn detach_database(
     }
 }
 
-/// Step: set `DATABASE_URL` to the target and the plan's config vars.
+/// Step: set `DATABASE_URL` to `app_url` and the plan's config vars.
+///
+/// `app_url` is the target's URL built for the app
+/// ([`DatabaseUrl::for_app`]), never the operator's: that one may name
+/// files (`sslrootcert=/home/...`) that the dynos do not have.
 pub async fn set_config(
     heroku: &Client,
     app: &str,
-    target: &DatabaseUrl,
+    app_url: &DatabaseUrl,
     vars: &BTreeMap<String, String>,
 ) -> Result<String, HerokuError> {
     let mut set: Vec<(String, SecretString)> = vec![(
         DATABASE_URL.to_string(),
-        SecretString::from(target.expose_url()),
+        SecretString::from(app_url.expose_url()),
     )];
     set.extend(
         vars.iter()
@@ -155,11 +159,12 @@ pub async fn set_config(
     Ok(format!("set {}", names.join(", ")))
 }
 
-/// Step: read the config back; every name whose value is not what was set.
+/// Step: read the config back; every name whose value is not what was
+/// set (`DATABASE_URL` is compared with `app_url`, the URL built for the app).
 pub async fn read_back(
     heroku: &Client,
     app: &str,
-    target: &DatabaseUrl,
+    app_url: &DatabaseUrl,
     vars: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, HerokuError> {
     let now = heroku.config_vars(app).await?;
@@ -167,7 +172,7 @@ pub async fn read_back(
     let db_ok = now
         .get(DATABASE_URL)
         .and_then(|v| v.expose_secret().parse::<DatabaseUrl>().ok())
-        .is_some_and(|u| &u == target);
+        .is_some_and(|u| &u == app_url);
     if !db_ok {
         wrong.push(DATABASE_URL.to_string());
     }

@@ -210,6 +210,21 @@ pub struct CutoverSection {
     /// Config vars set during the cutover (e.g. the bucket name).
     #[serde(default)]
     pub config_vars: BTreeMap<String, String>,
+    /// `sslmode` of the `DATABASE_URL` the app gets (default `require`;
+    /// `verify-ca` or `verify-full` only if the app trusts the RDS CA by
+    /// itself: the URL never carries `sslrootcert`).
+    #[serde(default)]
+    pub app_sslmode: Option<String>,
+}
+
+impl CutoverSection {
+    /// The `sslmode` of the app's `DATABASE_URL`: `app_sslmode`, else `require`.
+    pub fn app_ssl_mode(&self) -> crate::url::SslMode {
+        self.app_sslmode
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(crate::url::SslMode::Require)
+    }
 }
 
 fn default_backup_alias() -> String {
@@ -221,6 +236,7 @@ impl Default for CutoverSection {
         CutoverSection {
             backup_alias: default_backup_alias(),
             config_vars: BTreeMap::new(),
+            app_sslmode: None,
         }
     }
 }
@@ -448,6 +464,14 @@ impl Plan {
                 ));
             }
         }
+        if let Some(mode) = &self.cutover.app_sslmode {
+            if !["require", "verify-ca", "verify-full"].contains(&mode.as_str()) {
+                p.push(format!(
+                    "cutover.app_sslmode {mode:?}: use require, verify-ca or verify-full (the app's \
+                     connection to RDS is never allowed to fall back to plaintext)"
+                ));
+            }
+        }
         if self.transfer.jobs == 0 || self.transfer.jobs > 64 {
             p.push(format!("transfer.jobs {}: use 1 to 64", self.transfer.jobs));
         }
@@ -570,6 +594,15 @@ urls = ["https://micromasters-ci.herokuapp.com/", "https://micromasters-ci.herok
         assert!(plan.maintenance.scale_down.is_empty());
         assert_eq!(plan.maintenance.settle, Duration::from_secs(2));
         assert_eq!(plan.maintenance.settle_timeout, Duration::from_secs(30));
+        assert_eq!(plan.cutover.app_ssl_mode(), crate::url::SslMode::Require);
+        let verify = Plan::parse(
+            &EXAMPLE.replace("[cutover]\n", "[cutover]\napp_sslmode = \"verify-full\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            verify.cutover.app_ssl_mode(),
+            crate::url::SslMode::VerifyFull
+        );
     }
 
     #[test]
@@ -607,6 +640,7 @@ split_tables_larger_than = "huge"
 [cutover]
 backup_alias = "DATABASE"
 config_vars = { DATABASE_URL = "x" }
+app_sslmode = "prefer"
 [maintenance]
 scale_down = ["web"]
 [[s3]]
@@ -630,6 +664,7 @@ urls = ["ftp://x/"]
             "transfer.split_tables_larger_than \"huge\"",
             "cutover.backup_alias \"DATABASE\"",
             "cutover.config_vars.DATABASE_URL",
+            "cutover.app_sslmode \"prefer\"",
             "maintenance.scale_down \"web\"",
             "s3[0].source \"odl-bucket\"",
             "smoke.urls",

@@ -45,6 +45,10 @@ pub struct PlanReport {
     pub target_host: String,
     /// Where the target URL's parts came from.
     pub target_sources: Vec<String>,
+    /// The `DATABASE_URL` the app will get at the cutover, password as
+    /// `***`: built for the app ([`DatabaseUrl::for_app`]), not the
+    /// operator's URL.
+    pub app_database_url: Option<String>,
     /// The transfer's own preflight (versions, tools, extensions, size).
     pub transfer: Option<PreflightReport>,
     /// Process types and their dynos now.
@@ -88,6 +92,7 @@ pub(super) async fn check(
         source_host: String::new(),
         target_host: String::new(),
         target_sources: Vec::new(),
+        app_database_url: None,
         transfer: None,
         formation: Vec::new(),
         buckets: Vec::new(),
@@ -197,6 +202,16 @@ pub(super) async fn check(
             r.source_host = s.host().to_string();
             r.target_host = t.url.host().to_string();
             r.target_sources = t.sources;
+            let app_url = t.url.for_app(plan.cutover.app_ssl_mode());
+            if app_url.ssl_mode() != crate::url::SslMode::Require {
+                r.warnings.push(format!(
+                    "the app's DATABASE_URL will say sslmode={} without sslrootcert (a path on \
+                     this machine means nothing on the dynos): the app must trust the RDS CA by \
+                     itself, or it will not connect after the cutover",
+                    app_url.ssl_mode()
+                ));
+            }
+            r.app_database_url = Some(app_url.redacted_url());
             Some((s, t.url))
         }
         (s, t) => {
@@ -412,7 +427,10 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                 StepId::AttachBackup => format!("attach {} to {app} as {alias}", r.addon),
                 StepId::DetachDatabase => format!("detach DATABASE ({}) from {app}", r.addon),
                 StepId::SetConfig => {
-                    let mut vars = vec!["DATABASE_URL".to_string()];
+                    let mut vars = vec![match &r.app_database_url {
+                        Some(url) => format!("DATABASE_URL={url}"),
+                        None => "DATABASE_URL".to_string(),
+                    }];
                     vars.extend(plan.cutover.config_vars.keys().cloned());
                     format!("set {} on {app}", vars.join(", "))
                 }

@@ -587,18 +587,23 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             cutover::set_config(
                 &self.ctx.heroku,
                 self.app(),
-                &self.target,
+                &self.app_url(),
                 &self.plan.cutover.config_vars,
             )
             .await?,
         ))
     }
 
+    /// The `DATABASE_URL` the app gets: built for it, not the operator's URL.
+    fn app_url(&self) -> DatabaseUrl {
+        self.target.for_app(self.plan.cutover.app_ssl_mode())
+    }
+
     async fn read_back(&mut self) -> StepResult {
         let wrong = cutover::read_back(
             &self.ctx.heroku,
             self.app(),
-            &self.target,
+            &self.app_url(),
             &self.plan.cutover.config_vars,
         )
         .await?;

@@ -49,6 +49,7 @@ pub struct PostgresOptions {
     password: Option<SecretString>,
     tls: bool,
     tls_only: bool,
+    md5: bool,
     durable: bool,
     settings: Vec<(String, String)>,
     heroku_ext: bool,
@@ -63,6 +64,7 @@ impl fmt::Debug for PostgresOptions {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("tls", &self.tls)
             .field("tls_only", &self.tls_only)
+            .field("md5", &self.md5)
             .field("durable", &self.durable)
             .field("settings", &self.settings)
             .field("heroku_ext", &self.heroku_ext)
@@ -81,6 +83,7 @@ impl PostgresOptions {
             password: None,
             tls: true,
             tls_only: true,
+            md5: false,
             durable: false,
             settings: Vec::new(),
             heroku_ext: false,
@@ -132,6 +135,14 @@ impl PostgresOptions {
         if on {
             self.tls = true;
         }
+        self
+    }
+
+    /// Store the owner's password as md5 and authenticate with md5, as
+    /// older Heroku and RDS setups do (default off: scram-sha-256). Over
+    /// TLS, md5 gives no channel binding.
+    pub fn md5(mut self, on: bool) -> Self {
+        self.md5 = on;
         self
     }
 
@@ -832,7 +843,8 @@ fn write_config(
         "unix_socket_directories",
         &quote_literal(&socket_dir.display().to_string()),
     );
-    set("password_encryption", "'scram-sha-256'");
+    let auth = if o.md5 { "md5" } else { "scram-sha-256" };
+    set("password_encryption", &quote_literal(auth));
     set("max_connections", "100");
     set("shared_buffers", "128MB");
     set("max_wal_size", "2GB");
@@ -854,10 +866,10 @@ fn write_config(
     fs::write(data.join("postgresql.conf"), conf).map_err(io_err("writing postgresql.conf"))?;
     let mut hba = String::from("local all postgres trust\n");
     if o.tls_only {
-        hba.push_str("hostssl all all 127.0.0.1/32 scram-sha-256\n");
+        hba.push_str(&format!("hostssl all all 127.0.0.1/32 {auth}\n"));
         hba.push_str("hostnossl all all 127.0.0.1/32 reject\n");
     } else {
-        hba.push_str("host all all 127.0.0.1/32 scram-sha-256\n");
+        hba.push_str(&format!("host all all 127.0.0.1/32 {auth}\n"));
     }
     fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))
 }

@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use super::error::{Side, TransferError};
 use super::schema::ToolConn;
+use crate::pg::TlsConcern;
 use crate::url::{DatabaseUrl, Param};
 
 /// What a session is for; decides its settings.
@@ -20,6 +21,13 @@ pub(crate) enum Role {
     /// Runs post-data SQL on the target: pg_restore's session settings
     /// plus a large `maintenance_work_mem`.
     TargetBuilder,
+}
+
+/// A new session, and what herokurds makes of its encryption (as the
+/// client negotiated it).
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) tls: Vec<TlsConcern>,
 }
 
 /// One of the two databases.
@@ -62,7 +70,7 @@ impl<'a> Endpoint<'a> {
     }
 
     /// Opens a plain session (no settings beyond the connection's).
-    pub(crate) async fn connect_plain(&self) -> Result<Client, TransferError> {
+    pub(crate) async fn open(&self) -> Result<Session, TransferError> {
         let connected = crate::pg::connect(self.url)
             .await
             .map_err(|e| TransferError::Connect {
@@ -71,7 +79,10 @@ impl<'a> Endpoint<'a> {
                 message: e.to_string(),
                 source: Box::new(e),
             })?;
-        Ok(connected.into_client())
+        Ok(Session {
+            tls: crate::pg::tls_concerns(self.side, self.url, connected.tls()),
+            client: connected.into_client(),
+        })
     }
 
     /// Opens a session set up for `role`.
@@ -80,7 +91,17 @@ impl<'a> Endpoint<'a> {
         role: Role,
         maintenance_work_mem: &str,
     ) -> Result<Client, TransferError> {
-        let client = self.connect_plain().await?;
+        Ok(self.open_as(role, maintenance_work_mem).await?.client)
+    }
+
+    /// Opens a session set up for `role`, with what herokurds makes of its encryption.
+    pub(crate) async fn open_as(
+        &self,
+        role: Role,
+        maintenance_work_mem: &str,
+    ) -> Result<Session, TransferError> {
+        let session = self.open().await?;
+        let client = &session.client;
         let settings = match role {
             Role::SourceReader => format!(
                 "{NO_TIMEOUTS} SET row_security = off; SET datestyle = 'ISO'; \
@@ -102,7 +123,7 @@ impl<'a> Endpoint<'a> {
             .batch_execute(&settings)
             .await
             .map_err(TransferError::query(self.side, "setting up the session"))?;
-        Ok(client)
+        Ok(session)
     }
 
     /// `user@host:port/dbname`: who and where, without the password.
@@ -118,7 +139,10 @@ impl<'a> Endpoint<'a> {
 
     /// A libpq connection string without the password (which goes to the
     /// child's `PGPASSWORD`), carrying every URL parameter (`sslmode`,
-    /// `sslrootcert`, ...).
+    /// `sslrootcert`, ...), and TLS as [`crate::pg::connect`] has it:
+    /// `sslmode=require` when the URL has no `sslmode` (libpq's default,
+    /// `prefer`, may fall back to plaintext), and `channel_binding=require`
+    /// when the mode always encrypts and the URL does not say otherwise.
     pub(crate) fn tool_conn(&self) -> ToolConn {
         let mut conninfo = format!(
             "host={} port={} user={} dbname={}",
@@ -129,6 +153,12 @@ impl<'a> Endpoint<'a> {
         );
         for (param, value) in self.url.params() {
             conninfo.push_str(&format!(" {}={}", param.name(), conninfo_value(value)));
+        }
+        if self.url.param(Param::SslMode).is_none() {
+            conninfo.push_str(&format!(" sslmode={}", self.url.ssl_mode()));
+        }
+        if self.url.ssl_mode().requires_tls() && self.url.param(Param::ChannelBinding).is_none() {
+            conninfo.push_str(" channel_binding=require");
         }
         if self.url.param(Param::KeepalivesIdle).is_none() {
             conninfo.push_str(&format!(" keepalives_idle={TOOL_KEEPALIVES_IDLE}"));
@@ -160,12 +190,14 @@ mod tests {
         assert_eq!(
             t.conninfo,
             "host='db.example.com' port=6543 user='o\\'neil' dbname='app' \
-             sslmode='verify-full' sslrootcert='/tmp/ca.pem' keepalives_idle=30"
+             sslmode='verify-full' sslrootcert='/tmp/ca.pem' channel_binding=require \
+             keepalives_idle=30"
         );
         let own: DatabaseUrl = "postgres://u:p@h/d?keepalives_idle=5".parse().unwrap();
         assert_eq!(
             Endpoint::source(&own).tool_conn().conninfo,
-            "host='h' port=5432 user='u' dbname='d' keepalives_idle='5'"
+            "host='h' port=5432 user='u' dbname='d' keepalives_idle='5' sslmode=require \
+             channel_binding=require"
         );
         assert!(!t.conninfo.contains("s3cr"));
         assert_eq!(t.password.expose_secret(), "s3cr't");
@@ -173,5 +205,30 @@ mod tests {
             Endpoint::target(&url).identity(),
             "o'neil@db.example.com:6543/app"
         );
+    }
+
+    #[test]
+    fn tool_conninfo_without_sslmode_is_not_libpqs_prefer() {
+        let conninfo = |text: &str| {
+            let url: DatabaseUrl = text.parse().unwrap();
+            Endpoint::target(&url).tool_conn().conninfo
+        };
+        let c = conninfo("postgres://u:p@h/d");
+        assert!(
+            c.contains(" sslmode=require channel_binding=require"),
+            "{c}"
+        );
+        // Written out, a weaker mode is kept, and channel binding left to libpq.
+        for mode in ["prefer", "disable", "allow"] {
+            let c = conninfo(&format!("postgres://u:p@h/d?sslmode={mode}"));
+            assert!(c.contains(&format!(" sslmode='{mode}'")), "{c}");
+            assert!(
+                !c.contains("sslmode=require") && !c.contains("channel_binding"),
+                "{c}"
+            );
+        }
+        let c = conninfo("postgres://u:p@h/d?channel_binding=prefer");
+        assert!(c.contains(" channel_binding='prefer'"), "{c}");
+        assert!(!c.contains("channel_binding=require"), "{c}");
     }
 }

@@ -28,9 +28,11 @@ impl fmt::Display for Side {
 #[serde(tag = "problem", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PreflightProblem {
-    /// A session is not encrypted.
+    /// A session is not encrypted although its URL does not allow
+    /// plaintext (`sslmode=disable`, `allow` or `prefer` written in it).
     #[error(
-        "the {side} connection is not encrypted: use sslmode=require (or verify-full) in its URL"
+        "the {side} connection is not encrypted although its URL does not allow plaintext: \
+         refusing to copy over it"
     )]
     NotEncrypted {
         /// Which database.

@@ -76,9 +76,9 @@ pub async fn preflight(
     opts: &TransferOptions,
 ) -> Result<PreflightReport, TransferError> {
     let src = Endpoint::source(source)
-        .connect(Role::SourceReader, "")
+        .open_as(Role::SourceReader, "")
         .await?;
-    let tgt = Endpoint::target(target).connect_plain().await?;
+    let tgt = Endpoint::target(target).open().await?;
     let filter = table_filter(opts)?;
     let resuming = opts.get_resume_mode() == ResumeMode::Resume;
     let (pf, _) = preflight::check(&src, &tgt, opts, &filter, resuming).await?;

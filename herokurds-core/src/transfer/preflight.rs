@@ -1,7 +1,9 @@
 //! Everything that can be known before the target is touched.
 //!
-//! Both sessions encrypted; server versions; a `pg_dump` able to dump the
-//! source; the target empty (unless resuming); every source extension
+//! Both sessions encrypted unless their URLs allow plaintext, and every
+//! side whose server is not verified named (`crate::pg::tls_concerns`,
+//! the same rules as `herokurds-verify`); server versions; a `pg_dump`
+//! able to dump the source; the target empty (unless resuming); every source extension
 //! available on the target and creatable by the target user; no table
 //! whose rows row-level security would hide from the source user; the size
 //! of what will be copied. Every problem is collected, so one run names
@@ -18,6 +20,7 @@
 
 use tokio_postgres::Client;
 
+use super::endpoint::Session;
 use super::error::{PreflightProblem, Side, TransferError};
 use super::report::{ExtensionCheck, PreflightReport};
 use super::tools::{self, Tools, ToolsProblem};
@@ -50,25 +53,30 @@ pub(crate) fn some_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String
 
 /// Runs every check. `allow_nonempty_target` is set when resuming.
 pub(crate) async fn check(
-    src: &Client,
-    tgt: &Client,
+    src: &Session,
+    tgt: &Session,
     opts: &TransferOptions,
     filter: &TableFilter,
     allow_nonempty_target: bool,
 ) -> Result<(Preflight, Inventory), TransferError> {
-    let source = crate::pg::server_info(src)
+    let source = crate::pg::server_info(&src.client)
         .await
         .map_err(server_info_err(Side::Source))?;
-    let target = crate::pg::server_info(tgt)
+    let target = crate::pg::server_info(&tgt.client)
         .await
         .map_err(server_info_err(Side::Target))?;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    for (side, info) in [(Side::Source, &source), (Side::Target, &target)] {
-        if !info.tls {
-            problems.push(PreflightProblem::NotEncrypted { side });
+    for (side, session) in [(Side::Source, src), (Side::Target, tgt)] {
+        for concern in &session.tls {
+            if concern.refuses() {
+                problems.push(PreflightProblem::NotEncrypted { side });
+            } else {
+                warnings.push(concern.to_string());
+            }
         }
     }
+    let (src, tgt) = (&src.client, &tgt.client);
 
     // pg_dump: 9.6 reports major 906; pg_dump 9.6 says 9.
     let needed = if source.major >= 100 {

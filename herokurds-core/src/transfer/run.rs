@@ -362,10 +362,11 @@ async fn preflight_step<P: Progress<TransferEvent>>(
     resumed: bool,
 ) -> Result<Pre, TransferError> {
     let t = cx.start(Phase::Preflight);
-    let source = cx.src.connect(Role::SourceReader, "").await?;
-    let target = cx.tgt.connect(Role::TargetLoader, "").await?;
+    let source = cx.src.open_as(Role::SourceReader, "").await?;
+    let target = cx.tgt.open_as(Role::TargetLoader, "").await?;
     let filter = table_filter(cx.opts)?;
     let (pf, _) = preflight::check(&source, &target, cx.opts, &filter, resumed).await?;
+    let (source, target) = (source.client, target.client);
     if !pf.report.is_ok() {
         return Err(TransferError::Preflight {
             problems: pf.report.problems,

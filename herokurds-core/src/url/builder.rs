@@ -8,7 +8,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::error::{UrlError, UrlPart, UrlProblem};
+use super::error::{is_plain_key, UrlError, UrlPart, UrlProblem};
 use super::host::{parse_port, split_host_port};
 use super::params::{Param, Scheme};
 use super::DatabaseUrl;
@@ -32,7 +32,7 @@ use super::DatabaseUrl;
 /// );
 ///
 /// let err = DatabaseUrlBuilder::new().user("u").dbname("d").port_text("abc").build().unwrap_err();
-/// assert_eq!(err.to_string(), r#"missing: password, host; invalid: port "abc" (expected 1-65535)"#);
+/// assert_eq!(err.to_string(), "missing: password, host; invalid: port (expected 1-65535)");
 /// ```
 #[derive(Clone, Default)]
 pub struct DatabaseUrlBuilder {
@@ -155,7 +155,6 @@ impl DatabaseUrlBuilder {
             Some(Err(expected)) => {
                 problems.push(UrlProblem::Invalid {
                     part: UrlPart::Scheme,
-                    value: self.scheme.clone(),
                     expected,
                 });
                 Scheme::default()
@@ -170,7 +169,6 @@ impl DatabaseUrlBuilder {
             } else if text.contains('\0') {
                 problems.push(UrlProblem::Invalid {
                     part: UrlPart::Password,
-                    value: None,
                     expected: "no NUL character (PostgreSQL cannot accept one)".into(),
                 });
                 None
@@ -221,11 +219,7 @@ impl DatabaseUrlBuilder {
         let (host, host_port) = self.split_host(problems)?;
         match (host_port, port) {
             (Some(host_port), Some(port)) if host_port != port => {
-                problems.push(UrlProblem::PortConflict {
-                    host: self.host.clone().unwrap_or_default(),
-                    host_port,
-                    port,
-                });
+                problems.push(UrlProblem::PortConflict { host_port, port });
                 None
             }
             (host_port, port) => Some((host, port.or(host_port).unwrap_or(5432))),
@@ -255,6 +249,13 @@ impl DatabaseUrlBuilder {
         let mut params: Vec<(Param, String)> = Vec::new();
         let mut repeated: Vec<&str> = Vec::new();
         for (i, (name, value)) in self.params.iter().enumerate() {
+            if !is_plain_key(name) {
+                // Not a libpq name: report once, never by name.
+                if !problems.contains(&UrlProblem::UnshownParam) {
+                    problems.push(UrlProblem::UnshownParam);
+                }
+                continue;
+            }
             if self.params[..i].iter().any(|(n, _)| n == name) {
                 if !repeated.contains(&name.as_str()) {
                     repeated.push(name);
@@ -269,7 +270,6 @@ impl DatabaseUrlBuilder {
                     Ok(()) => params.push((param, value.clone())),
                     Err(expected) => problems.push(UrlProblem::Invalid {
                         part: UrlPart::Param(name.clone()),
-                        value: Some(value.clone()),
                         expected,
                     }),
                 },
@@ -335,7 +335,6 @@ fn required_text(
         Some(text) if text.contains('\0') => {
             problems.push(UrlProblem::Invalid {
                 part,
-                value: Some(text.into()),
                 expected: "no NUL character (PostgreSQL cannot accept one)".into(),
             });
             None

@@ -3,8 +3,11 @@
 //! A hand-built `DATABASE_URL` usually has more than one mistake; fixing them
 //! one error at a time wastes a maintenance window. [`UrlError`] therefore
 //! carries every [`UrlProblem`] found, each naming the [`UrlPart`] it is
-//! about. Problems never carry the password: a malformed password is named,
-//! its text is not.
+//! about. Problems never quote text from the URL: when a URL is malformed,
+//! any part of it may be a piece of the password (an unencoded `/`, `&` or
+//! space splits a password where a parser does not expect it). The only
+//! text quoted is a parameter name made of lowercase letters and `_`
+//! (`is_plain_key`), which is what every libpq parameter looks like.
 
 use std::fmt;
 
@@ -63,18 +66,18 @@ pub enum UrlProblem {
         /// The absent part.
         part: UrlPart,
     },
-    /// A part is present but malformed.
+    /// A part is present but malformed. Its text is not carried: in a
+    /// malformed URL it may be a piece of the password.
     Invalid {
         /// The malformed part.
         part: UrlPart,
-        /// Its text as given; always `None` for the password.
-        value: Option<String>,
         /// What would have been accepted.
         expected: String,
     },
     /// A query parameter that libpq does not know.
     UnknownParam {
-        /// The parameter as given.
+        /// The parameter as given (always lowercase letters and `_`: other
+        /// names are [`UrlProblem::UnshownParam`]).
         name: String,
         /// A known parameter with a similar name.
         suggestion: Option<String>,
@@ -86,6 +89,9 @@ pub enum UrlProblem {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// A parameter whose name is not lowercase letters and `_`: not a
+    /// libpq parameter, and not shown, as it may be a piece of the password.
+    UnshownParam,
     /// A part or parameter given more than once.
     Duplicate {
         /// The repeated part.
@@ -94,8 +100,6 @@ pub enum UrlProblem {
     /// The host carried a `:port` that disagrees with the explicit port
     /// (an RDS `endpoint` pasted whole, plus a different port).
     PortConflict {
-        /// The host as given, port included.
-        host: String,
         /// The port that came with the host.
         host_port: u16,
         /// The port given on its own.
@@ -118,6 +122,7 @@ impl UrlProblem {
             UrlProblem::PortConflict { .. } => Some(&UrlPart::Port),
             UrlProblem::UnknownParam { .. }
             | UrlProblem::UnsupportedParam { .. }
+            | UrlProblem::UnshownParam
             | UrlProblem::Syntax { .. } => None,
         }
     }
@@ -127,16 +132,9 @@ impl fmt::Display for UrlProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UrlProblem::Missing { part } => write!(f, "missing: {part}"),
-            UrlProblem::Invalid {
-                part,
-                value: Some(value),
-                expected,
-            } => write!(f, "invalid: {part} {value:?} (expected {expected})"),
-            UrlProblem::Invalid {
-                part,
-                value: None,
-                expected,
-            } => write!(f, "invalid: {part} (expected {expected})"),
+            UrlProblem::Invalid { part, expected } => {
+                write!(f, "invalid: {part} (expected {expected})")
+            }
             UrlProblem::UnknownParam { name, suggestion } => {
                 write!(f, "unknown parameter {name:?}")?;
                 match suggestion {
@@ -147,14 +145,15 @@ impl fmt::Display for UrlProblem {
             UrlProblem::UnsupportedParam { name, reason } => {
                 write!(f, "unsupported parameter {name:?}: {reason}")
             }
+            UrlProblem::UnshownParam => f.write_str(
+                "unknown parameter: its name is not lowercase letters and _ (not shown: it may \
+                 be a piece of the password; percent-encode a password's special characters, \
+                 e.g. & as %26, = as %3D, / as %2F)",
+            ),
             UrlProblem::Duplicate { part } => write!(f, "duplicate: {part} given more than once"),
-            UrlProblem::PortConflict {
-                host,
-                host_port,
-                port,
-            } => write!(
+            UrlProblem::PortConflict { host_port, port } => write!(
                 f,
-                "conflict: host {host:?} carries port {host_port} but port is {port} \
+                "conflict: the host carries port {host_port} but port is {port} \
                  (give the host without :port, or the same port)"
             ),
             UrlProblem::Syntax { reason } => write!(f, "not a PostgreSQL URL: {reason}"),
@@ -162,10 +161,18 @@ impl fmt::Display for UrlProblem {
     }
 }
 
+/// Whether `key` may be quoted in a message: lowercase ASCII letters and
+/// `_` only, like every libpq parameter name. Anything else found where a
+/// key was expected may be a piece of a password split by an unencoded
+/// special character.
+pub(crate) fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
 /// Every problem found in a database URL (never empty).
 ///
 /// `Display` lists the missing parts first, then the other problems:
-/// `missing: host, password; invalid: port "abc" (expected 1-65535)`.
+/// `missing: host, password; invalid: port (expected 1-65535)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UrlError {
     problems: Vec<UrlProblem>,
@@ -228,7 +235,6 @@ mod tests {
         let err = UrlError::new(vec![
             UrlProblem::Invalid {
                 part: UrlPart::Port,
-                value: Some("abc".into()),
                 expected: "1-65535".into(),
             },
             UrlProblem::Missing {
@@ -240,7 +246,7 @@ mod tests {
         ]);
         assert_eq!(
             err.to_string(),
-            r#"missing: host, password; invalid: port "abc" (expected 1-65535)"#
+            "missing: host, password; invalid: port (expected 1-65535)"
         );
     }
 
@@ -252,7 +258,6 @@ mod tests {
             },
             UrlProblem::Invalid {
                 part: UrlPart::Password,
-                value: None,
                 expected: "no NUL character".into(),
             },
         ]);
@@ -261,7 +266,7 @@ mod tests {
             json,
             serde_json::json!({"problems": [
                 {"problem": "missing", "part": "parameter sslkey"},
-                {"problem": "invalid", "part": "password", "value": null, "expected": "no NUL character"},
+                {"problem": "invalid", "part": "password", "expected": "no NUL character"},
             ]})
         );
     }

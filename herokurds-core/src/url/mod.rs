@@ -6,7 +6,12 @@
 //! with an `@` in it). [`DatabaseUrl`] is that URL as a value: every part
 //! typed and checked, every problem reported at once ([`UrlError`]), the
 //! password percent-encoded exactly and shown as `***` unless asked for
-//! with [`DatabaseUrl::expose_url`].
+//! with [`DatabaseUrl::expose_url`]. Problems never quote the URL's text
+//! (in a malformed URL any part may be a piece of the password).
+//!
+//! Without an `sslmode`, a URL means `require` here, not libpq's `prefer`
+//! ([`SslMode`]). The URL handed to the app at the cutover is not the
+//! operator's but one built for the app ([`DatabaseUrl::for_app`]).
 //!
 //! ```
 //! use herokurds_core::url::{DatabaseUrl, SslMode};
@@ -18,7 +23,7 @@
 //! assert_eq!(url.expose_url(), "postgres://u:p%40ss@db.example.com:5432/app?sslmode=require");
 //!
 //! let err = "postgres://u@:abc/app".parse::<DatabaseUrl>().unwrap_err();
-//! assert_eq!(err.to_string(), r#"missing: password, host; invalid: port "abc" (expected 1-65535)"#);
+//! assert_eq!(err.to_string(), "missing: password, host; invalid: port (expected 1-65535)");
 //! ```
 
 mod builder;
@@ -126,11 +131,56 @@ impl DatabaseUrl {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `sslmode` in effect: the one given, else libpq's default, `prefer`.
+    /// The `sslmode` in effect: the one given, else herokurds' default,
+    /// `require` (not libpq's `prefer`, which may fall back to plaintext).
     pub fn ssl_mode(&self) -> SslMode {
         self.param(Param::SslMode)
             .and_then(|v| v.parse().ok())
             .unwrap_or_default()
+    }
+
+    /// Whether the server's certificate chain is checked: `verify-ca`,
+    /// `verify-full`, or `require` with an `sslrootcert` (as libpq does).
+    pub fn verifies_certificate(&self) -> bool {
+        match self.ssl_mode() {
+            SslMode::VerifyCa | SslMode::VerifyFull => true,
+            SslMode::Require => self.ssl_root_cert().is_some(),
+            _ => false,
+        }
+    }
+
+    /// The URL the app itself gets as its `DATABASE_URL` at the cutover:
+    /// the same user, password, host, port and database, `sslmode` as
+    /// given, and nothing else.
+    ///
+    /// The operator's URL is for the operator's machine: its file
+    /// parameters (`sslrootcert`, `sslcert`, `sslkey`) name files the
+    /// app's dynos do not have, and its other parameters (timeouts,
+    /// `application_name`) are the operator's choices, not the app's. The
+    /// scheme is `postgres://`, as Heroku writes it.
+    ///
+    /// ```
+    /// use herokurds_core::url::{DatabaseUrl, SslMode};
+    ///
+    /// let operator: DatabaseUrl = "postgresql://app:pw@db.rds.amazonaws.com/app\
+    ///     ?sslmode=verify-full&sslrootcert=/home/me/global-bundle.pem&connect_timeout=5"
+    ///     .parse()
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     operator.for_app(SslMode::Require).expose_url(),
+    ///     "postgres://app:pw@db.rds.amazonaws.com:5432/app?sslmode=require"
+    /// );
+    /// ```
+    pub fn for_app(&self, ssl_mode: SslMode) -> DatabaseUrl {
+        DatabaseUrl {
+            scheme: Scheme::Postgres,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            dbname: self.dbname.clone(),
+            params: vec![(Param::SslMode, ssl_mode.as_str().to_string())],
+        }
     }
 
     /// `sslrootcert`, if given (the special value `system` means the system's roots).

@@ -49,6 +49,11 @@ impl FromStr for Scheme {
 }
 
 /// libpq's `sslmode`: whether to encrypt, and what to verify.
+///
+/// The default is `require`, not libpq's `prefer`: `prefer` falls back to
+/// an unencrypted connection, without a word, when TLS is refused on the
+/// way (by a misconfigured server or by someone on the network path).
+/// herokurds connects in plaintext only when a URL says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum SslMode {
@@ -56,11 +61,12 @@ pub enum SslMode {
     Disable,
     /// Plain first; TLS only if the server refuses plain connections.
     Allow,
-    /// TLS if the server offers it, plain otherwise (libpq's default).
-    #[default]
+    /// TLS if the server offers it, plain otherwise (libpq's default, not herokurds').
     Prefer,
     /// TLS always; the certificate is not verified (unless `sslrootcert`
     /// is given, in which case libpq, and herokurds, verify the chain).
+    /// herokurds' default.
+    #[default]
     Require,
     /// TLS always; the chain is verified against `sslrootcert`, the host name is not.
     VerifyCa,
@@ -340,7 +346,7 @@ mod tests {
         for mode in SslMode::ALL {
             assert_eq!(mode.as_str().parse::<SslMode>(), Ok(mode));
         }
-        assert_eq!(SslMode::default(), SslMode::Prefer);
+        assert_eq!(SslMode::default(), SslMode::Require);
         let err = "verify_full".parse::<SslMode>().unwrap_err();
         assert!(err.contains("verify-full"), "{err}");
     }

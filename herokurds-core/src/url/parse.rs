@@ -15,7 +15,7 @@
 use std::net::Ipv6Addr;
 
 use super::builder::DatabaseUrlBuilder;
-use super::error::{UrlPart, UrlProblem};
+use super::error::{is_plain_key, UrlPart, UrlProblem};
 use super::host::parse_port;
 use super::params::Param;
 use super::percent::decode;
@@ -42,6 +42,20 @@ pub(crate) fn parse(text: &str) -> DatabaseUrlBuilder {
             parse_uri_rest(&mut builder, rest);
             return builder;
         }
+        if scheme.contains('=') && !scheme.contains(char::is_whitespace) {
+            builder.found.push(UrlProblem::Syntax {
+                reason: "the text starts with NAME= before the URL (as in a shell assignment \
+                         or an env file): give the URL alone"
+                    .into(),
+            });
+            return builder;
+        }
+    }
+    if let Some(scheme) = malformed_scheme(text) {
+        builder.found.push(UrlProblem::Syntax {
+            reason: format!("a URL starts with {scheme}:// (a colon and two slashes)"),
+        });
+        return builder;
     }
     if text.contains('=') {
         parse_key_values(&mut builder, text);
@@ -53,6 +67,18 @@ pub(crate) fn parse(text: &str) -> DatabaseUrlBuilder {
         });
     }
     builder
+}
+
+/// `postgres` or `postgresql` when `text` starts with one of them
+/// followed by something other than `://` (`postgres:/`, `postgres//`,
+/// `postgres:u:...`): a URL with a typo, not a `key=value` string.
+fn malformed_scheme(text: &str) -> Option<&'static str> {
+    let lower = text.get(..12).unwrap_or(text).to_ascii_lowercase();
+    ["postgresql", "postgres"].into_iter().find(|scheme| {
+        lower
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with([':', '/']))
+    })
 }
 
 /// Everything after `scheme://`.
@@ -167,7 +193,6 @@ fn set_keyword_encoded(builder: &mut DatabaseUrlBuilder, key: &str, encoded: &st
     match decode(encoded) {
         Ok(value) => set_keyword(builder, part, value),
         Err(why) => builder.found.push(UrlProblem::Invalid {
-            value: (part != UrlPart::Password).then(|| encoded.to_string()),
             part,
             expected: why.expected().into(),
         }),
@@ -268,8 +293,10 @@ fn parse_key_values(builder: &mut DatabaseUrlBuilder, text: &str) {
             if !closed {
                 let reason = if hidden {
                     "a quoted value after password= has no closing quote".to_string()
-                } else {
+                } else if is_plain_key(&key) {
                     format!("the quoted value of {key:?} has no closing quote")
+                } else {
+                    "a quoted value has no closing quote".to_string()
                 };
                 builder.found.push(UrlProblem::Syntax { reason });
                 return;

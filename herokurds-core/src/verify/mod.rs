@@ -232,6 +232,16 @@ pub enum VerifyError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// A session is not encrypted although its URL does not allow
+    /// plaintext: the same refusal as the transfer's
+    /// ([`crate::pg::tls_concerns`]).
+    #[error("{concern}")]
+    NotEncrypted {
+        /// Which database.
+        side: Side,
+        /// What was found.
+        concern: crate::pg::TlsConcern,
+    },
     /// A query failed in a way that stops the verification (a lost
     /// connection, a server error not tied to one object).
     #[error("{what} on the {side} failed: {message}")]
@@ -318,6 +328,7 @@ impl VerifyError {
     pub fn side(&self) -> Option<Side> {
         match self {
             VerifyError::Connect { side, .. }
+            | VerifyError::NotEncrypted { side, .. }
             | VerifyError::Query { side, .. }
             | VerifyError::NoSessions { side } => Some(*side),
             VerifyError::Snapshot { .. } => Some(Side::Source),
@@ -471,6 +482,11 @@ async fn inspect(
 /// sessions to each (with [`pg::connect`](crate::pg::connect): TLS as each
 /// URL's `sslmode` says), runs [`run_with_clients`] on them and closes them.
 ///
+/// TLS is checked as the transfer checks it ([`crate::pg::tls_concerns`]):
+/// an unencrypted session whose URL does not allow plaintext is refused
+/// ([`VerifyError::NotEncrypted`]); a URL that allows plaintext, and a
+/// server that is not verified, are in the report's warnings.
+///
 /// Differences are not errors: they are in the report
 /// ([`VerifyReport::is_identical`]). Errors are what stopped the check
 /// (a connection refused, a lost session, an unusable snapshot).
@@ -484,24 +500,49 @@ pub async fn run(
     progress: &impl Progress<VerifyEvent>,
     cancel: &CancellationToken,
 ) -> Result<VerifyReport, VerifyError> {
-    let (source, target) = tokio::select! {
+    let ((source, source_tls), (target, target_tls)) = tokio::select! {
         r = async { futures::try_join!(open(Side::Source, source, options.jobs), open(Side::Target, target, options.jobs)) } => r?,
         _ = cancel.cancelled() => return Err(VerifyError::Cancelled),
     };
-    run_with_clients(&source, &target, options, progress, cancel).await
+    let mut report = run_with_clients(&source, &target, options, progress, cancel).await?;
+    let tls: Vec<String> = source_tls
+        .iter()
+        .chain(&target_tls)
+        .map(ToString::to_string)
+        .collect();
+    report.warnings.splice(0..0, tls);
+    Ok(report)
 }
 
-/// Opens `n` sessions to one side.
-async fn open(side: Side, url: &DatabaseUrl, n: usize) -> Result<Vec<Client>, VerifyError> {
+/// Opens `n` sessions to one side; refuses an unencrypted one that its URL
+/// does not allow, and returns the warnings about the side's TLS.
+async fn open(
+    side: Side,
+    url: &DatabaseUrl,
+    n: usize,
+) -> Result<(Vec<Client>, Vec<crate::pg::TlsConcern>), VerifyError> {
     let sessions = (0..n).map(|_| crate::pg::connect(url));
-    futures::future::try_join_all(sessions)
-        .await
-        .map(|c| c.into_iter().map(|c| c.into_client()).collect())
-        .map_err(|e| VerifyError::Connect {
+    let sessions =
+        futures::future::try_join_all(sessions)
+            .await
+            .map_err(|e| VerifyError::Connect {
+                side,
+                message: e.to_string(),
+                source: Some(Box::new(e)),
+            })?;
+    // Every session of a side has the same URL: the least encrypted one speaks for all.
+    let encrypted = sessions.iter().all(crate::pg::Connected::tls);
+    let mut concerns = crate::pg::tls_concerns(side, url, encrypted);
+    if let Some(i) = concerns.iter().position(crate::pg::TlsConcern::refuses) {
+        return Err(VerifyError::NotEncrypted {
             side,
-            message: e.to_string(),
-            source: Some(Box::new(e)),
-        })
+            concern: concerns.swap_remove(i),
+        });
+    }
+    Ok((
+        sessions.into_iter().map(|c| c.into_client()).collect(),
+        concerns,
+    ))
 }
 
 /// Verifies on sessions the caller already has open: `source` and `target`
