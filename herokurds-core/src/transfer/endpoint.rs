@@ -118,7 +118,9 @@ impl<'a> Endpoint<'a> {
 
     /// A libpq connection string without the password (which goes to the
     /// child's `PGPASSWORD`), carrying every URL parameter (`sslmode`,
-    /// `sslrootcert`, ...).
+    /// `sslrootcert`, ...) and always an `sslmode`: the one in effect for
+    /// herokurds' own sessions, so the tool never falls back to libpq's
+    /// or the environment's default.
     pub(crate) fn tool_conn(&self) -> ToolConn {
         let mut conninfo = format!(
             "host={} port={} user={} dbname={}",
@@ -129,6 +131,9 @@ impl<'a> Endpoint<'a> {
         );
         for (param, value) in self.url.params() {
             conninfo.push_str(&format!(" {}={}", param.name(), conninfo_value(value)));
+        }
+        if self.url.param(Param::SslMode).is_none() {
+            conninfo.push_str(&format!(" sslmode={}", self.url.ssl_mode()));
         }
         if self.url.param(Param::KeepalivesIdle).is_none() {
             conninfo.push_str(&format!(" keepalives_idle={TOOL_KEEPALIVES_IDLE}"));
@@ -165,7 +170,10 @@ mod tests {
         let own: DatabaseUrl = "postgres://u:p@h/d?keepalives_idle=5".parse().unwrap();
         assert_eq!(
             Endpoint::source(&own).tool_conn().conninfo,
-            "host='h' port=5432 user='u' dbname='d' keepalives_idle='5'"
+            format!(
+                "host='h' port=5432 user='u' dbname='d' keepalives_idle='5' sslmode={}",
+                own.ssl_mode()
+            )
         );
         assert!(!t.conninfo.contains("s3cr"));
         assert_eq!(t.password.expose_secret(), "s3cr't");
