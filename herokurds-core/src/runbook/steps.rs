@@ -288,7 +288,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let t = &self.plan.transfer;
         let mut opts = TransferOptions::new()
             .jobs(t.jobs)
-            .work_dir(work)
+            .work_dir(self.dir.app_dir(self.app()))
             .resume_mode(mode);
         if let Some(size) = &t.split_tables_larger_than {
             opts = opts.split_tables_larger_than(crate::size::parse_size(size).map_err(fail)?);
@@ -461,7 +461,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 self.plan.cutover.config_vars.keys(),
             )
             .await?;
-            self.journal.config_before = before;
+            self.journal.record_config_before(&self.dir, before)?;
             self.journal.unjournaled_vars = withheld;
             self.journal.save(&self.dir)?;
         }
