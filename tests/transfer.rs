@@ -446,9 +446,20 @@ async fn tables_whose_unquoted_names_collide_are_journaled_apart_and_resume_copi
     .await;
     let work = tempfile::tempdir().unwrap();
     let opts = TransferOptions::new().jobs(1).work_dir(work.path());
-    copy(&src, &tgt, &opts)
+    let report = copy(&src, &tgt, &opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // The report reads each table's time back from its own entry.
+    for (table, rows) in [("a.b.c", 300), ("a.b.c", 500)] {
+        assert!(
+            report
+                .tables
+                .iter()
+                .any(|t| t.table == table && t.rows == rows && t.seconds > 0.0),
+            "{:?}",
+            report.tables
+        );
+    }
     let path = work.path().join("transfer").join("journal.json");
     let mut journal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -213,7 +213,7 @@ pub(crate) async fn run(
         .map(|(i, t)| {
             let state = journal
                 .tables
-                .get(&t.to_string())
+                .get(&t.qualified_name())
                 .cloned()
                 .unwrap_or_default();
             TableReport {
