@@ -854,3 +854,107 @@ async fn a_target_that_is_the_source_under_another_host_name_is_refused() {
     assert_eq!(database_url(&stack), source_url);
     assert_eq!(stack.heroku.maintenance("micromasters-demo"), Some(false));
 }
+
+/// What a run leaves on disk: no config value and no smoke password in the
+/// journal (the old value sits in a 0600 file rollback restores from),
+/// reports 0600, the operator's existing work_dir keeps its mode, and the
+/// transfer's state is in `<app>/transfer/`, not `<app>/transfer/transfer/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_journals_no_config_value_or_smoke_password_and_leaves_the_work_dir_mode_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    const OLD_CDN: &str = "cdn-old-7f3kq9.example.org";
+    const SMOKE_PASSWORD: &str = "smoke-pw-4k2z";
+    let stack = DemoStack::start(DemoOptions {
+        s3: false,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut plan, ctx) = (stack.plan(), stack.context());
+    let app = plan.heroku.app.clone();
+    ctx.heroku()
+        .set_config_vars(&app, vec![("CDN_HOST", OLD_CDN)])
+        .await
+        .unwrap();
+    plan.cutover
+        .config_vars
+        .insert("CDN_HOST".into(), "cdn-new.example.org".into());
+    let first = plan.smoke.urls[0].clone();
+    plan.smoke.urls[0] = first.replacen(
+        "http://",
+        &format!("http://smoke-user:{SMOKE_PASSWORD}@"),
+        1,
+    );
+    assert_ne!(plan.smoke.urls[0], first);
+    let project = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(project.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    plan.work_dir = project.path().to_path_buf();
+
+    let report = runbook::run(&plan, &ctx, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.state, RunState::Completed);
+    assert!(
+        report.smoke_differences.is_empty(),
+        "{:?}",
+        report.smoke_differences
+    );
+    assert_eq!(
+        var(&stack, "CDN_HOST").as_deref(),
+        Some("cdn-new.example.org")
+    );
+
+    let dir = WorkDir::new(&plan.work_dir);
+    let journal_text = std::fs::read_to_string(dir.journal(&app)).unwrap();
+    assert!(
+        !journal_text.contains(OLD_CDN),
+        "the journal holds a config value"
+    );
+    assert!(
+        !journal_text.contains(SMOKE_PASSWORD),
+        "the journal holds a smoke password"
+    );
+    assert!(!journal_text.contains("smoke-user"), "userinfo is stripped");
+    assert!(
+        journal_text.contains(&first),
+        "the page is journaled without it"
+    );
+    let hash = Journal::load(&dir, &app).unwrap().unwrap().config_before["CDN_HOST"].clone();
+    assert_eq!(
+        hash.map(|h| h.len()),
+        Some(64),
+        "name and SHA-256 are journaled"
+    );
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::write(dir.report(&app, "md"), "old").unwrap();
+    std::fs::set_permissions(
+        dir.report(&app, "md"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let [md, json] = report.save(&dir).unwrap();
+    for f in [&md, &json, &dir.journal(&app), &dir.config_values(&app)] {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert!(!std::fs::read_to_string(&md)
+        .unwrap()
+        .contains(SMOKE_PASSWORD));
+    assert_eq!(
+        mode(project.path()),
+        0o755,
+        "the existing work_dir keeps its mode"
+    );
+    assert_eq!(mode(&dir.app_dir(&app)), 0o700);
+    assert!(dir.transfer(&app).join("journal.json").is_file());
+    assert!(!dir.transfer(&app).join("transfer").exists());
+
+    runbook::rollback(&plan, &ctx, &Events::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        var(&stack, "CDN_HOST").as_deref(),
+        Some(OLD_CDN),
+        "rollback restores the value"
+    );
+}

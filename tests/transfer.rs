@@ -387,3 +387,101 @@ async fn a_snapshot_exported_by_the_caller_is_the_one_copied_and_can_be_verified
     assert_eq!((seen, copied), (100, 100));
     assert!(snapshot.is_alive().await);
 }
+
+/// A sequence whose name holds a quote, a dot, a backslash and capitals,
+/// on a target whose sessions read backslashes in literals as escapes
+/// (`standard_conforming_strings = off`, as an old parameter group may
+/// have it). Spliced into SQL as a quoted literal, the name changed on the
+/// way (`\x` became `x`) and setval failed; bound as a parameter it arrives
+/// as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_named_with_quote_dot_backslash_and_capitals_is_set_on_a_target_reading_escapes()
+{
+    let (src, tgt) = pair().await;
+    load(
+        &src,
+        r#"CREATE SEQUENCE "Odd.Seq'\x" START 5;
+           SELECT setval(c.oid::regclass, 4242, true) FROM pg_class c
+           WHERE c.relkind = 'S' AND c.relname LIKE 'Odd.Seq%';"#,
+    )
+    .await;
+    let su = tgt.superuser_client(tgt.database()).await.unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE \"{}\" SET standard_conforming_strings = off",
+        tgt.database()
+    ))
+    .await
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let opts = TransferOptions::new().jobs(1).work_dir(work.path());
+    copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let row = su
+        .query_one(
+            r#"SELECT last_value, is_called FROM public."Odd.Seq'\x""#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, bool>(1)), (4242, true));
+    assert_same(&src, &tgt).await;
+}
+
+/// `"a.b"."c"` and `"a"."b.c"` are both `a.b.c` unquoted: journaled under
+/// that one key, the first table done made the second look done, and a
+/// resume skipped it. Keyed by quoted name, each has its own entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_whose_unquoted_names_collide_are_journaled_apart_and_resume_copies_the_unfinished_one(
+) {
+    let (src, tgt) = pair().await;
+    load(
+        &src,
+        r#"CREATE SCHEMA "a.b"; CREATE SCHEMA a;
+           CREATE TABLE "a.b".c (id int PRIMARY KEY, v text);
+           CREATE TABLE a."b.c" (id int PRIMARY KEY, v text);
+           INSERT INTO "a.b".c SELECT i, 'first ' || i FROM generate_series(1, 300) i;
+           INSERT INTO a."b.c" SELECT i, 'second ' || i FROM generate_series(1, 500) i;"#,
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let opts = TransferOptions::new().jobs(1).work_dir(work.path());
+    let report = copy(&src, &tgt, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The report reads each table's time back from its own entry.
+    for (table, rows) in [("a.b.c", 300), ("a.b.c", 500)] {
+        assert!(
+            report
+                .tables
+                .iter()
+                .any(|t| t.table == table && t.rows == rows && t.seconds > 0.0),
+            "{:?}",
+            report.tables
+        );
+    }
+    let path = work.path().join("transfer").join("journal.json");
+    let mut journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let (first, second) = (r#""a.b"."c""#, r#""a"."b.c""#);
+    for key in [first, second] {
+        assert_eq!(
+            journal["tables"].get(key).map(|t| t["done"].clone()),
+            Some(serde_json::Value::Bool(true)),
+            "{key} has its own entry: {}",
+            journal["tables"]
+        );
+    }
+    // As if the run had stopped after the first table: the second's rows
+    // are not on the target and the journal says so.
+    journal["tables"][second]["done"] = false.into();
+    journal["tables"][second]["rows"] = 0.into();
+    journal["finished"] = false.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&journal).unwrap()).unwrap();
+    load(&tgt, r#"TRUNCATE a."b.c""#).await;
+    let report = copy(&src, &tgt, &opts.resume_mode(transfer::ResumeMode::Resume))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.resumed);
+    assert_same(&src, &tgt).await;
+}

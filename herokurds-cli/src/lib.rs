@@ -25,6 +25,22 @@ pub const EXIT_DIFFERENT: u8 = 1;
 /// An error stopped the command.
 pub const EXIT_ERROR: u8 = 2;
 
+/// Turns core dumps off for this process and the tools it starts
+/// (`RLIMIT_CORE` 0, soft and hard): a crash must not write the passwords,
+/// tokens and config values in memory to a core file. Every binary calls
+/// it first thing in `main`.
+pub fn disable_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        let e = io::Error::last_os_error();
+        let _ = writeln!(io::stderr(), "warning: cannot turn core dumps off: {e}");
+    }
+}
+
 /// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

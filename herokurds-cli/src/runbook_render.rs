@@ -372,20 +372,11 @@ pub fn confirm(app: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `report.md` and `report.json` into the plan's work dir.
+/// Writes `report.md` and `report.json` (0600) into the plan's work dir.
 pub fn save_report(
     plan: &herokurds_core::runbook::Plan,
     report: &herokurds_core::runbook::Report,
 ) -> anyhow::Result<()> {
-    let dir = herokurds_core::runbook::WorkDir::new(&plan.work_dir);
-    let md = dir.report(&plan.heroku.app, "md");
-    if let Some(parent) = md.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&md, report.to_markdown())?;
-    std::fs::write(
-        dir.report(&plan.heroku.app, "json"),
-        serde_json::to_vec_pretty(report)?,
-    )?;
+    report.save(&herokurds_core::runbook::WorkDir::new(&plan.work_dir))?;
     Ok(())
 }

@@ -52,10 +52,16 @@ impl Drop for Server {
 }
 
 fn serve(state: &str) -> Server {
+    serve_with(Command::new(EMULATOR), state)
+}
+
+/// Starts the emulator with `cmd`: the emulator binary itself, or a shell
+/// that `exec`s it (`$0`) after changing something about the process.
+fn serve_with(mut cmd: Command, state: &str) -> Server {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("state.json");
     std::fs::write(&path, state).unwrap();
-    let mut child = Command::new(EMULATOR)
+    let mut child = cmd
         .args(["--listen", "127.0.0.1:0", "--state"])
         .arg(&path)
         .stdout(Stdio::piped())
@@ -424,4 +430,23 @@ fn emulator_binary_stops_on_sigterm_and_refuses_bad_state() {
         .output()
         .unwrap();
     assert!(fails(&out).contains("/nonexistent/state.json"));
+}
+
+/// A crash must not write secrets held in memory to a core file. The
+/// emulator is started with core dumps allowed (soft limit raised to the
+/// hard one, unlimited here); once it listens, both limits must be 0.
+#[test]
+fn binaries_turn_core_dumps_off_at_start() {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"ulimit -S -c "$(ulimit -H -c)" && exec "$0" "$@""#)
+        .arg(EMULATOR);
+    let server = serve_with(sh, &state());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core line in {limits}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{line}");
 }

@@ -387,3 +387,39 @@ async fn restart_refuses_a_finished_copy_unless_restart_target() {
     assert_same(&src, &tgt).await;
     assert_no_password(&src, &tgt, &[&text(&out)]);
 }
+
+/// libpq reads `PG*` variables for whatever the connection string leaves
+/// out: a shell's `PGSSLMODE=disable`, a `PGSERVICE` or `PGOPTIONS` reached
+/// `pg_dump` and `pg_restore`. The URLs here carry no `sslmode` and both
+/// clusters reject connections without TLS (`hostnossl ... reject`), so a
+/// transfer that succeeds ran its tools over TLS, with the URLs' settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_variables_of_the_callers_environment_do_not_reach_pg_dump_or_pg_restore() {
+    let (src, tgt) = pair().await;
+    load(
+        &src,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let bare = |pg: &herokurds_core::sandbox::LocalPostgres| {
+        let url = pg.url().expose_secret().to_string();
+        assert!(
+            url.ends_with("?sslmode=require"),
+            "sandbox URLs ask for TLS"
+        );
+        url.trim_end_matches("?sslmode=require").to_string()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let out = command(&bare(&src), &bare(&tgt), work.path())
+        .env("PGSSLMODE", "disable")
+        .env("PGSERVICE", "herokurds-test-no-such-service")
+        .env("PGOPTIONS", "-c default_transaction_read_only=on")
+        .env("PGDATABASE", "wrong_database")
+        .env("PGUSER", "wrong_user")
+        .env("PGCONNECT_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&src, &tgt).await;
+}

@@ -21,12 +21,14 @@
 //! - [`smoke`]: page checks before and after the cutover.
 //! - [`runbook`]: the whole migration as numbered, journaled steps.
 //! - [`progress`]: the event trait the binaries render.
+//! - [`fsutil`]: private (0600/0700), atomic file writes.
 //! - `sandbox` (feature `sandbox`): throwaway local servers for tests,
 //!   benches and the demo.
 #![deny(missing_docs)]
 
 pub mod aws;
 pub mod duration;
+pub mod fsutil;
 pub mod heroku;
 pub mod pg;
 pub mod progress;

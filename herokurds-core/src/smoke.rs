@@ -6,6 +6,10 @@
 //! on it loads. After the cutover the same pages are fetched again and
 //! [`compare`] lists what changed, page by page. A page that broke is the
 //! signal to roll back.
+//!
+//! A URL may carry credentials (`https://user:pw@staging.example.com/`):
+//! they are used to fetch, and stripped from everything recorded (page and
+//! image URLs, error texts), which the runbook journals.
 
 use std::time::Duration;
 
@@ -16,7 +20,7 @@ use crate::progress::Progress;
 /// What was seen on one page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageCheck {
-    /// The URL asked for.
+    /// The URL asked for, without its userinfo (`user:password@`).
     pub url: String,
     /// The HTTP status of the final response, or `None` if no response came.
     pub status: Option<u16>,
@@ -146,19 +150,32 @@ pub fn validate_url(url: &str) -> Result<(), SmokeError> {
     match ::url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
         Ok(u) => Err(SmokeError::BadUrl {
-            url: url.into(),
+            url: without_userinfo(url),
             reason: format!("scheme {:?} (use http or https)", u.scheme()),
         }),
         Err(e) => Err(SmokeError::BadUrl {
-            url: url.into(),
+            url: without_userinfo(url),
             reason: e.to_string(),
         }),
     }
 }
 
+/// `url` without its userinfo: `https://user:pw@host/p` gives
+/// `https://host/p`. Text without `://` is returned as it is.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 async fn check_page(client: &reqwest::Client, url: &str, options: &SmokeOptions) -> PageCheck {
     let mut page = PageCheck {
-        url: url.to_string(),
+        url: without_userinfo(url),
         status: None,
         final_url: None,
         title: None,
@@ -175,7 +192,7 @@ async fn check_page(client: &reqwest::Client, url: &str, options: &SmokeOptions)
     };
     page.status = Some(resp.status().as_u16());
     let base = resp.url().clone();
-    page.final_url = Some(base.to_string());
+    page.final_url = Some(without_userinfo(base.as_str()));
     let is_html = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -200,7 +217,7 @@ async fn check_page(client: &reqwest::Client, url: &str, options: &SmokeOptions)
                 Ok(u) => u,
                 Err(e) => {
                     page.broken_images.push(BrokenImage {
-                        url: src,
+                        url: without_userinfo(&src),
                         reason: format!("bad URL: {e}"),
                     });
                     continue;
@@ -219,7 +236,7 @@ async fn check_page(client: &reqwest::Client, url: &str, options: &SmokeOptions)
             };
             if let Some(reason) = reason {
                 page.broken_images.push(BrokenImage {
-                    url: abs.to_string(),
+                    url: without_userinfo(abs.as_str()),
                     reason,
                 });
             }
@@ -236,14 +253,17 @@ fn describe(e: &reqwest::Error) -> String {
     } else if e.is_redirect() {
         "too many redirects".into()
     } else {
-        // reqwest's Display names the URL, which is ours, not a secret.
+        // reqwest's Display names the URL, credentials included.
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
-        msg
+        match e.url() {
+            Some(u) => msg.replace(u.as_str(), &without_userinfo(u.as_str())),
+            None => msg,
+        }
     }
 }
 
@@ -572,6 +592,24 @@ mod tests {
         let mut a = b.clone();
         a.broken_images[0].url = "http://s3/new-bucket/missing.png".into();
         assert!(compare(&[b], &[a]).is_empty());
+    }
+
+    #[test]
+    fn userinfo_is_stripped_and_other_urls_are_kept_as_they_are() {
+        for (given, kept) in [
+            ("https://user:pw@host/a?b=c@d", "https://host/a?b=c@d"),
+            ("http://pw@host:8080", "http://host:8080"),
+            ("https://u:p%40ss@host#x", "https://host#x"),
+            ("https://host/path@x", "https://host/path@x"),
+            ("https://host", "https://host"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_userinfo(given), kept);
+        }
+        let e = validate_url("ftp://user:s3cret@x/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("ftp://x/"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     herokurds_cli::init_tracing();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

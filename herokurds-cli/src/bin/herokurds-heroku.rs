@@ -115,6 +115,7 @@ enum Maintenance {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     herokurds_cli::init_tracing();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::from(herokurds_cli::EXIT_OK),

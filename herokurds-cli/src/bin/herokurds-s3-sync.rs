@@ -113,6 +113,7 @@ fn side(profile: Option<String>, region: Option<String>, endpoint: Option<String
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     init_tracing();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {

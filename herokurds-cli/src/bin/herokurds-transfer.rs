@@ -108,6 +108,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     init_tracing();
     let args = Args::parse();
     let render = TransferRender::new(args.json);

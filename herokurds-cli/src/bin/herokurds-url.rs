@@ -135,6 +135,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     init_tracing();
     let result = match Cli::parse().command {
         Command::Build(args) => build(*args).await,

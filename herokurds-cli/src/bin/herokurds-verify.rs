@@ -56,6 +56,7 @@ fn url(flag: &str, text: &str) -> anyhow::Result<DatabaseUrl> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     herokurds_cli::init_tracing();
     match run(Args::parse()).await {
         Ok(code) => code,

@@ -112,6 +112,7 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    herokurds_cli::disable_core_dumps();
     herokurds_cli::init_tracing();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");

@@ -60,8 +60,10 @@ pub fn looks_secret(name: &str, value: &str) -> bool {
     secret_name || url_with_credentials
 }
 
-/// The plan's config vars as they are before the cutover: journaled values
-/// (`None` = unset) and the names whose value looks secret and is kept out.
+/// The plan's config vars as they are before the cutover: the values
+/// (`None` = unset) for [`Journal::record_config_before`](super::Journal::record_config_before),
+/// which keeps them out of the journal, and the names whose value looks
+/// secret and is not kept at all.
 pub async fn config_before(
     heroku: &Client,
     app: &str,

@@ -814,13 +814,24 @@ pub async fn rollback(
             });
         }
     }
+    let (config_before, unrecoverable) = journal.config_to_restore(&dir);
+    if !unrecoverable.is_empty() {
+        progress.event(&RunbookEvent::Warning {
+            message: format!(
+                "the old values of {} are missing from {} or differ from the journal: set them by hand",
+                unrecoverable.join(", "),
+                dir.config_values(&app).display()
+            ),
+        });
+        report.vars_to_restore_by_hand.extend(unrecoverable);
+    }
     let undone = cutover::undo(
         &ctx.heroku,
         &app,
         &old_addon,
         &plan.cutover.backup_alias,
         &journal.old_attachments,
-        &journal.config_before,
+        &config_before,
     )
     .await
     .map_err(|e| step_err("switching back to the old add-on", &e))?;

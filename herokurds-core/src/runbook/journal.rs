@@ -2,10 +2,16 @@
 //! the first unfinished step and a rollback knows what to undo.
 //!
 //! One JSON file per app in the work directory, rewritten atomically (temp
-//! file, fsync, rename) after every step. It holds names, hosts, times and
-//! counts, never a password or a config var's secret value. An exclusive
-//! `flock` on a lock file beside it stops two runs on the same app; the
-//! kernel releases it when the process dies, so there are no stale locks.
+//! file, fsync, rename; mode 0600) after every step. It holds names, hosts,
+//! times and counts, never a password or a config var's value: the plan's
+//! config vars are journaled as name and SHA-256, their old values kept in
+//! a separate 0600 file for rollback. An exclusive `flock` on a lock file
+//! beside it stops two runs on the same app; the kernel releases it when
+//! the process dies, so there are no stale locks.
+//!
+//! The work directory may be the operator's own (`work_dir = "."`): herokurds
+//! creates the directories it needs with mode 0700 and never changes the
+//! mode of one that exists.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -16,6 +22,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::fsutil;
+
+/// The journal format this build reads and writes. Version 2 journals the
+/// plan's config vars as SHA-256 (version 1 held their values).
+pub const JOURNAL_VERSION: u32 = 2;
 
 use super::report::{S3Summary, TransferSummary, VerifySummary};
 use super::writes::WriteMark;
@@ -49,23 +62,43 @@ impl WorkDir {
         self.root.join(format!("{app}.lock"))
     }
 
+    /// `<root>/<app>`: the app's own directory, herokurds' alone (mode
+    /// 0700). It is the work directory handed to the transfer, which keeps
+    /// its state in [`transfer`](Self::transfer) under it.
+    pub fn app_dir(&self, app: &str) -> PathBuf {
+        self.root.join(app)
+    }
+
     /// `<root>/<app>/transfer`: the transfer's own state (schema archive,
     /// per-table journal).
     pub fn transfer(&self, app: &str) -> PathBuf {
-        self.root.join(app).join("transfer")
+        self.app_dir(app).join(crate::transfer::STATE_DIR)
     }
 
     /// `<root>/<app>/report.md` and `report.json`.
     pub fn report(&self, app: &str, extension: &str) -> PathBuf {
-        self.root.join(app).join(format!("report.{extension}"))
+        self.app_dir(app).join(format!("report.{extension}"))
     }
 
-    /// Creates the root (mode 0700: it describes infrastructure).
+    /// `<root>/<app>/config-before.json`: the plan's config vars' values
+    /// before the cutover (mode 0600), which rollback restores; the journal
+    /// holds only their SHA-256.
+    pub fn config_values(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("config-before.json")
+    }
+
+    /// Creates the root if missing (mode 0700). A root that exists keeps
+    /// its mode: it may be the operator's own directory.
     pub fn create(&self) -> Result<(), JournalError> {
-        fs::create_dir_all(&self.root).map_err(|e| JournalError::io(&self.root, "creating", e))?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .map_err(|e| JournalError::io(&self.root, "restricting", e))
+        fsutil::create_private_dir(&self.root)
+            .map_err(|e| JournalError::io(&self.root, "creating", e))
+    }
+
+    /// Creates [`app_dir`](Self::app_dir) (and the root) if missing, mode 0700.
+    pub fn create_app_dir(&self, app: &str) -> Result<PathBuf, JournalError> {
+        let dir = self.app_dir(app);
+        fsutil::create_private_dir(&dir).map_err(|e| JournalError::io(&dir, "creating", e))?;
+        Ok(dir)
     }
 }
 
@@ -263,8 +296,10 @@ pub struct Journal {
     pub maintenance_was_on: bool,
     /// Process types scaled down and their quantities before.
     pub formation_before: BTreeMap<String, u32>,
-    /// The plan's config vars' values before the cutover (`None`: unset).
-    /// Values that look secret are not journaled: see `unjournaled_vars`.
+    /// The plan's config vars before the cutover: the SHA-256 (hex) of each
+    /// value, `None` for a var that was unset. The values themselves are in
+    /// [`WorkDir::config_values`], never here. Values that look secret are
+    /// not kept at all: see `unjournaled_vars`.
     pub config_before: BTreeMap<String, Option<String>>,
     /// Plan config vars whose old value was not journaled because it looks
     /// secret; rollback asks the operator to restore these.
@@ -329,7 +364,7 @@ impl Journal {
     pub fn new(app: &str) -> Self {
         let now = Utc::now();
         Journal {
-            version: 1,
+            version: JOURNAL_VERSION,
             app: app.to_string(),
             state: RunState::InProgress,
             started_at: now,
@@ -472,35 +507,6 @@ impl Journal {
         }
     }
 
-    /// Gives steps added by a later herokurds version a record: pending,
-    /// or skipped when the journal has already gone past them.
-    fn add_missing_steps(&mut self) {
-        for (i, &id) in StepId::ALL.iter().enumerate() {
-            if self.steps.iter().any(|s| s.id == id) {
-                continue;
-            }
-            let passed = self
-                .steps
-                .iter()
-                .any(|s| s.id > id && s.status != StepStatus::Pending);
-            let now = Utc::now();
-            let record = StepRecord {
-                id,
-                status: if passed {
-                    StepStatus::Skipped
-                } else {
-                    StepStatus::Pending
-                },
-                started_at: passed.then_some(now),
-                finished_at: passed.then_some(now),
-                detail: passed.then(|| {
-                    "not in this journal (written by an earlier herokurds version)".to_string()
-                }),
-            };
-            self.steps.insert(i.min(self.steps.len()), record);
-        }
-    }
-
     /// The downtime so far (or in all, once maintenance is off).
     pub fn downtime(&self) -> Option<chrono::Duration> {
         let on = self.maintenance_on_at?;
@@ -515,12 +521,26 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io(&path, "reading", e)),
         };
-        let mut journal: Journal =
-            serde_json::from_str(&text).map_err(|e| JournalError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        journal.add_missing_steps();
+        // The version first: another version's fields may not parse.
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let found = serde_json::from_str::<Versioned>(&text)
+            .map_err(corrupt)?
+            .version;
+        if found != JOURNAL_VERSION {
+            return Err(JournalError::Version {
+                path,
+                found,
+                supported: JOURNAL_VERSION,
+            });
+        }
+        let journal: Journal = serde_json::from_str(&text).map_err(corrupt)?;
         if journal.app != app {
             return Err(JournalError::Corrupt {
                 path,
@@ -530,32 +550,79 @@ impl Journal {
         Ok(Some(journal))
     }
 
-    /// Writes the journal atomically: a temp file beside it, fsync, rename,
-    /// fsync of the directory. Mode 0600.
+    /// Writes the journal atomically ([`fsutil::write_atomic`]), mode 0600.
     pub fn save(&mut self, dir: &WorkDir) -> Result<(), JournalError> {
         self.updated_at = Utc::now();
         dir.create()?;
         let path = dir.journal(&self.app);
-        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-        let body = serde_json::to_vec_pretty(self).expect("the journal serialises");
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(dir.root())?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            JournalError::io(&path, "writing", e)
-        })
+        let mut body = serde_json::to_vec_pretty(self).expect("the journal serialises");
+        body.push(b'\n');
+        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+            .map_err(|e| JournalError::io(&path, "writing", e))
     }
+
+    /// Records the plan's config vars as they were before the cutover
+    /// (`None`: unset): the values go to [`WorkDir::config_values`] (mode
+    /// 0600), the journal gets each name with the SHA-256 of its value.
+    /// Saves neither the journal nor anything else.
+    pub fn record_config_before(
+        &mut self,
+        dir: &WorkDir,
+        values: BTreeMap<String, Option<String>>,
+    ) -> Result<(), JournalError> {
+        dir.create_app_dir(&self.app)?;
+        let path = dir.config_values(&self.app);
+        let kept: BTreeMap<&String, &String> = values
+            .iter()
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .collect();
+        let body = serde_json::to_vec_pretty(&kept).expect("a map of strings serialises");
+        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+            .map_err(|e| JournalError::io(&path, "writing", e))?;
+        self.config_before = values
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|v| sha256_hex(&v))))
+            .collect();
+        Ok(())
+    }
+
+    /// The config vars to restore on rollback: each journaled var with its
+    /// old value (`None`: it was unset), read from
+    /// [`WorkDir::config_values`] and checked against the journaled
+    /// SHA-256. The second list names the vars whose value is missing from
+    /// that file or differs from what was journaled: they are not restored,
+    /// and the operator must set them by hand.
+    pub fn config_to_restore(
+        &self,
+        dir: &WorkDir,
+    ) -> (BTreeMap<String, Option<String>>, Vec<String>) {
+        let stored: BTreeMap<String, String> = fs::read(dir.config_values(&self.app))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut restore = BTreeMap::new();
+        let mut by_hand = Vec::new();
+        for (name, hash) in &self.config_before {
+            match (hash, stored.get(name)) {
+                (None, _) => {
+                    restore.insert(name.clone(), None);
+                }
+                (Some(h), Some(v)) if sha256_hex(v) == *h => {
+                    restore.insert(name.clone(), Some(v.clone()));
+                }
+                (Some(_), _) => by_hand.push(name.clone()),
+            }
+        }
+        (restore, by_hand)
+    }
+}
+
+/// Lower-case hex SHA-256 of `value`.
+fn sha256_hex(value: &str) -> String {
+    sha2::Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An exclusive lock on one app's migration; released on drop or when the
@@ -621,6 +688,19 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    /// The journal was written in a format this build does not read.
+    #[error(
+        "journal {path} has format version {found}, and this herokurds reads version {supported} only: \
+         finish or roll back that migration with the herokurds that wrote it, or move the file aside to start over"
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
     /// The journal does not parse.
     #[error(
         "journal {path} is unreadable ({message}); move it aside to start over, or restore it"
@@ -644,7 +724,7 @@ pub enum JournalError {
 }
 
 impl JournalError {
-    fn io(path: &Path, action: &'static str, source: io::Error) -> Self {
+    pub(crate) fn io(path: &Path, action: &'static str, source: io::Error) -> Self {
         JournalError::Io {
             path: path.to_path_buf(),
             action,
@@ -656,41 +736,6 @@ impl JournalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_journal_from_before_the_settle_step_gets_it_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let wd = WorkDir::new(dir.path());
-        let mut j = Journal::new("micromasters-ci");
-        for id in [StepId::Preflight, StepId::MaintenanceOn] {
-            j.start(id);
-            j.finish(id, "");
-        }
-        let mut fresh = j.clone();
-        j.steps.retain(|s| s.id != StepId::Settle);
-        j.save(&wd).unwrap();
-        let loaded = Journal::load(&wd, "micromasters-ci").unwrap().unwrap();
-        let ids: Vec<StepId> = loaded.steps.iter().map(|s| s.id).collect();
-        assert_eq!(ids, StepId::ALL.to_vec());
-        assert_eq!(loaded.step(StepId::Settle).status, StepStatus::Pending);
-
-        // Past it already: skipped, saying why.
-        for id in [StepId::ScaleDown, StepId::Settle, StepId::Transfer] {
-            fresh.start(id);
-            fresh.finish(id, "");
-        }
-        fresh.steps.retain(|s| s.id != StepId::Settle);
-        fresh.save(&wd).unwrap();
-        let loaded = Journal::load(&wd, "micromasters-ci").unwrap().unwrap();
-        let settle = loaded.step(StepId::Settle);
-        assert_eq!(settle.status, StepStatus::Skipped);
-        assert!(settle
-            .detail
-            .as_deref()
-            .unwrap()
-            .contains("earlier herokurds version"));
-        assert!(loaded.is_finished(StepId::Settle));
-    }
 
     #[test]
     fn steps_progress_and_resume_at_the_first_unfinished_one() {
@@ -766,6 +811,114 @@ mod tests {
         fs::copy(dir.journal("app-three"), dir.journal("app-two")).unwrap();
         let e = Journal::load(&dir, "app-two").unwrap_err().to_string();
         assert!(e.contains("belongs to app \"app-three\""), "{e}");
+    }
+
+    #[test]
+    fn a_journal_of_another_version_is_refused_naming_the_file_and_both_versions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        for found in [1, JOURNAL_VERSION + 1] {
+            let mut j = Journal::new("app-one");
+            j.save(&dir).unwrap();
+            let text = fs::read_to_string(dir.journal("app-one")).unwrap();
+            let changed = text.replacen(
+                &format!("\"version\": {JOURNAL_VERSION}"),
+                &format!("\"version\": {found}"),
+                1,
+            );
+            assert_ne!(text, changed);
+            fs::write(dir.journal("app-one"), changed).unwrap();
+            let e = Journal::load(&dir, "app-one").unwrap_err();
+            assert!(matches!(e, JournalError::Version { .. }), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.contains("app-one.journal.json")
+                    && e.contains(&format!("format version {found}"))
+                    && e.contains(&format!("reads version {JOURNAL_VERSION}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_work_dir_that_exists_keeps_its_mode_and_only_herokurds_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let project = tempfile::tempdir().unwrap();
+        fs::set_permissions(project.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = WorkDir::new(project.path());
+        let _lock = AppLock::acquire(&dir, "app-one").unwrap();
+        let mut j = Journal::new("app-one");
+        j.record_config_before(
+            &dir,
+            BTreeMap::from([("CDN".to_string(), Some("v".into()))]),
+        )
+        .unwrap();
+        j.save(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(project.path()),
+            0o755,
+            "the operator's directory is untouched"
+        );
+        assert_eq!(mode(&dir.app_dir("app-one")), 0o700);
+        for f in [
+            dir.journal("app-one"),
+            dir.lock("app-one"),
+            dir.config_values("app-one"),
+        ] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn config_values_stay_out_of_the_journal_and_come_back_only_when_they_match_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        let mut j = Journal::new("app-one");
+        j.record_config_before(
+            &dir,
+            BTreeMap::from([
+                (
+                    "CDN_HOST".to_string(),
+                    Some("cdn-old-q7x.example.org".to_string()),
+                ),
+                ("NEW_VAR".to_string(), None),
+            ]),
+        )
+        .unwrap();
+        j.save(&dir).unwrap();
+        let text = fs::read_to_string(dir.journal("app-one")).unwrap();
+        assert!(!text.contains("cdn-old-q7x"), "{text}");
+        assert_eq!(
+            j.config_before["CDN_HOST"],
+            Some(sha256_hex("cdn-old-q7x.example.org"))
+        );
+        assert_eq!(j.config_before["NEW_VAR"], None);
+        let (restore, by_hand) = j.config_to_restore(&dir);
+        assert_eq!(
+            restore,
+            BTreeMap::from([
+                (
+                    "CDN_HOST".to_string(),
+                    Some("cdn-old-q7x.example.org".to_string())
+                ),
+                ("NEW_VAR".to_string(), None),
+            ])
+        );
+        assert!(by_hand.is_empty());
+        // A value changed behind herokurds' back is not restored.
+        fs::write(dir.config_values("app-one"), r#"{"CDN_HOST": "evil"}"#).unwrap();
+        let (restore, by_hand) = j.config_to_restore(&dir);
+        assert_eq!(by_hand, vec!["CDN_HOST".to_string()]);
+        assert!(!restore.contains_key("CDN_HOST") && restore.contains_key("NEW_VAR"));
+    }
+
+    #[test]
+    fn sha256_is_the_standard_one() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -227,14 +227,15 @@ pub(super) async fn check(
     };
     if let Some((s, t)) = &urls {
         let mut opts = TransferOptions::new().jobs(plan.transfer.jobs);
-        let earlier = super::WorkDir::new(&plan.work_dir).transfer(&app);
+        let dir = super::WorkDir::new(&plan.work_dir);
+        let earlier = dir.transfer(&app);
         if earlier.exists() {
             // The target holds an earlier, aborted or rolled-back attempt's
             // copy: the transfer starts it over (and refuses if its journal
             // names another target), so it need not be empty.
             opts = opts
                 .resume_mode(crate::transfer::ResumeMode::Resume)
-                .work_dir(earlier);
+                .work_dir(dir.app_dir(&app));
             r.warnings.push(format!(
                 "the target holds the copy of an earlier attempt (state in {}); it will be dropped and copied again",
                 plan.work_dir.display()

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Journal, RunState, StepRecord, StepStatus};
+use std::path::PathBuf;
+
+use super::journal::{Journal, JournalError, RunState, StepRecord, StepStatus, WorkDir};
+use crate::fsutil;
 use crate::smoke::PageDifference;
 
 /// What the database copy did.
@@ -154,6 +157,21 @@ impl Report {
             smoke_pages: j.smoke_before.len(),
             smoke_differences: j.smoke_differences.clone(),
         }
+    }
+
+    /// Writes `report.md` and `report.json` into the app's directory of
+    /// `dir` ([`WorkDir::report`]), each atomically and mode 0600, and
+    /// returns their paths.
+    pub fn save(&self, dir: &WorkDir) -> Result<[PathBuf; 2], JournalError> {
+        dir.create_app_dir(&self.app)?;
+        let md = dir.report(&self.app, "md");
+        let json = dir.report(&self.app, "json");
+        let body = serde_json::to_vec_pretty(self).expect("the report serialises");
+        for (path, bytes) in [(&md, self.to_markdown().into_bytes()), (&json, body)] {
+            fsutil::write_atomic(path, &bytes, fsutil::PRIVATE_FILE)
+                .map_err(|e| JournalError::io(path, "writing", e))?;
+        }
+        Ok([md, json])
     }
 
     /// The report as Markdown.

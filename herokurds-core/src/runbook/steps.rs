@@ -380,7 +380,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let t = &self.plan.transfer;
         let mut opts = TransferOptions::new()
             .jobs(t.jobs)
-            .work_dir(work)
+            .work_dir(self.dir.app_dir(self.app()))
             .resume_mode(mode)
             .restart_target(self.journal.restart_approved.is_some());
         if let Some(size) = &t.split_tables_larger_than {
@@ -554,7 +554,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 self.plan.cutover.config_vars.keys(),
             )
             .await?;
-            self.journal.config_before = before;
+            self.journal.record_config_before(&self.dir, before)?;
             self.journal.unjournaled_vars = withheld;
             self.journal.save(&self.dir)?;
         }

@@ -2,7 +2,7 @@
 //! finish the rest, and a lock so two runs never write the same target.
 //!
 //! Every path lives in [`Paths`]. The journal is JSON, rewritten whole
-//! (write to a temporary file, fsync, rename) after each step that
+//! (with [`crate::fsutil::write_atomic`], mode 0600) after each step that
 //! finishes, so a crash leaves either the old or the new version. It holds
 //! names, counts and dump ids — never a password: the source and target
 //! are recorded as `user@host:port/dbname`.
@@ -16,14 +16,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The journal format; a different version is not resumed.
-const VERSION: u32 = 1;
+use crate::fsutil;
+
+/// The journal format; a different version is not resumed. Version 2 keys
+/// tables by their quoted name (version 1 used `schema.name` unquoted, so
+/// `"a.b"."c"` and `"a"."b.c"` shared one entry).
+const VERSION: u32 = 2;
+
+/// The subdirectory of the work directory the transfer keeps its state in.
+pub(crate) const STATE_DIR: &str = "transfer";
 
 /// Every file of the transfer's work directory.
 #[derive(Debug, Clone)]
@@ -32,8 +39,6 @@ pub(crate) struct Paths {
     pub(crate) dir: PathBuf,
     /// The journal, `journal.json`.
     pub(crate) journal: PathBuf,
-    /// Where the next journal is written before the rename.
-    journal_tmp: PathBuf,
     /// The lock file, held with `flock` for the whole run.
     pub(crate) lock: PathBuf,
     /// The schema archive (`pg_dump --format=custom`).
@@ -46,10 +51,9 @@ pub(crate) struct Paths {
 
 impl Paths {
     pub(crate) fn new(work_dir: &Path) -> Self {
-        let dir = work_dir.join("transfer");
+        let dir = work_dir.join(STATE_DIR);
         Paths {
             journal: dir.join("journal.json"),
-            journal_tmp: dir.join("journal.json.tmp"),
             lock: dir.join("lock"),
             archive: dir.join("schema.dump"),
             pre_data_list: dir.join("pre-data.list"),
@@ -58,10 +62,10 @@ impl Paths {
         }
     }
 
-    /// Creates the directory (mode 0700: it holds the schema).
+    /// Creates the directory and any missing parent, mode 0700 (it holds
+    /// the schema); directories that exist keep their mode.
     pub(crate) fn create(&self) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+        fsutil::create_private_dir(&self.dir)
     }
 }
 
@@ -144,7 +148,9 @@ pub(crate) struct Journal {
     pub(crate) runs: u32,
     pub(crate) schema_dumped: bool,
     pub(crate) pre_data_done: bool,
-    /// Tables by `schema.name` (unquoted).
+    /// Tables by quoted name, `"schema"."name"`
+    /// ([`TableInfo::qualified_name`](crate::pg::catalog::TableInfo::qualified_name)):
+    /// unquoted names can collide.
     pub(crate) tables: BTreeMap<String, TableState>,
     /// Post-data TOC entries run, by dump id.
     pub(crate) post_data_done: BTreeSet<i32>,
@@ -182,7 +188,13 @@ impl Journal {
                 if j.version != VERSION {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("journal version {} (this build reads {VERSION})", j.version),
+                        format!(
+                            "journal format version {} (this herokurds reads version {VERSION} \
+                             only): finish that transfer with the herokurds that wrote it, or \
+                             move {} aside to start over",
+                            j.version,
+                            paths.dir.display()
+                        ),
                     ));
                 }
                 Ok(Some(j))
@@ -192,26 +204,11 @@ impl Journal {
         }
     }
 
-    /// Writes the journal atomically: temporary file, fsync, rename, fsync
-    /// of the directory.
+    /// Writes the journal atomically, mode 0600 ([`fsutil::write_atomic`]).
     pub(crate) fn save(&mut self, paths: &Paths) -> io::Result<()> {
         self.updated_at = chrono::Utc::now();
         let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&paths.journal_tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&paths.journal_tmp, &paths.journal)?;
-        if let Ok(d) = fs::File::open(&paths.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        fsutil::write_atomic(&paths.journal, &bytes, fsutil::PRIVATE_FILE)
     }
 
     /// Deletes the journal and everything derived from the archive.
@@ -230,6 +227,7 @@ impl Journal {
         Ok(())
     }
 
+    /// The state of the table whose quoted name is `key`.
     pub(crate) fn table(&mut self, key: &str) -> &mut TableState {
         self.tables.entry(key.to_string()).or_default()
     }
@@ -238,6 +236,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn journal_round_trips_and_replaces_atomically() {
@@ -246,8 +245,8 @@ mod tests {
         paths.create().unwrap();
         assert!(Journal::load(&paths).unwrap().is_none());
         let mut j = Journal::new("u@h:5432/src".into(), "v@h:5432/tgt".into());
-        j.table("public.t").done = true;
-        let s = j.table("public.big");
+        j.table(r#""public"."t""#).done = true;
+        let s = j.table(r#""public"."big""#);
         s.slice_bounds = Some(vec![10, 20, 30]);
         s.slices_done.insert(2);
         s.committing.insert(3, 778);
@@ -255,11 +254,48 @@ mod tests {
         j.save(&paths).unwrap();
         let back = Journal::load(&paths).unwrap().unwrap();
         assert_eq!(back, j);
-        assert!(!paths.journal_tmp.exists());
-        let mode = fs::metadata(&paths.dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        let names: Vec<_> = fs::read_dir(&paths.dir).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file stays: {names:?}");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&paths.dir), 0o700);
+        assert_eq!(mode(&paths.journal), 0o600);
         Journal::remove(&paths).unwrap();
         assert!(Journal::load(&paths).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_journal_of_another_format_version_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        paths.create().unwrap();
+        let mut j = Journal::new("u@h:5432/src".into(), "v@h:5432/tgt".into());
+        j.version = 1;
+        j.save(&paths).unwrap();
+        let e = Journal::load(&paths).unwrap_err().to_string();
+        assert!(
+            e.contains("version 1") && e.contains("reads version 2") && e.contains("aside"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_runbook_transfer_state_lands_once_under_the_app_dir_not_in_transfer_transfer() {
+        let dir = crate::runbook::WorkDir::new("/srv/state");
+        let paths = Paths::new(&dir.app_dir("app-one"));
+        assert_eq!(paths.dir, dir.transfer("app-one"));
+        assert_eq!(paths.dir, Path::new("/srv/state/app-one/transfer"));
+        assert_eq!(
+            paths.journal,
+            Path::new("/srv/state/app-one/transfer/journal.json")
+        );
+        assert_eq!(
+            dir.report("app-one", "md"),
+            Path::new("/srv/state/app-one/report.md")
+        );
+        assert_eq!(
+            dir.journal("app-one"),
+            Path::new("/srv/state/app-one.journal.json")
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub use report::{
 };
 pub use snapshot::Snapshot;
 
+pub(crate) use journal::STATE_DIR;
+
 use crate::pg::catalog::TableFilter;
 use crate::progress::Progress;
 use crate::url::DatabaseUrl;

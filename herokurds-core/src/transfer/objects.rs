@@ -3,9 +3,10 @@
 //! Sequences are not transactional, so no snapshot describes them: they
 //! are read after the rows are in, as late as possible, which can only put
 //! them ahead of the copied rows (a gap), never behind (a duplicate key
-//! after cutover). Each is set with `setval(seq, last_value, is_called)`,
-//! which reproduces descending sequences, sequences never called and
-//! sequences ahead of their column's maximum exactly.
+//! after cutover). Each is set with `setval(seq, last_value, is_called)`
+//! (the name bound as a parameter), which reproduces descending sequences,
+//! sequences never called and sequences ahead of their column's maximum
+//! exactly.
 //!
 //! Large objects keep their oids (applications store them in their own
 //! columns). Their contents are read in the snapshot with `lo_get` in
@@ -18,23 +19,35 @@ use tokio_postgres::Client;
 
 use super::copy::{is_retryable, message};
 use super::error::TransferError;
-use crate::pg::catalog::{quote_literal, LargeObject, SequenceInfo};
+use crate::pg::catalog::{LargeObject, SequenceInfo};
 
-/// Sets every sequence on the target; statements batched 500 at a time.
+/// Sets every sequence on the target, 500 per statement. Names, values
+/// and flags travel as bind parameters (the quoted name cast with
+/// `::regclass` on the server), never spliced into SQL text, so no name
+/// can change the statement whatever the session's quoting settings.
 pub(crate) async fn set_sequences(
     target: &Client,
     sequences: &[SequenceInfo],
 ) -> Result<(), TransferError> {
     for chunk in sequences.chunks(500) {
-        let sql = format!(
-            "SELECT {}",
-            chunk.iter().map(setval_sql).collect::<Vec<_>>().join(", ")
-        );
-        if target.batch_execute(&sql).await.is_err() {
+        let names: Vec<String> = chunk.iter().map(SequenceInfo::qualified_name).collect();
+        let values: Vec<i64> = chunk.iter().map(|s| s.last_value).collect();
+        let called: Vec<bool> = chunk.iter().map(|s| s.is_called).collect();
+        let batch = target
+            .execute(
+                "SELECT pg_catalog.setval(s.name::regclass, s.value, s.called) \
+                 FROM unnest($1::text[], $2::int8[], $3::bool[]) AS s(name, value, called)",
+                &[&names, &values, &called],
+            )
+            .await;
+        if batch.is_err() {
             // Name the sequence: set them one by one.
             for s in chunk {
                 target
-                    .batch_execute(&format!("SELECT {}", setval_sql(s)))
+                    .execute(
+                        "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
+                        &[&s.qualified_name(), &s.last_value, &s.is_called],
+                    )
                     .await
                     .map_err(|e| TransferError::Sequence {
                         sequence: s.to_string(),
@@ -44,15 +57,6 @@ pub(crate) async fn set_sequences(
         }
     }
     Ok(())
-}
-
-fn setval_sql(s: &SequenceInfo) -> String {
-    format!(
-        "pg_catalog.setval({}::regclass, {}, {})",
-        quote_literal(&s.qualified_name()),
-        s.last_value,
-        s.is_called
-    )
 }
 
 /// How much of a large object is moved per round trip.

@@ -213,7 +213,7 @@ pub(crate) async fn run(
         .map(|(i, t)| {
             let state = journal
                 .tables
-                .get(&t.to_string())
+                .get(&t.qualified_name())
                 .cloned()
                 .unwrap_or_default();
             TableReport {
@@ -527,13 +527,18 @@ async fn data_step<P: Progress<TransferEvent>>(
     let opts = cx.opts;
     let earlier_done: Vec<bool> = tables
         .iter()
-        .map(|t| journal.tables.get(&t.to_string()).is_some_and(|s| s.done))
+        .map(|t| {
+            journal
+                .tables
+                .get(&t.qualified_name())
+                .is_some_and(|s| s.done)
+        })
         .collect();
     let post_done = journal.post_data_done.clone();
     let mut tasks = Vec::new();
     let mut bounds = Vec::new();
     for (i, table) in tables.iter().enumerate() {
-        let state = journal.table(&table.to_string());
+        let state = journal.table(&table.qualified_name());
         // A table already being filled in slices keeps its cut.
         let b = match &state.slice_bounds {
             Some(b) if state.truncated => b.clone(),

@@ -16,7 +16,9 @@
 //!
 //! Plain-format output of pg_dump/pg_restore 15.14+ carries `\restrict`
 //! lines that only psql understands; they are dropped here. Passwords
-//! reach the tools through `PGPASSWORD` in their environment, never argv.
+//! reach the tools through `PGPASSWORD` in their environment, never argv;
+//! no other `PG*` variable of ours is inherited, and every TLS setting is
+//! in the connection string.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -51,10 +53,18 @@ impl ToolFailure {
     }
 }
 
+/// A `pg_dump`/`pg_restore` command that reaches the database only as the
+/// conninfo says: every inherited `PG*` variable (`PGSSLMODE=disable`,
+/// `PGHOST`, `PGSERVICE`, `PGPASSFILE`, `PGOPTIONS`, ...) is removed, so
+/// nothing in the caller's environment can weaken TLS or redirect the tool.
 fn command(program: &Path, conn: Option<&ToolConn>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.env_remove("PGPASSWORD")
-        .env("PGAPPNAME", "herokurds-transfer")
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"PG") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("PGAPPNAME", "herokurds-transfer")
         .env("PGCONNECT_TIMEOUT", "30")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

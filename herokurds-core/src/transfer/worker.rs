@@ -204,6 +204,12 @@ impl Shared {
         self.tables[table].to_string()
     }
 
+    /// The table's key in the journal: its quoted name (unquoted names
+    /// can collide).
+    fn journal_key(&self, table: usize) -> String {
+        self.tables[table].qualified_name()
+    }
+
     async fn backoff(&self, item: String, attempt: u32, error: String) -> bool {
         let policy = self.opts.get_retry();
         let wait = policy.backoff(attempt);
@@ -333,7 +339,7 @@ async fn ensure_truncated(sh: &Shared, table: usize) -> Result<(), Failure> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .tables
-        .get(&key)
+        .get(&sh.journal_key(table))
         .is_some_and(|t| t.truncated);
     if !already {
         let tgt = open_target(sh, Role::TargetLoader).await?;
@@ -343,7 +349,7 @@ async fn ensure_truncated(sh: &Shared, table: usize) -> Result<(), Failure> {
         ))
         .await
         .map_err(|e| classify(e, false, &key, 1))?;
-        sh.journal_update(true, |j| j.table(&key).truncated = true)
+        sh.journal_update(true, |j| j.table(&sh.journal_key(table)).truncated = true)
             .map_err(Failure::Fatal)?;
     }
     *done = true;
@@ -384,6 +390,7 @@ async fn copy_attempt(
 ) -> Result<Option<Moved>, Failure> {
     let table = &sh.tables[task.table];
     let key = table.to_string();
+    let journal_key = sh.journal_key(task.table);
     if conns.is_none() {
         let src = open_reader(sh).await?;
         let tgt = open_target(sh, Role::TargetLoader).await?;
@@ -428,7 +435,7 @@ async fn copy_attempt(
             // On disk before COMMIT, so a resume can settle it; if the
             // journal cannot be written, do not commit.
             match sh.journal_update(true, |j| {
-                j.table(&key).committing.insert(s.index, xid);
+                j.table(&journal_key).committing.insert(s.index, xid);
             }) {
                 Ok(()) => true,
                 Err(e) => {
@@ -445,7 +452,7 @@ async fn copy_attempt(
     match result {
         Ok(Some(moved)) => {
             if let Some(s) = slice {
-                slice_done(sh, &key, s.index)?;
+                slice_done(sh, &journal_key, s.index)?;
                 // Journaled; a whole table is journaled (then
                 // reported) by finish_task.
                 sh.emit(TransferEvent::TableFinished {
@@ -467,7 +474,7 @@ async fn copy_attempt(
                 // The COMMIT was sent; did it happen?
                 if let Ok(tgt) = open_target(sh, Role::TargetLoader).await {
                     if xact_committed(&tgt, xid).await == Some(true) {
-                        slice_done(sh, &key, s.index)?;
+                        slice_done(sh, &journal_key, s.index)?;
                         return Ok(Some(moved));
                     }
                 }
@@ -477,7 +484,7 @@ async fn copy_attempt(
     }
 }
 
-/// Journals a committed slice.
+/// Journals a committed slice of the table journaled as `key`.
 fn slice_done(sh: &Shared, key: &str, index: u32) -> Result<(), Failure> {
     sh.journal_update(true, |j| {
         let t = j.table(key);
@@ -519,7 +526,7 @@ fn finish_task(sh: &Shared, task: &CopyTask, moved: Moved) -> Result<(), Transfe
         return Ok(());
     }
     sh.journal_update(true, |j| {
-        let t = j.table(&key);
+        let t = j.table(&sh.journal_key(task.table));
         t.done = true;
         t.rows += tally.rows;
         t.bytes += tally.bytes;

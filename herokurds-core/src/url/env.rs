@@ -5,11 +5,8 @@
 //! atomically (temporary file in the same directory, then rename), so a
 //! reader sees the old snippet or the new one, never half of one.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::DatabaseUrl;
 
@@ -70,54 +67,17 @@ pub fn write_env_snippet(
          export {var_name}={}\n",
         shell_single_quote(&url.expose_url())
     );
-    write_private_atomically(path, text.as_bytes())
-}
-
-/// Writes `contents` to a new 0600 file beside `path`, then renames it over `path`.
-fn write_private_atomically(path: &Path, contents: &[u8]) -> Result<(), EnvFileError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| EnvFileError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EnvFileError::Io { path, source }
-    };
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(contents)?;
-            file.sync_all()
-        })
-        .map_err(io_err(&tmp))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path)));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    // Make the rename durable; a failure here leaves a correct file behind.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::PRIVATE_FILE).map_err(
+        |source| EnvFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
 

@@ -446,8 +446,7 @@ pub(crate) fn save(shared: &Shared) {
         return;
     };
     let text = lock(&shared.world).to_seed().to_json();
-    let tmp = path.with_extension("tmp");
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+    let result = crate::fsutil::write_atomic(&path, text.as_bytes(), crate::fsutil::PRIVATE_FILE);
     if let Err(e) = result {
         tracing::warn!(path = %path.display(), error = %e, "cannot save emulator state");
     }

@@ -1,0 +1,122 @@
+//! Files and directories herokurds writes: private and atomic, in one place.
+//!
+//! Journals, reports, env snippets and the emulator's state describe
+//! infrastructure (some hold a password), so each is written to a new
+//! temporary file beside its destination, created with its final mode from
+//! the first byte (no window with wider permissions), fsynced, renamed over
+//! the destination and the directory fsynced: a crash leaves the old file
+//! or the new one, never half of one. Directories herokurds creates are
+//! 0700; a directory that already exists keeps its mode (it may be the
+//! operator's project directory).
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Owner read and write only: the mode of every file herokurds writes.
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Owner only: the mode of every directory herokurds creates.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Replaces `path` with `contents` atomically, the new file having `mode`
+/// (e.g. [`PRIVATE_FILE`]): a temporary file in the same directory
+/// (created with `mode`, never wider), fsync, rename, fsync of the
+/// directory. On failure the temporary file is removed and `path` is
+/// unchanged. The parent directory must exist.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(contents)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    // Make the rename durable; a failure here leaves a correct file behind.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents with mode [`PRIVATE_DIR`];
+/// directories that already exist are left as they are (their mode is
+/// not changed).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_replaced_file_gets_the_new_mode_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("report.md");
+        fs::write(&file, "old").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&file, b"new", PRIVATE_FILE).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "new");
+        assert_eq!(mode(&file), 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("journal.json");
+        // A directory in the way: the rename fails.
+        fs::create_dir(&target).unwrap();
+        assert!(write_atomic(&target, b"x", PRIVATE_FILE).is_err());
+        assert!(target.is_dir());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn created_directories_are_private_and_existing_ones_keep_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("project");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o755)).unwrap();
+        let nested = existing.join("a").join("b");
+        create_private_dir(&nested).unwrap();
+        create_private_dir(&existing).unwrap();
+        assert_eq!(mode(&existing), 0o755);
+        assert_eq!(mode(&existing.join("a")), 0o700);
+        assert_eq!(mode(&nested), 0o700);
+    }
+}
