@@ -207,6 +207,10 @@ pub struct S3Section {
     /// Delete target keys absent from the source (final sync only).
     #[serde(default)]
     pub delete: bool,
+    /// Delete even when the guard refuses: the source lists no keys, or
+    /// more than half of the target's keys (and at least 100) would go.
+    #[serde(default)]
+    pub force_delete: bool,
     /// Sync the bulk before the window (default true).
     #[serde(default = "yes")]
     pub presync: bool,
