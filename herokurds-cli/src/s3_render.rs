@@ -138,7 +138,7 @@ impl Progress<SyncEvent> for SyncRenderer {
                 if let Some((o, _)) = bars {
                     o.inc(1);
                 }
-                let key = escape_key(key);
+                let (key, reason) = (escape_key(key), escape_key(reason));
                 self.line(format!("failed: s3://{bucket}/{key}: {reason}"), true);
             }
             SyncEvent::WouldCopy { from, to, .. } if self.print_dry_run => {

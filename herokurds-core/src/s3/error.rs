@@ -40,7 +40,7 @@ pub enum S3Error {
         cause: crate::aws::AwsError,
     },
     /// Listing a bucket failed (after the SDK's retries).
-    #[error("could not list s3://{bucket}/{prefix}: {reason}")]
+    #[error("could not list s3://{bucket}/{}: {reason}", super::escape_key(.prefix))]
     List {
         /// The bucket.
         bucket: String,
