@@ -159,13 +159,14 @@ pub async fn sync(
         return Err(e);
     }
     // Checked again on this pass's own listing: a bucket may have changed
-    // since the first count. Copies are made by now, deletions are not.
+    // since the first count. Copies are made by now, deletions are not
+    // (after a failed copy they are withheld below, and the report says so).
     let refusal = guarded
         .then(|| counted.refusal(source, destination, &options.filters))
         .flatten();
     if options.dry_run {
         report.delete_refusal = refusal;
-    } else if let (Some(refusal), false) = (refusal, to_delete.is_empty()) {
+    } else if let Some(refusal) = refusal.filter(|_| report.failed == 0) {
         return Err(S3Error::DeleteRefused(refusal));
     }
     if !to_delete.is_empty() {
