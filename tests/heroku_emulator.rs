@@ -493,9 +493,14 @@ async fn formation_batch_and_single_updates() {
 
 #[tokio::test]
 async fn save_writes_the_state_file_after_each_change() {
+    use std::os::unix::fs::PermissionsExt;
     let api = Api::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
+    // A world-readable state file (as an editor writes it) is replaced by a
+    // private one: the state holds tokens and database passwords.
+    std::fs::write(&path, seed().to_json()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     api.em.save_state_to(Some(path.clone()));
     let (s, _, _) = send(
         api.req(reqwest::Method::PATCH, &format!("/apps/{APP}"))
@@ -503,6 +508,10 @@ async fn save_writes_the_state_file_after_each_change() {
     )
     .await;
     assert_eq!(s, 200);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the state file is private");
+    let files = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(files, 1, "no temporary file is left behind");
     let saved = Seed::from_file(&path).unwrap();
     let app = saved.apps.iter().find(|a| a.name == APP).unwrap();
     assert!(app.maintenance);
@@ -511,4 +520,60 @@ async fn save_writes_the_state_file_after_each_change() {
     let again = Emulator::start(saved).await.unwrap();
     assert_eq!(again.maintenance(APP), Some(true));
     assert_eq!(again.config_vars(APP), api.em.config_vars(APP));
+}
+
+/// One raw HTTP/1.1 GET with this `Host` header: the status and the body.
+async fn get_with_host(em: &Emulator, path: &str, host: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(em.addr()).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Accept: application/vnd.heroku+json; version=3\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// DNS rebinding: a web page whose name now resolves to 127.0.0.1 sends
+/// its own name as `Host`, and must reach neither the API nor the control
+/// API (which needs no token and shows every token and database URL).
+#[tokio::test]
+async fn a_request_for_another_host_is_refused_with_herokus_error_shape() {
+    let api = Api::start().await;
+    for path in [format!("/apps/{APP}"), "/__emulator/state".to_string()] {
+        let (status, body) = get_with_host(&api.em, &path, "evil.example").await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["id"], "forbidden", "{body}");
+        let message = body["message"].as_str().unwrap();
+        for part in ["\"evil.example\"", "loopback", "--allow-remote"] {
+            assert!(message.contains(part), "{part:?} not in {message}");
+        }
+        assert!(!body.to_string().contains(TOKEN), "{body}");
+    }
+    let port = api.em.addr().port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let (status, body) = get_with_host(&api.em, &format!("/apps/{APP}"), &host).await;
+        assert_eq!((status, &body["name"]), (200, &json!(APP)), "{host}");
+    }
+
+    let remote = Emulator::start_allowing_remote("127.0.0.1:0".parse().unwrap(), seed())
+        .await
+        .unwrap();
+    let (status, _) = get_with_host(&remote, &format!("/apps/{APP}"), "evil.example").await;
+    assert_eq!(status, 200, "--allow-remote accepts any Host");
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_is_refused_naming_allow_remote() {
+    let err = Emulator::start_on("0.0.0.0:0".parse().unwrap(), seed())
+        .await
+        .expect_err("0.0.0.0 is refused");
+    let text = err.to_string();
+    for part in ["0.0.0.0:0", "not a loopback address", "--allow-remote"] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
 }

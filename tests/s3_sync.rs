@@ -11,8 +11,8 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use herokurds::progress::{NoProgress, Progress};
 use herokurds::s3::{
-    sync, verify, ClientSource, DifferenceKind, Filters, S3Error, S3Location, Sse, SyncEvent,
-    SyncOptions, SyncReport, VerifyReport, MIB,
+    sync, verify, ClientSource, DeleteRefusal, DeleteRefusalReason, DifferenceKind, Filters,
+    S3Error, S3Location, Sse, SyncEvent, SyncOptions, SyncReport, VerifyReport, MIB,
 };
 use herokurds::sandbox::moto::MotoServer;
 use tokio_util::sync::CancellationToken;
@@ -392,6 +392,113 @@ async fn dry_run_changes_nothing_and_delete_removes_extra_keys() {
     keys.sort();
     // The excluded key is not deleted: filters apply to both sides.
     assert_eq!(keys, vec!["keep/a.txt", "logs/excluded.log", "new.txt"]);
+}
+
+/// What a dry run of `opts` reports, and what its `--delete` guard said.
+async fn dry_run(from: &str, to: &str, opts: &SyncOptions) -> (SyncReport, DeleteRefusal) {
+    let opts = opts.clone().dry_run(true);
+    let report = sync_with(from, to, &opts, &NoProgress, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("dry run {from} {to}: {e}"));
+    let said = report.delete_refusal.clone();
+    (report, said.expect("the dry run shows what the guard says"))
+}
+
+/// A run the `--delete` guard must refuse: the refusal and its message.
+async fn refused(
+    from: &str,
+    to: &str,
+    opts: &SyncOptions,
+    progress: &impl Progress<SyncEvent>,
+) -> (DeleteRefusal, String) {
+    match sync_with(from, to, opts, progress, CancellationToken::new()).await {
+        Err(S3Error::DeleteRefused(refusal)) => {
+            let text = refusal.to_string();
+            (refusal, text)
+        }
+        other => panic!("{from} {to}: not refused by the --delete guard: {other:?}"),
+    }
+}
+
+/// A typo'd source prefix lists nothing; `--delete` used to empty the
+/// destination from it.
+#[tokio::test]
+async fn delete_from_an_empty_source_listing_is_refused_and_the_destination_keeps_every_key() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    put(
+        &moto,
+        "src",
+        &[("uploads/a.jpg", "a"), ("uploads/b.jpg", "b")],
+    )
+    .await;
+    let dst = [("a.jpg", "a"), ("b.jpg", "b"), ("c.jpg", "c")];
+    put(&moto, "dst", &dst).await;
+    let before = contents(&moto, "dst").await;
+    let opts = options(&moto).delete(true);
+
+    let (dry, said) = dry_run("s3://src/upload", "s3://dst", &opts).await;
+    assert_eq!(said.reason, DeleteRefusalReason::EmptySource);
+    assert!(!dry.is_success());
+
+    let (refusal, text) = refused("s3://src/upload", "s3://dst", &opts, &NoProgress).await;
+    assert_eq!(refusal, said, "the dry run said what the run does");
+    assert_eq!((refusal.source_keys, refusal.deletions), (0, 3));
+    for part in [
+        "all 3 keys at s3://dst",
+        "s3://src/upload/",
+        "--force-delete",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+    assert_eq!(contents(&moto, "dst").await, before);
+}
+
+/// 120 of 200 destination keys would go: refused before any copy (the 5 new
+/// source keys are not copied either); `force_delete` deletes them.
+#[tokio::test]
+async fn deleting_most_of_the_destination_is_refused_before_any_copy_unless_forced() {
+    let moto = moto();
+    buckets(&moto, &["src", "dst"]).await;
+    let key = |i: usize| format!("k/{i:03}");
+    // The source first: the destination's copies are then not older.
+    let kept = (0..80).map(|i| (key(i), b"same".to_vec()));
+    let new = (0..5).map(|i| (format!("new/{i}"), b"new".to_vec()));
+    moto.put_objects("src", kept.chain(new), 8).await.unwrap();
+    let all = (0..200).map(|i| (key(i), b"same".to_vec()));
+    moto.put_objects("dst", all, 8).await.unwrap();
+    let before = keys(&moto, "dst").await;
+    let opts = options(&moto).delete(true);
+
+    let (dry, said) = dry_run("s3://src", "s3://dst", &opts).await;
+    assert_eq!((dry.copied, dry.deleted), (5, 120), "{dry:?}");
+    assert_eq!(said.reason, DeleteRefusalReason::MostOfDestination);
+
+    let copied = AtomicUsize::new(0);
+    let count_copies = |e: &SyncEvent| {
+        if matches!(e, SyncEvent::Copied { .. }) {
+            copied.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let (refusal, text) = refused("s3://src", "s3://dst", &opts, &count_copies).await;
+    assert_eq!(refusal, said, "the dry run said what the run does");
+    let counts = (
+        refusal.source_keys,
+        refusal.destination_keys,
+        refusal.deletions,
+    );
+    assert_eq!(counts, (85, 200, 120));
+    assert!(text.contains("120 of the 200 keys at s3://dst"), "{text}");
+    assert_eq!(copied.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        keys(&moto, "dst").await,
+        before,
+        "nothing copied or deleted"
+    );
+
+    let report = run(&moto, "s3://src", "s3://dst", opts.force_delete(true)).await;
+    assert_eq!((report.copied, report.deleted), (5, 120), "{report:?}");
+    assert_eq!(key_count(&moto, "dst").await, 85);
 }
 
 #[tokio::test]

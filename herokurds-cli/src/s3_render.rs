@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 use clap::ArgMatches;
 use herokurds_core::progress::Progress;
 use herokurds_core::s3::{
-    FilterKind, Filters, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport,
+    escape_key, FilterKind, Filters, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport,
 };
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::println_safe;
+use crate::{println_safe, EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
 
 /// The `--exclude`/`--include` rules in the order they were given (the
 /// last matching rule wins, so order matters across both flags).
@@ -138,12 +138,15 @@ impl Progress<SyncEvent> for SyncRenderer {
                 if let Some((o, _)) = bars {
                     o.inc(1);
                 }
+                let (key, reason) = (escape_key(key), escape_key(reason));
                 self.line(format!("failed: s3://{bucket}/{key}: {reason}"), true);
             }
             SyncEvent::WouldCopy { from, to, .. } if self.print_dry_run => {
+                let (from, to) = (escape_key(from), escape_key(to));
                 self.line(format!("(dryrun) copy: {from} to {to}"), false);
             }
             SyncEvent::WouldDelete { target } if self.print_dry_run => {
+                let target = escape_key(target);
                 self.line(format!("(dryrun) delete: {target}"), false);
             }
             SyncEvent::DeletesWithheld { count } => self.line(
@@ -153,7 +156,7 @@ impl Progress<SyncEvent> for SyncRenderer {
             SyncEvent::VerifyDifference(d) => self.line(
                 format!(
                     "verify: {} {:?} (source {} bytes, destination {})",
-                    self.destination.url(&d.key),
+                    escape_key(&self.destination.url(&d.key)),
                     d.kind,
                     d.source_size,
                     d.destination_size
@@ -164,6 +167,33 @@ impl Progress<SyncEvent> for SyncRenderer {
             _ => {}
         }
     }
+}
+
+/// The exit code of a finished sync: 2 when a key failed, 1 when the
+/// verify pass found a difference or (dry run) the `--delete` guard would
+/// refuse, else 0.
+pub fn exit_code(report: &SyncReport) -> u8 {
+    if report.failed > 0 {
+        EXIT_ERROR
+    } else if report.delete_refusal.is_some() || report.verify.as_ref().is_some_and(|v| !v.is_ok())
+    {
+        EXIT_DIFFERENT
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Prints why a sync stopped and returns its exit code: 1 when the
+/// `--delete` guard refused (it found the source and destination too far
+/// apart, and changed nothing), else 2.
+pub fn stopped(err: S3Error) -> std::process::ExitCode {
+    let code = if matches!(err, S3Error::DeleteRefused(_)) {
+        EXIT_DIFFERENT
+    } else {
+        EXIT_ERROR
+    };
+    crate::report_error(&err.into());
+    std::process::ExitCode::from(code)
 }
 
 /// The one-line human summary.
@@ -184,6 +214,11 @@ pub fn summary(report: &SyncReport) -> String {
     );
     if let Some(v) = &report.verify {
         text.push_str(&format!("; {}", verify_summary(v)));
+    }
+    if let Some(refusal) = &report.delete_refusal {
+        text.push_str(&format!(
+            "\n(dryrun) the --delete guard would stop: {refusal}"
+        ));
     }
     text
 }

@@ -450,3 +450,41 @@ fn binaries_turn_core_dumps_off_at_start() {
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[4..6], ["0", "0"], "{line}");
 }
+
+/// The emulator has no real authentication: listening beyond loopback
+/// needs --allow-remote, and the refusal says why.
+#[test]
+fn emulator_binary_refuses_a_non_loopback_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, state()).unwrap();
+    let mut child = Command::new(EMULATOR)
+        .args(["--listen", "0.0.0.0:0", "--state"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Before the fix it listened and served until killed: do not hang.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("it listened on 0.0.0.0 instead of refusing: {out:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "it never listened: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "refusing to listen on 0.0.0.0:0",
+        "no real authentication",
+        "--allow-remote",
+    ] {
+        assert!(stderr.contains(part), "{part:?} not in {stderr}");
+    }
+}

@@ -175,6 +175,121 @@ async fn a_failed_key_is_named_and_the_exit_code_is_two() {
     );
 }
 
+/// A typo'd prefix lists nothing: `--delete` used to empty the destination.
+#[tokio::test]
+async fn delete_from_an_empty_source_exits_one_and_deletes_nothing_unless_forced() {
+    let moto = moto();
+    seed(&moto, "src", &["uploads/a.jpg"]).await;
+    seed(&moto, "dst", &["a.jpg", "b.jpg", "c.jpg"]).await;
+    let before = moto.keys("dst").await.unwrap();
+
+    let out = s3_sync(&moto, &["s3://src/upload", "s3://dst", "--delete"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "refusing to delete all 3 keys at s3://dst",
+        "s3://src/upload/ lists no keys",
+        "--force-delete",
+    ] {
+        assert!(stderr.contains(part), "{part:?} not in {stderr}");
+    }
+    assert_eq!(moto.keys("dst").await.unwrap(), before);
+
+    let out = s3_sync(
+        &moto,
+        &["s3://src/upload", "s3://dst", "--delete", "--dryrun"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("(dryrun) the --delete guard would stop: refusing to delete all 3 keys"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
+    let out = s3_sync(&moto, &["s3://src/upload", "s3://dst", "--force-delete"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--force-delete needs --delete: {out:?}"
+    );
+
+    let args = [
+        "s3://src/upload",
+        "s3://dst",
+        "--delete",
+        "--force-delete",
+        "--json",
+    ];
+    let out = s3_sync(&moto, &args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(counts(&json(&out))[..4], [0, 0, 3, 0]);
+    assert!(moto.keys("dst").await.unwrap().is_empty());
+}
+
+/// A key holding a carriage return and a colour escape must not break the
+/// terminal: dry-run and failure lines show it escaped; `--json` keeps it.
+/// (moto cannot store a key with `\n`: its routes do not match one. A
+/// newline reaches the output through a location in an error instead.)
+#[tokio::test]
+async fn a_key_with_control_characters_and_an_escape_sequence_is_printed_escaped() {
+    let moto = moto();
+    let evil = "evil\r\x1b[31mred.txt";
+    let shown = "evil\\r\\x1b[31mred.txt";
+    seed(&moto, "src", &[evil]).await;
+    moto.create_bucket("dst").await.unwrap();
+    let frozen = "frozen\x1b[2J\u{7}.pdf";
+    moto.s3_client()
+        .put_object()
+        .bucket("src")
+        .key(frozen)
+        .body(ByteStream::from_static(b"cold"))
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    let raw_control = |text: &str| text.chars().any(|c| c.is_control() && c != '\n');
+
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--dryrun"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == format!("(dryrun) copy: s3://src/{shown} to s3://dst/{shown}")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(!raw_control(&stdout), "{stdout:?}");
+
+    let out = s3_sync(&moto, &["s3://src", "s3://dst", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed: s3://src/frozen\\x1b[2J\\x07.pdf: "),
+        "{stderr}"
+    );
+    assert!(!raw_control(&stderr), "{stderr:?}");
+    assert_eq!(json(&out)["failures"][0]["key"], frozen);
+    let head = moto.s3_client().head_object().bucket("dst").key(evil);
+    assert!(
+        head.send().await.is_ok(),
+        "the key itself was copied as it is"
+    );
+
+    // A newline and an escape in the (empty) source prefix, through the
+    // --delete guard's error message.
+    let out = s3_sync(&moto, &["s3://src/typo\n\x1b[31m", "s3://dst", "--delete"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3://src/typo\\n\\x1b[31m/ lists no keys"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!raw_control(&stderr), "{stderr:?}");
+}
+
 #[tokio::test]
 async fn verify_difference_exits_one() {
     let moto = moto();

@@ -16,6 +16,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve a stateful emulator of the Heroku Platform API on a loopback port.
 ///
+/// It stays local: a non-loopback --listen is refused, and requests whose Host
+/// header is not localhost or a loopback address get 403 (a DNS-rebinding
+/// defence), unless --allow-remote.
+///
 /// The state file is JSON:
 /// {"tokens": ["tok"], "apps": [{"name": "micromasters-ci", "maintenance": false,
 ///   "config_vars": {"SECRET_KEY": "x"}, "formation": {"web": 1, "worker": 1},
@@ -29,13 +33,19 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address to listen on; port 0 picks a free one. A loopback address
+    /// unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Listen on a non-loopback address and answer any Host header. The
+    /// emulator has no real authentication: anyone who reaches it can read
+    /// every token and database URL of the state. Trusted networks only.
+    #[arg(long)]
+    allow_remote: bool,
     /// The state file (JSON, see above).
     #[arg(long)]
     state: PathBuf,
-    /// Write the state back to the state file after every change.
+    /// Write the state back to the state file after every change (mode 0600).
     #[arg(long)]
     save: bool,
 }
@@ -52,7 +62,16 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let seed = Seed::from_file(&args.state)?;
-    let emulator = Emulator::start_on(args.listen, seed).await?;
+    let emulator = if args.allow_remote {
+        eprintln!(
+            "warning: --allow-remote: anyone who can reach {} can read and change every \
+             token and database URL of the state",
+            args.listen
+        );
+        Emulator::start_allowing_remote(args.listen, seed).await?
+    } else {
+        Emulator::start_on(args.listen, seed).await?
+    };
     if args.save {
         emulator.save_state_to(Some(args.state.clone()));
     }

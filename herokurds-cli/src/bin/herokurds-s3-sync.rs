@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use herokurds_cli::s3_render::{ordered_filters, summary, SyncRenderer};
-use herokurds_cli::{init_tracing, print_json, report_error, EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
+use herokurds_cli::s3_render::{exit_code, ordered_filters, stopped, summary, SyncRenderer};
+use herokurds_cli::{init_tracing, print_json, report_error, EXIT_ERROR};
 use herokurds_core::aws::ClientOptions;
 use herokurds_core::s3::{
     parse_size, sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions,
@@ -24,8 +24,14 @@ use tokio_util::sync::CancellationToken;
     name = "herokurds-s3-sync",
     version,
     after_help = "Exit status: 0 everything synced (and verified); 1 --verify found a \
-                  difference; 2 an error (a key failed to copy or delete, a listing \
-                  failed, bad arguments, Ctrl-C, SIGTERM or SIGHUP).\n\
+                  difference, or the --delete guard refused (nothing was copied or \
+                  deleted; with --dryrun: would refuse); 2 an error (a key failed to \
+                  copy or delete, a listing failed, bad arguments, Ctrl-C, SIGTERM or \
+                  SIGHUP).\n\
+                  The --delete guard: a sync with --delete stops before changing anything \
+                  when the source lists no keys while the destination has some (a \
+                  mistyped bucket or prefix), or when more than half of the destination's \
+                  keys, and at least 100, would be deleted; --force-delete overrides it.\n\
                   --json prints {\"copied\":N,\"skipped\":N,\"deleted\":N,\"failed\":N,\"bytes\":N,...} on stdout."
 )]
 struct Args {
@@ -39,6 +45,10 @@ struct Args {
     /// Delete destination objects the source does not have (never after a failed copy).
     #[arg(long)]
     delete: bool,
+    /// With --delete: delete even when the source lists no keys, or when
+    /// more than half of the destination's keys (and at least 100) would go.
+    #[arg(long, requires = "delete")]
+    force_delete: bool,
     /// Skip keys matching this glob (`*` matches `/` too); repeatable, order matters.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
@@ -134,6 +144,7 @@ async fn main() -> ExitCode {
     let options = SyncOptions::new()
         .size_only(args.size_only)
         .delete(args.delete)
+        .force_delete(args.force_delete)
         .dry_run(args.dryrun)
         .verify(args.verify)
         .filters(filters)
@@ -170,7 +181,7 @@ async fn main() -> ExitCode {
     renderer.finish();
     let report = match result {
         Ok(report) => report,
-        Err(e) => return report_error(&e.into()),
+        Err(e) => return stopped(e),
     };
     if args.json {
         if let Err(e) = print_json(&report) {
@@ -179,12 +190,5 @@ async fn main() -> ExitCode {
     } else {
         eprintln!("{}", summary(&report));
     }
-    let code = if report.failed > 0 {
-        EXIT_ERROR
-    } else if report.verify.as_ref().is_some_and(|v| !v.is_ok()) {
-        EXIT_DIFFERENT
-    } else {
-        EXIT_OK
-    };
-    ExitCode::from(code)
+    ExitCode::from(exit_code(&report))
 }

@@ -252,6 +252,10 @@ pub struct S3Section {
     /// Delete target keys absent from the source (final sync only).
     #[serde(default)]
     pub delete: bool,
+    /// Delete even when the guard refuses: the source lists no keys, or
+    /// more than half of the target's keys (and at least 100) would go.
+    #[serde(default)]
+    pub force_delete: bool,
     /// Sync the bulk before the window (default true).
     #[serde(default = "yes")]
     pub presync: bool,
@@ -588,7 +592,10 @@ urls = ["https://micromasters-ci.herokuapp.com/", "https://micromasters-ci.herok
             "ol-micromasters-app-ci"
         );
         assert_eq!(plan.s3.len(), 1);
-        assert!(plan.s3[0].presync && !plan.s3[0].delete);
+        assert!(plan.s3[0].presync && !plan.s3[0].delete && !plan.s3[0].force_delete);
+        let forced = EXAMPLE.replace("[smoke]", "delete = true\nforce_delete = true\n[smoke]");
+        let forced = Plan::parse(&forced).unwrap();
+        assert!(forced.s3[0].delete && forced.s3[0].force_delete);
         assert_eq!(plan.smoke.urls.len(), 2);
         assert_eq!(plan.work_dir, PathBuf::from(".herokurds"));
         assert!(plan.maintenance.scale_down.is_empty());

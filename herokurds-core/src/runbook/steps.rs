@@ -188,6 +188,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             }
             let opts = SyncOptions::new()
                 .delete(!presync && pair.delete)
+                .force_delete(pair.force_delete)
                 .filters(filters)
                 .source(ClientSource::Options(src_opts))
                 .destination(ClientSource::Options(aws.clone()));
@@ -200,7 +201,8 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 pair.source, pair.target, r.copied, r.skipped, r.deleted
             ));
             for f in &r.failures {
-                failed.push(format!("s3://{}/{}: {}", f.bucket, f.key, f.reason));
+                let key = crate::s3::escape_key(&f.key);
+                failed.push(format!("s3://{}/{key}: {}", f.bucket, f.reason));
             }
             self.journal.s3.push(S3Summary {
                 source: pair.source.clone(),

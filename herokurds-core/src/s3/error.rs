@@ -40,7 +40,7 @@ pub enum S3Error {
         cause: crate::aws::AwsError,
     },
     /// Listing a bucket failed (after the SDK's retries).
-    #[error("could not list s3://{bucket}/{prefix}: {reason}")]
+    #[error("could not list s3://{bucket}/{}: {reason}", super::escape_key(.prefix))]
     List {
         /// The bucket.
         bucket: String,
@@ -64,6 +64,11 @@ pub enum S3Error {
         /// What is wrong.
         reason: String,
     },
+    /// `--delete` would empty the destination (the source lists no keys)
+    /// or delete most of it; nothing was deleted. Override with
+    /// [`SyncOptions::force_delete`](super::SyncOptions::force_delete).
+    #[error("{0}")]
+    DeleteRefused(super::DeleteRefusal),
     /// The run was cancelled; work in flight was finished or aborted, no
     /// deletion was made after the cancellation. Running again resumes: keys
     /// already copied are skipped.

@@ -1,7 +1,8 @@
 //! `s3://bucket[/prefix]` locations and the two key encodings S3 needs:
 //! the URL-encoded `CopySource` header and URL-encoded listings.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -127,6 +128,42 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` (a key, or an `s3://` URL holding one) as it may be shown on a
+/// terminal or in a message: S3 keys may hold any character, and a key with
+/// `\n` or `\x1b[31m` must not break the output or recolour the terminal.
+///
+/// Control characters (C0, DEL, C1) and Unicode bidirectional controls
+/// (which can make a key read as another) become escapes: `\n`, `\r`,
+/// `\t`, `\x1b`, `\u{202e}`; in such a key `\` becomes `\\`, so the
+/// escaped form reads back to one key. Text without them is returned as it
+/// is (borrowed), so ordinary keys print unchanged.
+pub fn escape_key(text: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) && u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// RFC 3986 unreserved characters, left unencoded in a URL component.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -217,5 +254,20 @@ mod tests {
         assert_eq!(decode_listed_key("a+b%2Bc%25%20d").unwrap(), "a b+c% d");
         assert_eq!(decode_listed_key("%C3%BC/x").unwrap(), "ü/x");
         assert_eq!(decode_listed_key("%FF"), None);
+    }
+
+    #[test]
+    fn escape_key_makes_control_characters_visible() {
+        assert!(matches!(
+            escape_key("ü/a b\\c.txt"),
+            Cow::Borrowed("ü/a b\\c.txt")
+        ));
+        assert_eq!(
+            escape_key("evil\n\x1b[31mred\t\r\u{7f}\u{85}\\"),
+            "evil\\n\\x1b[31mred\\t\\r\\x7f\\x85\\\\"
+        );
+        assert_eq!(escape_key("txt.\u{202e}exe"), "txt.\\u{202e}exe");
+        let shown = escape_key("s3://b/a\n\x1b]0;title\x07");
+        assert!(!shown.chars().any(char::is_control), "{shown}");
     }
 }

@@ -11,6 +11,9 @@
 //!   CLI drops some of them on multipart copies);
 //! - both listings stream and merge in key order, so memory stays flat on
 //!   millions of keys;
+//! - `--delete` refuses, before anything changes, to empty the destination
+//!   from an empty source listing or to delete most of it (the `guard`),
+//!   unless [`SyncOptions::force_delete`];
 //! - `--delete` never runs after a failed copy, a failing key is reported
 //!   by bucket and key while the rest finish, and [`verify`] proves the
 //!   result.
@@ -45,6 +48,7 @@
 mod copy;
 mod error;
 mod filter;
+mod guard;
 mod list;
 mod location;
 mod options;
@@ -54,7 +58,8 @@ mod verify;
 
 pub use error::S3Error;
 pub use filter::{FilterKind, Filters};
-pub use location::S3Location;
+pub use guard::{DeleteRefusal, DeleteRefusalReason, DELETE_GUARD_MIN};
+pub use location::{escape_key, S3Location};
 pub use options::{
     parse_size, ClientSource, Sse, StorageClass, SyncOptions, GIB, MAX_PARTS, MAX_PART_SIZE, MIB,
     MIN_PART_SIZE,

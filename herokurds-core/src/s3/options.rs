@@ -145,6 +145,7 @@ impl ClientSource {
 pub struct SyncOptions {
     pub(crate) size_only: bool,
     pub(crate) delete: bool,
+    pub(crate) force_delete: bool,
     pub(crate) dry_run: bool,
     pub(crate) verify: bool,
     pub(crate) filters: Filters,
@@ -163,6 +164,7 @@ impl Default for SyncOptions {
         SyncOptions {
             size_only: false,
             delete: false,
+            force_delete: false,
             dry_run: false,
             verify: false,
             filters: Filters::new(),
@@ -194,6 +196,17 @@ impl SyncOptions {
     /// Deletions run only after every copy succeeded.
     pub fn delete(mut self, yes: bool) -> Self {
         self.delete = yes;
+        self
+    }
+
+    /// Delete even when the `--delete` guard would refuse
+    /// (`--force-delete`): the source lists no keys while the destination
+    /// has some (a typo'd prefix), or more than half of the destination's
+    /// keys, and at least [`DELETE_GUARD_MIN`](super::DELETE_GUARD_MIN), would
+    /// go. Without it such a sync stops with [`S3Error::DeleteRefused`]
+    /// before any copy or delete. Only matters with [`delete`](Self::delete).
+    pub fn force_delete(mut self, yes: bool) -> Self {
+        self.force_delete = yes;
         self
     }
 
@@ -275,6 +288,11 @@ impl SyncOptions {
     /// Whether extra destination keys are deleted.
     pub fn get_delete(&self) -> bool {
         self.delete
+    }
+
+    /// Whether the `--delete` guard is overridden.
+    pub fn get_force_delete(&self) -> bool {
+        self.force_delete
     }
 
     /// Whether nothing is changed.

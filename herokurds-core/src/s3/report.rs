@@ -124,6 +124,10 @@ pub struct SyncReport {
     pub dry_run: bool,
     /// Deletions not made because some copies failed.
     pub deletes_withheld: u64,
+    /// Dry run: what the `--delete` guard would refuse (a real run stops
+    /// with [`S3Error::DeleteRefused`](super::S3Error::DeleteRefused)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_refusal: Option<super::DeleteRefusal>,
     /// Wall-clock time of the run, in milliseconds.
     pub elapsed_ms: u64,
     /// Every failed key, with its bucket and the reason.
@@ -134,9 +138,12 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// No failures, and the verify pass (if any) found no difference.
+    /// No failures, no deletion the guard would refuse (dry run), and the
+    /// verify pass (if any) found no difference.
     pub fn is_success(&self) -> bool {
-        self.failed == 0 && self.verify.as_ref().is_none_or(VerifyReport::is_ok)
+        self.failed == 0
+            && self.delete_refusal.is_none()
+            && self.verify.as_ref().is_none_or(VerifyReport::is_ok)
     }
 }
 

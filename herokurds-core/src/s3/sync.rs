@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::copy::{Copier, CopyOutcome};
+use super::guard::{self, DeleteCount};
 use super::list::{Entry, Merge, Pair};
+use super::location::escape_key;
 use super::{verify, KeyFailure, S3Error, S3Location, SyncEvent, SyncOptions, SyncReport};
 use crate::aws::sdk_failure;
 use crate::progress::Progress;
@@ -24,7 +26,13 @@ const DELETE_BATCH: usize = 1000;
 /// A source key is copied (server-side) when the destination lacks it, when
 /// the sizes differ, or (unless [`SyncOptions::size_only`]) when the source's
 /// LastModified is newer. With [`SyncOptions::delete`], destination keys the
-/// source lacks are deleted, but only after every copy succeeded. Filters
+/// source lacks are deleted, but only after every copy succeeded, and only
+/// if the [guard](super::DeleteRefusal) agrees: unless
+/// [`SyncOptions::force_delete`], a sync that would delete every destination
+/// key from an empty source listing, or more than half of them and at least
+/// [`DELETE_GUARD_MIN`](super::DELETE_GUARD_MIN), stops with
+/// [`S3Error::DeleteRefused`] before it copies or deletes anything (both
+/// sides are listed once more for that count). Filters
 /// apply to both sides. With [`SyncOptions::dry_run`] nothing changes and
 /// [`SyncEvent::WouldCopy`]/[`SyncEvent::WouldDelete`] say what would.
 ///
@@ -52,6 +60,16 @@ pub async fn sync(
     options.validate()?;
     check_no_overlap(source, destination)?;
     let (source_client, destination_client) = options.clients().await?;
+    let guarded = guard::applies(options);
+    if guarded && !options.dry_run {
+        guard::check_before_sync(
+            (&source_client, source),
+            (&destination_client, destination),
+            &options.filters,
+            &cancel,
+        )
+        .await?;
+    }
     let copier = Copier {
         source_client: &source_client,
         destination_client: &destination_client,
@@ -74,6 +92,7 @@ pub async fn sync(
     let mut to_delete: Vec<String> = Vec::new();
     let mut stopped: Option<S3Error> = None;
     let mut listed_all = false;
+    let mut counted = DeleteCount::default();
     let listing_events = CountingProgress {
         inner: progress,
         objects: AtomicU64::new(0),
@@ -100,7 +119,7 @@ pub async fn sync(
                 match next {
                     Err(e) => stopped = Some(e),
                     Ok(None) => listed_all = true,
-                    Ok(Some(pair)) => match plan(pair, options) {
+                    Ok(Some(pair)) => match plan(counted.add(pair), options) {
                         Plan::Copy(entry, _) if options.dry_run => {
                             report.copied += 1;
                             report.bytes += entry.size;
@@ -138,6 +157,17 @@ pub async fn sync(
     report.source_bytes = listing_events.bytes.load(Ordering::Relaxed);
     if let Some(e) = stopped {
         return Err(e);
+    }
+    // Checked again on this pass's own listing: a bucket may have changed
+    // since the first count. Copies are made by now, deletions are not
+    // (after a failed copy they are withheld below, and the report says so).
+    let refusal = guarded
+        .then(|| counted.refusal(source, destination, &options.filters))
+        .flatten();
+    if options.dry_run {
+        report.delete_refusal = refusal;
+    } else if let Some(refusal) = refusal.filter(|_| report.failed == 0) {
+        return Err(S3Error::DeleteRefused(refusal));
     }
     if !to_delete.is_empty() {
         if report.failed > 0 {
@@ -238,7 +268,10 @@ fn record_copy(
             let failure = KeyFailure {
                 bucket: source.bucket().to_string(),
                 key: source.key(&entry.key),
-                reason: format!("copy to {} failed: {reason}", destination.url(&entry.key)),
+                reason: format!(
+                    "copy to {} failed: {reason}",
+                    escape_key(&destination.url(&entry.key))
+                ),
             };
             report.failed += 1;
             progress.event(&SyncEvent::Failed {

@@ -22,6 +22,15 @@
 //!   minute; `429 rate_limit` at zero);
 //! - formation list and scaling.
 //!
+//! It stays local: [`Emulator::start_on`] refuses a non-loopback address,
+//! and every request (the control API included) must be addressed to
+//! `localhost` or a loopback address in its `Host` header, else `403
+//! forbidden`. The emulator has no real authentication (the control API
+//! needs no token and shows every token and database URL), so a web page
+//! must not reach it through DNS rebinding. [`Emulator::start_allowing_remote`]
+//! lifts both rules, for a trusted network only. The state file (`--save`)
+//! is written with mode 0600: it holds tokens and database passwords.
+//!
 //! Tests steer it in process ([`Emulator::inject`], [`Emulator::config_vars`])
 //! or over HTTP: `POST /__emulator/faults` with `{"status": 503, "count": 2,
 //! "path": "/apps", "method": "GET", "id"?: ..., "message"?: ...}` or
@@ -62,6 +71,18 @@ pub enum EmulatorError {
     /// The state (seed) is malformed or inconsistent.
     #[error("emulator state: {0}")]
     Seed(String),
+    /// The listen address is not a loopback address, and remote clients
+    /// were not allowed.
+    #[error(
+        "refusing to listen on {addr}: not a loopback address, and the emulator has no real \
+         authentication (its control API at /__emulator/ needs no token and shows every token \
+         and database URL it holds); listen on 127.0.0.1, or pass --allow-remote to serve \
+         other hosts anyway"
+    )]
+    NotLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// The listen address cannot be bound.
     #[error("emulator cannot listen on {addr}: {source}")]
     Bind {
@@ -166,8 +187,31 @@ impl Emulator {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), seed).await
     }
 
-    /// Starts on `addr` (port 0 picks one).
+    /// Starts on `addr` (port 0 picks one), which must be a loopback
+    /// address; requests must name a loopback host in `Host`.
     pub async fn start_on(addr: SocketAddr, seed: Seed) -> Result<Emulator, EmulatorError> {
+        if !addr.ip().to_canonical().is_loopback() {
+            return Err(EmulatorError::NotLoopback { addr });
+        }
+        Self::serve(addr, seed, false).await
+    }
+
+    /// Starts on any `addr` and answers requests whatever their `Host`
+    /// header (`--allow-remote`). Anyone who can reach the address can read
+    /// and change the whole state, tokens and database URLs included: use it
+    /// on a trusted network only.
+    pub async fn start_allowing_remote(
+        addr: SocketAddr,
+        seed: Seed,
+    ) -> Result<Emulator, EmulatorError> {
+        Self::serve(addr, seed, true).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        seed: Seed,
+        allow_remote: bool,
+    ) -> Result<Emulator, EmulatorError> {
         let world = World::from_seed(&seed)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -179,6 +223,8 @@ impl Emulator {
             world: Mutex::new(world),
             ctl: Mutex::new(Control::default()),
             save: Mutex::new(None),
+            allow_remote,
+            listen: addr,
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -227,7 +273,8 @@ impl Emulator {
             )
     }
 
-    /// Writes the state (as a [`Seed`] file) to `path` after every change.
+    /// Writes the state (as a [`Seed`] file) to `path` after every change:
+    /// atomically (a temporary file beside it, then a rename), mode 0600.
     pub fn save_state_to(&self, path: Option<PathBuf>) {
         *lock(&self.shared.save) = path;
     }

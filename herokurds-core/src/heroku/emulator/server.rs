@@ -2,6 +2,8 @@
 //! limit, ranges, fault injection and the `/__emulator/` control API.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,6 +30,10 @@ pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub ctl: Mutex<Control>,
     pub save: Mutex<Option<PathBuf>>,
+    /// Whether requests may name any host (`--allow-remote`).
+    pub allow_remote: bool,
+    /// The bound address.
+    pub listen: SocketAddr,
 }
 
 #[derive(Default)]
@@ -137,6 +143,11 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    if !shared.allow_remote {
+        if let Err(e) = check_host(&parts, shared.listen) {
+            return respond(e.into(), RATE_LIMIT as u32);
+        }
+    }
     if path == "/__emulator" || path.starts_with("/__emulator/") {
         return control(&shared, &method, &path, &bytes);
     }
@@ -164,6 +175,52 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         save(&shared);
     }
     respond(answer, remaining)
+}
+
+/// Refuses a request whose `Host` is not `localhost`, a `.localhost`
+/// name, a loopback address or the listen address: a web page that rebinds
+/// its own name to 127.0.0.1 sends its name, and must not reach the
+/// emulator, which has no real authentication.
+fn check_host(parts: &axum::http::request::Parts, listen: SocketAddr) -> Result<(), ApiError> {
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+    let Some(host) = host else {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "The request has no Host header; the emulator answers only requests addressed to \
+             localhost or a loopback address (start it with --allow-remote to lift this).",
+        ));
+    };
+    if is_local_host(&host, listen) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "forbidden",
+        format!(
+            "Host {host:?} is not allowed: the emulator answers only requests addressed to \
+             localhost or a loopback address, since it has no real authentication (a defence \
+             against DNS rebinding); start it with --allow-remote to accept other hosts."
+        ),
+    ))
+}
+
+/// Whether a `Host` value (`name[:port]`, `[v6][:port]`) names this machine.
+fn is_local_host(host: &str, listen: SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback() || ip == listen.ip())
 }
 
 /// Fault, token, rate limit, then the route.
@@ -448,6 +505,40 @@ pub(crate) fn save(shared: &Shared) {
     let text = lock(&shared.world).to_seed().to_json();
     let result = crate::fsutil::write_atomic(&path, text.as_bytes(), crate::fsutil::PRIVATE_FILE);
     if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot save emulator state");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        let listen: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        for host in [
+            "127.0.0.1:4000",
+            "127.0.0.1",
+            "127.9.9.9:1",
+            "localhost:4000",
+            "LOCALHOST.",
+            "api.localhost:80",
+            "[::1]:4000",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_local_host(host, listen), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:4000",
+            "localhost.evil.example",
+            "10.0.0.5:4000",
+            "[fe80::1]:4000",
+            "0.0.0.0:4000",
+            "",
+        ] {
+            assert!(!is_local_host(host, listen), "{host}");
+        }
     }
 }
