@@ -23,7 +23,7 @@ pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Re
     };
     say("starting the sandbox: Heroku-like and RDS-like PostgreSQL clusters, the Heroku emulator, local S3, the sample app's site".into());
     if !s3 {
-        say("note: moto_server not found (scripts/setup.d/20-moto.sh installs it): the demo runs without the S3 part".into());
+        say("note: moto_server not found (scripts/demo installs it into .venv/): the demo runs without the S3 part".into());
     }
     let stack = DemoStack::start(DemoOptions {
         s3,
