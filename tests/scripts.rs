@@ -30,7 +30,11 @@ fn scripts() -> Vec<PathBuf> {
 #[test]
 fn every_script_parses() {
     for script in scripts() {
-        let out = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        let out = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}: {}",
@@ -139,7 +143,10 @@ fn setup_steps_run_alone_from_another_directory_and_install_nothing_when_all_is_
         );
     }
     let leftovers: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
-    assert!(leftovers.is_empty(), "created in the working directory: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "created in the working directory: {leftovers:?}"
+    );
     assert!(!repo.join(".venv").exists() && !repo.join(".cache").exists());
 }
 
@@ -169,7 +176,10 @@ fn test_estimate_names_what_is_missing_with_sizes() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("scripts/test: will install (about "), "{stderr}");
+    assert!(
+        stderr.contains("scripts/test: will install (about "),
+        "{stderr}"
+    );
     assert!(stderr.contains("moto 5.2.1 and the aws CLI"), "{stderr}");
     assert!(stderr.contains("heroku CLI"), "{stderr}");
     assert!(!repo.join(".venv").exists() && !repo.join(".cache").exists());

@@ -16,9 +16,10 @@ use crate::{print_json, println_safe};
 /// `cancel` fires (Ctrl-C) half-way.
 pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
     let s3 = herokurds_core::sandbox::moto::find_moto_server().is_ok();
+    // Headers on stdout, with the bodies they head (progress is on stderr).
     let say = |s: String| {
         if !json {
-            eprintln!("{s}");
+            let _ = println_safe(s);
         }
     };
     say("starting the sandbox: Heroku-like and RDS-like PostgreSQL clusters, the Heroku emulator, local S3, the sample app's site".into());

@@ -19,6 +19,7 @@ use crate::verify_render::VerifyBars;
 pub struct RunbookRender {
     json: bool,
     tty: bool,
+    verbose: bool,
     multi: MultiProgress,
     clock: Mutex<Option<ProgressBar>>,
     transfer: Mutex<Option<TransferRender>>,
@@ -38,12 +39,19 @@ impl RunbookRender {
         RunbookRender {
             json,
             tty,
+            verbose: false,
             multi,
             clock: Mutex::new(None),
             transfer: Mutex::new(None),
             verify: Mutex::new(None),
             s3: Mutex::new(None),
         }
+    }
+
+    /// Also a line per index, constraint and ANALYZE of the copy (`-v`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     fn line(&self, text: String) {
@@ -82,11 +90,14 @@ impl RunbookRender {
     fn step_started(&self, step: StepId) {
         match step {
             StepId::Transfer => {
-                *self.transfer.lock().unwrap() = Some(if self.tty {
-                    TransferRender::in_multi(self.multi.clone())
-                } else {
-                    TransferRender::new(false)
-                })
+                *self.transfer.lock().unwrap() = Some(
+                    if self.tty {
+                        TransferRender::in_multi(self.multi.clone())
+                    } else {
+                        TransferRender::new(false)
+                    }
+                    .verbose(self.verbose),
+                )
             }
             StepId::Verify | StepId::WriteCheck => {
                 *self.verify.lock().unwrap() = Some(VerifyBars::stderr())
@@ -131,12 +142,7 @@ impl Progress<RunbookEvent> for RunbookRender {
                 seconds,
             } => {
                 self.step_finished();
-                let word = match status {
-                    StepStatus::Done => "done",
-                    StepStatus::Skipped => "skipped",
-                    StepStatus::Failed => "FAILED",
-                    StepStatus::Running | StepStatus::Pending => "?",
-                };
+                let word = status_word(*status);
                 self.line(format!(
                     "[{number:>2}/16] {step}: {word}{}{}",
                     seconds
@@ -198,6 +204,17 @@ impl Progress<RunbookEvent> for RunbookRender {
             RunbookEvent::Warning { message } => self.line(format!("warning: {message}")),
             _ => {}
         }
+    }
+}
+
+/// A step's state in words (the enum names are for `--json`).
+pub fn status_word(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Done => "done",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Running => "running",
+        StepStatus::Pending => "pending",
     }
 }
 
@@ -300,10 +317,10 @@ pub fn status_text(s: &herokurds_core::runbook::Status) -> String {
             t.push('\n');
             for (i, (step, status, detail)) in s.steps.iter().enumerate() {
                 t.push_str(&format!(
-                    "  {:>2}. {:<44} {:?}{}\n",
+                    "  {:>2}. {:<44} {}{}\n",
                     i + 1,
                     step.title(),
-                    status,
+                    status_word(*status),
                     detail
                         .as_ref()
                         .map(|d| format!(" — {d}"))
