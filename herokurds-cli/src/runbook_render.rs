@@ -260,10 +260,21 @@ pub fn plan_text(r: &PlanReport) -> String {
             s.change
         ));
     }
-    if let (Some(rate), Some(w)) = (r.read_rate_mb_s, r.estimated_window_seconds) {
+    if let Some(e) = &r.estimate {
+        let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.0} MB/s"));
         t.push_str(&format!(
-            "\nestimated maintenance window: about {} (source read rate {rate:.0} MB/s, one stream)\n",
-            human_seconds(w)
+            "\nestimated maintenance window: about {} (copy {}, indexes {}, verify {}, checks {}, \
+             Heroku API {}, S3 {}; measured: source read {:.0} MB/s, target write {}, index builds {})\n",
+            human_seconds(e.total_seconds),
+            human_seconds(e.copy_seconds),
+            human_seconds(e.index_seconds),
+            human_seconds(e.verify_seconds),
+            human_seconds(e.checks_seconds),
+            human_seconds(e.api_seconds),
+            human_seconds(e.s3_seconds),
+            e.read_mb_s,
+            rate(e.write_mb_s),
+            rate(e.index_mb_s),
         ));
     }
     for w in &r.warnings {

@@ -277,6 +277,9 @@ pub struct Journal {
     pub smoke_before: Vec<PageCheck>,
     /// How the pages changed after the cutover.
     pub smoke_differences: Vec<PageDifference>,
+    /// The maintenance window the preflight step estimated, seconds.
+    #[serde(default)]
+    pub estimated_window_seconds: Option<f64>,
 }
 
 impl Journal {
@@ -316,6 +319,7 @@ impl Journal {
             s3: Vec::new(),
             smoke_before: Vec::new(),
             smoke_differences: Vec::new(),
+            estimated_window_seconds: None,
         }
     }
 
