@@ -184,3 +184,56 @@ fn test_estimate_names_what_is_missing_with_sizes() {
     assert!(stderr.contains("heroku CLI"), "{stderr}");
     assert!(!repo.join(".venv").exists() && !repo.join(".cache").exists());
 }
+
+#[test]
+fn scripts_test_ends_with_the_overall_line_and_keeps_cargos_failure() {
+    let tools = installed_tools();
+    // scripts/test in a scratch copy, with a `cargo` that fails one test.
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = scratch.path();
+    std::fs::create_dir_all(repo.join("scripts/setup.d")).unwrap();
+    std::fs::create_dir_all(repo.join("bin")).unwrap();
+    for script in scripts() {
+        let relative = script.strip_prefix(root()).unwrap();
+        std::fs::copy(&script, repo.join(relative)).unwrap();
+    }
+    let fake = repo.join("bin/cargo");
+    std::fs::write(
+        &fake,
+        "#!/usr/bin/env bash\n[ \"$1\" = test ] || exit 0\n\
+         echo 'test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s'\n\
+         echo 'test result: FAILED. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.10s'\n\
+         exit 101\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        repo.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(repo.join("scripts/test"))
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .envs(tools.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("HEROKURDS_SETUP_BY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(101), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("8 passed, 1 failed, 2 skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("scripts/test: ")
+                && (l.contains("will install") || l.contains("nothing to download"))),
+        "scripts/test does not say up front what it installs:\n{stderr}"
+    );
+}
