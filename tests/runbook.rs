@@ -130,6 +130,14 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     assert_eq!(planned.steps.len(), StepId::ALL.len());
     assert_eq!(planned.addon, DEMO_ADDON);
     assert!(planned.read_rate_mb_s.is_some() && planned.estimated_window_seconds.is_some());
+    // Measured, not assumed: the target's write probe ran, and the demo's
+    // small database is estimated in seconds (a fixed 30 s once made it 31 s).
+    let estimate = planned.estimate.as_ref().expect("the estimate's parts");
+    assert!(
+        estimate.write_mb_s.is_some() && estimate.index_mb_s.is_some(),
+        "{estimate:?}"
+    );
+    assert!(estimate.total_seconds < 30.0, "{estimate:?}");
     assert_eq!(
         stack.heroku.maintenance("micromasters-demo"),
         Some(false),
@@ -140,6 +148,10 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     let report = runbook::run(&plan, &ctx, &events, CancellationToken::new())
         .await
         .unwrap();
+    assert!(
+        report.estimated_window_seconds.is_some() && report.downtime_seconds.is_some(),
+        "the report shows the estimate next to the real window"
+    );
     assert!(
         events.all().contains("\"source_snapshot\":\""),
         "the verification reads the source in the transfer's snapshot"

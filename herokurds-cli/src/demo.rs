@@ -16,14 +16,15 @@ use crate::{print_json, println_safe};
 /// `cancel` fires (Ctrl-C) half-way.
 pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
     let s3 = herokurds_core::sandbox::moto::find_moto_server().is_ok();
+    // Headers on stdout, with the bodies they head (progress is on stderr).
     let say = |s: String| {
         if !json {
-            eprintln!("{s}");
+            let _ = println_safe(s);
         }
     };
     say("starting the sandbox: Heroku-like and RDS-like PostgreSQL clusters, the Heroku emulator, local S3, the sample app's site".into());
     if !s3 {
-        say("note: moto_server not found (scripts/setup.d/20-moto.sh installs it): the demo runs without the S3 part".into());
+        say("note: moto_server not found (scripts/demo installs it into .venv/): the demo runs without the S3 part".into());
     }
     let stack = DemoStack::start(DemoOptions {
         s3,

@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod demo;
 pub mod heroku_input;
 pub mod heroku_render;
+pub mod init;
 pub mod runbook_render;
 pub mod s3_render;
 pub mod transfer_render;
@@ -41,25 +42,101 @@ pub fn disable_core_dumps() {
     }
 }
 
-/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `warn`).
+/// Sets up `tracing` on stderr: see [`init_tracing_verbose`] (verbosity 0).
 pub fn init_tracing() {
+    init_tracing_verbose(0);
+}
+
+/// Sets up `tracing` on stderr, filtered by `RUST_LOG` or else by
+/// [`log_filter`]`(verbose)`; colour only when stderr is a terminal.
+pub fn init_tracing_verbose(verbose: u8) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(verbose)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
 
-/// Prints an error chain on stderr as `error: outer: inner` and returns the error exit code.
+/// The log filter of a verbosity (`-v` count): our warnings only, the AWS
+/// SDK silent (its WARN lines are internals: the error says what failed);
+/// `-v` adds our progress notes and the SDK's warnings; `-vv` everything
+/// at debug level.
+pub fn log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn,aws=off",
+        1 => "info,aws=warn",
+        _ => "debug",
+    }
+}
+
+/// Prints an error chain on stderr, `error: outer` then one `caused by:`
+/// line per cause, and returns the error exit code. A cause whose text an
+/// outer message already shows (`cannot read plan.toml: No such file or
+/// directory`, then the io error itself) is not printed again.
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    let _ = writeln!(io::stderr(), "{}", error_text(err));
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// The text [`report_error`] prints: each cause once.
+pub fn error_text(err: &anyhow::Error) -> String {
     let mut msg = format!("error: {err}");
     for cause in err.chain().skip(1) {
-        msg.push_str(&format!("\n  caused by: {cause}"));
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg.push_str(&format!("\n  caused by: {cause}"));
+        }
     }
-    let _ = writeln!(io::stderr(), "{msg}");
-    ExitCode::from(EXIT_ERROR)
+    msg
+}
+
+/// Parses the flags of a binary that reads SOURCE_DATABASE_URL and
+/// TARGET_DATABASE_URL (or `--source`/`--target`). When a URL is missing it
+/// says, instead of clap's "required arguments", which variables to set and
+/// why flags are worse, and exits with [`EXIT_ERROR`].
+pub fn parse_with_database_urls<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            let missing = e
+                .get(clap::error::ContextKind::InvalidArg)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let source = missing.contains("--source");
+            let target = missing.contains("--target");
+            if !source && !target {
+                e.exit();
+            }
+            let _ = writeln!(io::stderr(), "{}", missing_urls_text(source, target));
+            std::process::exit(i32::from(EXIT_ERROR));
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// What [`parse_with_database_urls`] prints when `source`/`target` is missing.
+pub fn missing_urls_text(source: bool, target: bool) -> String {
+    let vars = match (source, target) {
+        (true, true) => {
+            "SOURCE_DATABASE_URL (the Heroku database) and TARGET_DATABASE_URL (the RDS database)"
+        }
+        (true, false) => "SOURCE_DATABASE_URL (the Heroku database)",
+        _ => "TARGET_DATABASE_URL (the RDS database)",
+    };
+    let example = if source {
+        "export SOURCE_DATABASE_URL=\"$(heroku config:get DATABASE_URL -a APP)\""
+    } else {
+        "herokurds-url build ... --env-var TARGET_DATABASE_URL --env-file rds.env && . ./rds.env"
+    };
+    format!(
+        "error: no database URL: set {vars}, e.g. {example}\n\
+         --source/--target work too, but are worse: command-line arguments, passwords included, \
+         show in `ps` to every user of this machine."
+    )
 }
 
 /// Cancels `token` on the first SIGINT (Ctrl-C), SIGTERM or SIGHUP (the
@@ -110,4 +187,43 @@ pub fn println_safe(line: impl AsRef<str>) -> io::Result<()> {
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println_safe(serde_json::to_string(value)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shaped like the library's errors: the source in the message too.
+    #[derive(Debug)]
+    struct ReadPlan {
+        path: &'static str,
+        source: io::Error,
+    }
+    impl std::fmt::Display for ReadPlan {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read plan {}: {}", self.path, self.source)
+        }
+    }
+    impl std::error::Error for ReadPlan {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn caused_by_repeating_the_message_is_printed_once() {
+        let err = anyhow::Error::new(ReadPlan {
+            path: "plan.toml",
+            source: io::Error::new(io::ErrorKind::NotFound, "No such file or directory"),
+        });
+        assert_eq!(
+            error_text(&err),
+            "error: cannot read plan plan.toml: No such file or directory"
+        );
+        let wrapped = err.context("loading the plan");
+        assert_eq!(
+            error_text(&wrapped),
+            "error: loading the plan\n  caused by: cannot read plan plan.toml: No such file or directory"
+        );
+    }
 }

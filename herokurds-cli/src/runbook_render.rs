@@ -19,6 +19,7 @@ use crate::verify_render::VerifyBars;
 pub struct RunbookRender {
     json: bool,
     tty: bool,
+    verbose: bool,
     multi: MultiProgress,
     clock: Mutex<Option<ProgressBar>>,
     transfer: Mutex<Option<TransferRender>>,
@@ -38,12 +39,19 @@ impl RunbookRender {
         RunbookRender {
             json,
             tty,
+            verbose: false,
             multi,
             clock: Mutex::new(None),
             transfer: Mutex::new(None),
             verify: Mutex::new(None),
             s3: Mutex::new(None),
         }
+    }
+
+    /// Also a line per index, constraint and ANALYZE of the copy (`-v`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     fn line(&self, text: String) {
@@ -89,11 +97,14 @@ impl RunbookRender {
     fn step_started(&self, step: StepId) {
         match step {
             StepId::Transfer => {
-                *self.transfer.lock().unwrap() = Some(if self.tty {
-                    TransferRender::in_multi(self.multi.clone())
-                } else {
-                    TransferRender::new(false)
-                })
+                *self.transfer.lock().unwrap() = Some(
+                    if self.tty {
+                        TransferRender::in_multi(self.multi.clone())
+                    } else {
+                        TransferRender::new(false)
+                    }
+                    .verbose(self.verbose),
+                )
             }
             StepId::Verify | StepId::WriteCheck => {
                 *self.verify.lock().unwrap() = Some(VerifyBars::stderr())
@@ -139,12 +150,7 @@ impl Progress<RunbookEvent> for RunbookRender {
                 seconds,
             } => {
                 self.step_finished();
-                let word = match status {
-                    StepStatus::Done => "done",
-                    StepStatus::Skipped => "skipped",
-                    StepStatus::Failed => "FAILED",
-                    StepStatus::Running | StepStatus::Pending => "?",
-                };
+                let word = status_word(*status);
                 self.line(format!(
                     "[{number:>2}/{}] {step}: {word}{}{}",
                     StepId::ALL.len(),
@@ -220,6 +226,17 @@ impl Progress<RunbookEvent> for RunbookRender {
     }
 }
 
+/// A step's state in words (the enum names are for `--json`).
+pub fn status_word(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Done => "done",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Running => "running",
+        StepStatus::Pending => "pending",
+    }
+}
+
 /// The plan as text: findings, the numbered steps, the estimate, problems.
 pub fn plan_text(r: &PlanReport) -> String {
     let mut t = format!(
@@ -265,10 +282,21 @@ pub fn plan_text(r: &PlanReport) -> String {
             s.change
         ));
     }
-    if let (Some(rate), Some(w)) = (r.read_rate_mb_s, r.estimated_window_seconds) {
+    if let Some(e) = &r.estimate {
+        let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.0} MB/s"));
         t.push_str(&format!(
-            "\nestimated maintenance window: about {} (source read rate {rate:.0} MB/s, one stream)\n",
-            human_seconds(w)
+            "\nestimated maintenance window: about {} (copy {}, indexes {}, verify {}, checks {}, \
+             Heroku API {}, S3 {}; measured: source read {:.0} MB/s, target write {}, index builds {})\n",
+            human_seconds(e.total_seconds),
+            human_seconds(e.copy_seconds),
+            human_seconds(e.index_seconds),
+            human_seconds(e.verify_seconds),
+            human_seconds(e.checks_seconds),
+            human_seconds(e.api_seconds),
+            human_seconds(e.s3_seconds),
+            e.read_mb_s,
+            rate(e.write_mb_s),
+            rate(e.index_mb_s),
         ));
     }
     for w in &r.warnings {
@@ -323,10 +351,10 @@ pub fn status_text(s: &herokurds_core::runbook::Status) -> String {
             t.push('\n');
             for (i, (step, status, detail)) in s.steps.iter().enumerate() {
                 t.push_str(&format!(
-                    "  {:>2}. {:<44} {:?}{}\n",
+                    "  {:>2}. {:<44} {}{}\n",
                     i + 1,
                     step.title(),
-                    status,
+                    status_word(*status),
                     detail
                         .as_ref()
                         .map(|d| format!(" — {d}"))

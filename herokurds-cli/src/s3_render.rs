@@ -8,7 +8,9 @@ use herokurds_core::progress::Progress;
 use herokurds_core::s3::{
     escape_key, FilterKind, Filters, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport,
 };
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
+};
 
 use crate::{println_safe, EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
 
@@ -59,9 +61,12 @@ impl SyncRenderer {
         let bars = multi.map(|multi| {
             let objects = multi.add(ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
-                    "objects {bar:30.cyan/blue} {pos}/{len} ({per_sec}) {msg}",
+                    "objects {bar:30.cyan/blue} {pos}/{len} ({rate}) {msg}",
                 )
-                .expect("valid template"),
+                .expect("valid template")
+                .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", objects_per_second(s.per_sec()));
+                }),
             ));
             let bytes = multi.add(ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
@@ -192,8 +197,27 @@ pub fn stopped(err: S3Error) -> std::process::ExitCode {
     } else {
         EXIT_ERROR
     };
+    let hint = aws_setup_hint(&err);
     crate::report_error(&err.into());
+    if let Some(hint) = hint {
+        eprintln!("{hint}");
+    }
     std::process::ExitCode::from(code)
+}
+
+/// What to do after a sync error about the AWS setup, naming this
+/// command's flags (the library's error says what is missing).
+pub fn aws_setup_hint(e: &S3Error) -> Option<&'static str> {
+    match e {
+        S3Error::NoCredentials { .. } => Some(
+            "give credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile with \
+             --source-profile/--dest-profile NAME; regions with --source-region/--dest-region",
+        ),
+        S3Error::Client { cause, .. } if cause.is_missing_region() => {
+            Some("pass the buckets' regions: --source-region REGION --dest-region REGION (or set AWS_REGION)")
+        }
+        _ => None,
+    }
 }
 
 /// The one-line human summary.
@@ -230,4 +254,19 @@ pub fn verify_summary(v: &VerifyReport) -> String {
          ({} compared by ETag, {} SSE-KMS/SSE-C encrypted compared by size only)",
         v.checked, v.missing, v.size_mismatch, v.etag_mismatch, v.etag_compared, v.size_only
     )
+}
+
+/// A copy rate in words: `9.18 objects/s`.
+pub fn objects_per_second(rate: f64) -> String {
+    format!("{rate:.2} objects/s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_rates_not_raw_per_sec() {
+        assert_eq!(objects_per_second(9.180_6), "9.18 objects/s");
+    }
 }

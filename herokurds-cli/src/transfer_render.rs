@@ -31,6 +31,24 @@ enum Mode {
 pub struct TransferRender {
     mode: Mode,
     started: std::time::Instant,
+    verbose: bool,
+    /// Indexes and constraints built, tables analyzed: counted, and
+    /// shown one line each only when `verbose`.
+    built: Mutex<(u64, u64)>,
+}
+
+/// A transfer phase in words, for people (the enum names are for `--json`).
+pub fn phase_words(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Preflight => "checks",
+        Phase::SchemaDump => "schema dump",
+        Phase::PreData => "tables and types",
+        Phase::Data => "rows and indexes",
+        Phase::PostData => "foreign keys, triggers and the rest",
+        Phase::Sequences => "sequences",
+        Phase::LargeObjects => "large objects",
+        _ => "other work",
+    }
 }
 
 fn human_bytes(b: u64) -> String {
@@ -80,7 +98,16 @@ impl TransferRender {
         TransferRender {
             mode,
             started: std::time::Instant::now(),
+            verbose: false,
+            built: Mutex::new((0, 0)),
         }
+    }
+
+    /// Also a line per index, constraint and ANALYZE (`-v`); by default
+    /// one line per table and a count at the end of the data phase.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     fn line(&self, text: String) {
@@ -270,10 +297,10 @@ impl Progress<TransferEvent> for TransferRender {
             }
             TransferEvent::PhaseStarted { phase } => {
                 if let Mode::Bars { overall, .. } = &self.mode {
-                    overall.set_message(format!("{phase:?}"));
+                    overall.set_message(phase_words(*phase));
                 }
-                if let Mode::Lines = self.mode {
-                    self.line(format!("{phase:?}: started"));
+                if let (Mode::Lines, true) = (&self.mode, self.verbose) {
+                    self.line(format!("{}: started", phase_words(*phase)));
                 }
             }
             TransferEvent::PhaseFinished { phase, seconds } => {
@@ -281,7 +308,14 @@ impl Progress<TransferEvent> for TransferRender {
                     // The estimate was the tables' on-disk size; COPY data differs.
                     overall.set_length(overall.position());
                 }
-                self.line(format!("{phase:?}: done in {seconds:.1} s"))
+                let mut line = format!("{}: done in {seconds:.1} s", phase_words(*phase));
+                let (built, analyzed) = *self.built.lock().unwrap_or_else(|p| p.into_inner());
+                if *phase == Phase::Data && !self.verbose && built + analyzed > 0 {
+                    line.push_str(&format!(
+                        " ({built} indexes and constraints built, {analyzed} tables analyzed)"
+                    ));
+                }
+                self.line(line)
             }
             TransferEvent::TableStarted { table, slice, .. } => {
                 if let Some(bar) = self.bar_for(&key(table, *slice), 0) {
@@ -333,10 +367,18 @@ impl Progress<TransferEvent> for TransferRender {
             } => self.line(format!(
                 "retrying {item} (attempt {attempt} of {of}, after {backoff:.0} s): {error}"
             )),
-            TransferEvent::IndexFinished { item, seconds, .. }
-                if matches!(self.mode, Mode::Lines) =>
-            {
-                self.line(format!("built {item} in {seconds:.1} s"))
+            TransferEvent::IndexFinished { item, seconds, .. } => {
+                {
+                    let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+                    if item.starts_with("ANALYZE") {
+                        built.1 += 1;
+                    } else {
+                        built.0 += 1;
+                    }
+                }
+                if self.verbose && matches!(self.mode, Mode::Lines) {
+                    self.line(format!("built {item} in {seconds:.1} s"))
+                }
             }
             TransferEvent::SequencesSet { count } => self.line(format!("set {count} sequences")),
             TransferEvent::LargeObjectsCopied { count, bytes } => self.line(format!(

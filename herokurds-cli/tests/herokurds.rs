@@ -282,11 +282,12 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         "== herokurds rollback",
         "== herokurds run --restart-target (forward again)",
     ] {
-        assert!(stderr.contains(part), "{part} missing:\n{stderr}");
+        // Each header on the same stream as the body it heads.
+        assert!(stdout.contains(part), "{part} missing:\n{stdout}");
     }
     assert!(
-        !stderr.contains("moto_server not found"),
-        "the demo ran without S3: {stderr}"
+        !stdout.contains("moto_server not found"),
+        "the demo ran without S3: {stdout}"
     );
     assert!(
         stdout.contains("completed: the app runs on the new database")
@@ -295,10 +296,16 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
             && stdout.contains("maintenance off"),
         "{stdout}"
     );
+    // The report shows the plan's estimate next to the real window.
+    assert!(
+        stdout.contains("**Downtime (maintenance mode):**")
+            && stdout.contains("(estimated before the run: "),
+        "{stdout}"
+    );
     // The report's S3 table counts copied objects; the second run finds
     // them up to date.
     assert!(stdout.to_lowercase().contains("s3"), "{stdout}");
-    let plan = stderr
+    let plan = stdout
         .lines()
         .find_map(|l| l.strip_prefix("plan: "))
         .expect("the demo names its plan file");

@@ -225,7 +225,7 @@ impl ClientOptions {
         if config.region().is_none() {
             return Err(AwsError::Config {
                 profile,
-                reason: "no region: set one in the profile, AWS_REGION, or pass a region".into(),
+                reason: NO_REGION.into(),
             });
         }
         Ok(config)
@@ -591,12 +591,43 @@ pub async fn rds_endpoint(
     })
 }
 
+const NO_REGION: &str = "no region: set one in the profile, AWS_REGION, or pass a region";
+
+impl AwsError {
+    /// Whether no region is configured anywhere (profile, `AWS_REGION`, option).
+    pub fn is_missing_region(&self) -> bool {
+        matches!(self, AwsError::Config { reason, .. } if reason == NO_REGION)
+    }
+}
+
 /// An SDK failure reduced to words and a retry verdict.
 pub(crate) struct SdkFailure {
     /// `code: message (HTTP status)`, or the client-side cause.
     pub(crate) reason: String,
     /// Throttling, 5xx, timeouts and network errors.
     pub(crate) retryable: bool,
+    /// No credentials anywhere in the chain (`reason` says where it looked).
+    pub(crate) no_credentials: bool,
+}
+
+/// Where the default AWS credentials chain looks, in its order.
+pub const CREDENTIALS_LOOKED_IN: &str = "the environment (AWS_ACCESS_KEY_ID and \
+AWS_SECRET_ACCESS_KEY), the profile (AWS_PROFILE, else default, in ~/.aws/credentials and \
+~/.aws/config, SSO included), web identity, ECS and EC2 instance metadata";
+
+/// Whether an SDK error comes from loading credentials (none configured,
+/// or the instance metadata service refused).
+fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Error codes worth retrying whatever the HTTP status (throttling, timeouts).
@@ -633,17 +664,28 @@ where
             let retryable = status >= 500
                 || status == 429
                 || code.is_some_and(|c| RETRYABLE_CODES.contains(&c));
-            SdkFailure { reason, retryable }
+            SdkFailure {
+                reason,
+                retryable,
+                no_credentials: false,
+            }
         }
+        SdkError::DispatchFailure(_) if is_credentials_error(err) => SdkFailure {
+            reason: format!("no AWS credentials found (looked in {CREDENTIALS_LOOKED_IN})"),
+            retryable: false,
+            no_credentials: true,
+        },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             SdkFailure {
                 reason: DisplayErrorContext(err).to_string(),
                 retryable: true,
+                no_credentials: false,
             }
         }
         _ => SdkFailure {
             reason: DisplayErrorContext(err).to_string(),
             retryable: false,
+            no_credentials: false,
         },
     }
 }

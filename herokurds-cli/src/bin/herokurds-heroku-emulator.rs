@@ -31,7 +31,15 @@ use tokio::signal::unix::{signal, SignalKind};
 /// {"latency_ms":200}; DELETE /__emulator/faults; POST /__emulator/rate-limit
 /// {"remaining":N}; GET /__emulator/state; GET /__emulator/requests.
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(
+    version,
+    verbatim_doc_comment,
+    after_help = "Example:
+  herokurds-heroku-emulator --state state.json --save &
+  HEROKU_API_URL=http://127.0.0.1:PORT HEROKU_API_KEY=tok herokurds-heroku -a micromasters-ci addons
+
+Exit status: 0 stopped by SIGINT or SIGTERM; 2 an error (the state file, the address)."
+)]
 struct Args {
     /// Address to listen on; port 0 picks a free one. A loopback address
     /// unless --allow-remote.

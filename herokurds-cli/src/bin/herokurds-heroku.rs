@@ -22,7 +22,7 @@ The token comes from HEROKU_API_KEY, else from ~/.netrc (`machine api.heroku.com
 `heroku login` writes it; NETRC names another file). The API is https://api.heroku.com,
 or HEROKU_API_URL (a full URL), or HEROKU_HOST (like Heroku's CLI).
 
-The cutover, by hand:
+Example: the cutover, by hand:
   herokurds-heroku -a myapp maintenance on
   herokurds-heroku -a myapp addons                       # note the add-on and its names
   herokurds-heroku -a myapp attach postgresql-rigid-71273 --as HEROKU_POSTGRES_DB
@@ -35,11 +35,11 @@ Rollback: herokurds-heroku -a myapp promote postgresql-rigid-71273
 Attaching under a name already taken (by an attachment, or a plain NAME_URL var) needs
 --confirm, which replaces it. A var an attachment provides cannot be set: detach first.
 
-Exit status: 0 done, 2 error."
+Exit status: 0 done; 2 an error (it says what failed and what to do)."
 )]
 struct Cli {
     /// The app (default: $HEROKU_APP).
-    #[arg(short, long, env = "HEROKU_APP", global = true)]
+    #[arg(short, long, env = "HEROKU_APP", hide_env_values = true, global = true)]
     app: Option<String>,
     /// Print one JSON document instead of text.
     #[arg(long, global = true)]

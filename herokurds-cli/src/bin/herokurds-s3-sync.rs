@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use herokurds_cli::s3_render::{exit_code, ordered_filters, stopped, summary, SyncRenderer};
-use herokurds_cli::{init_tracing, print_json, report_error, EXIT_ERROR};
+use herokurds_cli::{init_tracing_verbose, print_json, report_error, EXIT_ERROR};
 use herokurds_core::aws::ClientOptions;
 use herokurds_core::s3::{
     parse_size, sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions,
@@ -23,11 +23,16 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "herokurds-s3-sync",
     version,
-    after_help = "Exit status: 0 everything synced (and verified); 1 --verify found a \
+    after_help = "Examples:
+  herokurds-s3-sync s3://old-bucket s3://new-bucket --dryrun     # what would be copied
+  herokurds-s3-sync s3://old-bucket s3://new-bucket --delete --verify
+  herokurds-s3-sync s3://old/media s3://new/media --source-profile heroku --dest-profile aws \\
+      --source-region us-east-1 --dest-region us-east-1
+
+Exit status: 0 everything synced (and verified); 1 --verify found a \
                   difference, or the --delete guard refused (nothing was copied or \
-                  deleted; with --dryrun: would refuse); 2 an error (a key failed to \
-                  copy or delete, a listing failed, bad arguments, Ctrl-C, SIGTERM or \
-                  SIGHUP).\n\
+                  deleted; with --dryrun: would refuse); 2 an error (a key failed to copy or delete, a listing \
+                  failed, bad arguments, Ctrl-C, SIGTERM or SIGHUP).\n\
                   The --delete guard: a sync with --delete stops before changing anything \
                   when the source lists no keys while the destination has some (a \
                   mistyped bucket or prefix), or when more than half of the destination's \
@@ -105,6 +110,9 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Log more: -v the AWS SDK's warnings too, -vv everything (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 fn side(profile: Option<String>, region: Option<String>, endpoint: Option<String>) -> ClientSource {
@@ -124,12 +132,12 @@ fn side(profile: Option<String>, region: Option<String>, endpoint: Option<String
 #[tokio::main]
 async fn main() -> ExitCode {
     herokurds_cli::disable_core_dumps();
-    init_tracing();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
+    init_tracing_verbose(args.verbose);
     let filters = match ordered_filters(&matches) {
         Ok(f) => f,
         Err(e) => return report_error(&e.into()),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use herokurds_cli::transfer_render::TransferRender;
-use herokurds_cli::{init_tracing, report_error};
+use herokurds_cli::{init_tracing_verbose, report_error};
 use herokurds_core::transfer::{
     self, parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions,
 };
@@ -26,7 +26,14 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "herokurds-transfer",
     version,
-    after_help = "Exit status: 0 the transfer finished (with --preflight-only: no problem \
+    after_help = "Examples:
+  export SOURCE_DATABASE_URL=\"$(heroku config:get DATABASE_URL -a myapp)\"
+  export TARGET_DATABASE_URL=...        # or `. ./rds.env` from herokurds-url build --env-var TARGET_DATABASE_URL --env-file rds.env
+  herokurds-transfer --preflight-only   # what would be copied; changes nothing
+  herokurds-transfer --jobs 4 --exclude-extension pg_stat_statements
+  herokurds-transfer --resume           # after an error or Ctrl-C: finish the copy
+
+Exit status: 0 the transfer finished (with --preflight-only: no problem \
                   found); 2 an error (a preflight problem, a failed table, a lost connection \
                   after the retries, bad arguments, Ctrl-C, SIGTERM or SIGHUP, --restart refusing to drop a \
                   finished copy without --restart-target). After an error the work directory \
@@ -90,7 +97,12 @@ struct Args {
     /// /usr/lib/postgresql/16/bin); they must be at least as new as the
     /// source server. Default: PATH, then /usr/lib/postgresql/*/bin, newest
     /// first.
-    #[arg(long, value_name = "DIR", env = "HEROKURDS_PG_BIN_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "HEROKURDS_PG_BIN_DIR",
+        hide_env_values = true
+    )]
     pg_bin_dir: Option<PathBuf>,
     /// Attempts per table, slice, index or large-object batch on connection
     /// failures.
@@ -105,13 +117,17 @@ struct Args {
     /// Print events and the report as NDJSON on stdout.
     #[arg(long)]
     json: bool,
+    /// A line per index, constraint and ANALYZE too, and info logs; -vv
+    /// debug logs (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 fn main() -> ExitCode {
     herokurds_cli::disable_core_dumps();
-    init_tracing();
-    let args = Args::parse();
-    let render = TransferRender::new(args.json);
+    let args: Args = herokurds_cli::parse_with_database_urls();
+    init_tracing_verbose(args.verbose);
+    let render = TransferRender::new(args.json).verbose(args.verbose > 0);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(args, &render)) {
         Ok(code) => code,

@@ -15,8 +15,25 @@ use tokio_util::sync::CancellationToken;
 
 /// Compare a migrated database with its source: schema objects, row counts,
 /// content checksums, sequences and large objects.
+///
+/// Reads both databases (never writes) and prints one line per difference on
+/// stdout, a summary on stderr. URLs come from SOURCE_DATABASE_URL and
+/// TARGET_DATABASE_URL: --source/--target work too, but command-line
+/// arguments, passwords included, show in `ps` to every user of the machine.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    name = "herokurds-verify",
+    version,
+    after_help = "Examples:
+  export SOURCE_DATABASE_URL=\"$(heroku config:get DATABASE_URL -a myapp)\"
+  export TARGET_DATABASE_URL=...      # the RDS database
+  herokurds-verify                    # everything, with content checksums
+  herokurds-verify --counts-only      # exact row counts only: seconds, not minutes
+  herokurds-verify --json | jq .differences
+
+Exit status: 0 identical; 1 a difference (each on its own line on stdout, or
+listed in --json); 2 an error (a connection, a query, bad arguments, Ctrl-C)."
+)]
 struct Args {
     /// The source (Heroku) database URL.
     #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
@@ -58,7 +75,7 @@ fn url(flag: &str, text: &str) -> anyhow::Result<DatabaseUrl> {
 async fn main() -> ExitCode {
     herokurds_cli::disable_core_dumps();
     herokurds_cli::init_tracing();
-    match run(Args::parse()).await {
+    match run(herokurds_cli::parse_with_database_urls()).await {
         Ok(code) => code,
         Err(e) => report_error(&e),
     }

@@ -17,18 +17,27 @@ const ABOUT: &str =
     "Move a Heroku app's Postgres database and S3 assets to AWS RDS, with proof and rollback.";
 const LONG_ABOUT: &str = "\
 Moves a Heroku app's Heroku Postgres database (and S3 assets) to AWS RDS in the
-lossless order: smoke baseline, S3 pre-sync, maintenance on, streaming copy,
-verification, final S3 sync, write check, cutover (backup alias, detach
-DATABASE, set DATABASE_URL), maintenance off, smoke compare. Every step is
-journaled in the plan's work_dir: `resume` continues an interrupted run,
-`rollback` puts the app back on its old database.
+lossless order: smoke baseline, S3 pre-sync, maintenance on, settle (in-flight
+writes land), streaming copy, verification, final S3 sync, write check,
+cutover (backup alias, detach DATABASE, set DATABASE_URL), maintenance off,
+smoke compare. Every step is journaled in the plan's work_dir: `resume`
+continues an interrupted run, `rollback` puts the app back on its old
+database.
 
 Start with `herokurds demo` to watch it all on local sandboxes, then write a
-plan (see README) and run `herokurds plan --config plan.toml`.
+plan with `herokurds init --app NAME` (a commented plan.toml, filled from the
+Heroku API) and check it with `herokurds plan --config plan.toml`.
 
 The Heroku token comes from HEROKU_API_KEY or ~/.netrc, the API URL from
 HEROKU_API_URL / HEROKU_HOST; AWS credentials from the standard AWS chain.
 Passwords are read from the environment or Secrets Manager, never from flags.
+
+Examples:
+  herokurds demo                                  # the whole migration, on local sandboxes
+  herokurds init --app myapp                      # writes plan.toml; edit it
+  herokurds plan --config plan.toml               # every check, nothing changed
+  herokurds run --config plan.toml                # asks you to type the app name
+  herokurds rollback --config plan.toml           # back to the old database
 
 Exit codes: 0 success; 1 a check found a difference (preflight problems,
 verification differences, writes on the source, smoke differences, rows
@@ -44,10 +53,16 @@ struct Cli {
     /// Machine-readable output: NDJSON events, then the report as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// More detail: -v a line per index and ANALYZE of the copy, and info
+    /// logs; -vv debug logs (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a commented plan.toml to start from (filled from the Heroku API with --app).
+    Init(InitArgs),
     /// Check everything, change nothing; print the steps and the window estimate.
     Plan(PlanArgs),
     /// Perform the migration (asks to type the app name unless --yes).
@@ -105,6 +120,20 @@ struct RollbackArgs {
 }
 
 #[derive(clap::Args)]
+struct InitArgs {
+    /// The Heroku app: fills the add-on, attachments, bucket config vars,
+    /// workers and smoke URL from the Heroku API (token: HEROKU_API_KEY or ~/.netrc).
+    #[arg(long, short = 'a')]
+    app: Option<String>,
+    /// Where to write the plan.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "plan.toml")]
+    output: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Rows of the demo's extra `events` table (more = a longer copy).
     #[arg(long, default_value_t = 200_000)]
@@ -113,8 +142,8 @@ struct DemoArgs {
 
 fn main() -> ExitCode {
     herokurds_cli::disable_core_dumps();
-    herokurds_cli::init_tracing();
     let cli = Cli::parse();
+    herokurds_cli::init_tracing_verbose(cli.verbose);
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
@@ -135,15 +164,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         cancel.clone(),
         "interrupt: finishing the current unit of work, then stopping (resumable)",
     );
-    if let Command::Demo(args) = cli.command {
-        return herokurds_cli::demo::run(args.rows, json, cancel).await;
+    match &cli.command {
+        Command::Demo(args) => return herokurds_cli::demo::run(args.rows, json, cancel).await,
+        Command::Init(a) => {
+            return herokurds_cli::init::run(a.app.as_deref(), &a.output, a.force).await
+        }
+        _ => {}
     }
     let (args, yes) = match &cli.command {
         Command::Plan(a) | Command::Status(a) => (a, true),
         Command::Run(RunArgs { change: a, .. })
         | Command::Resume(a)
         | Command::Rollback(RollbackArgs { change: a, .. }) => (&a.plan, a.yes),
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Init(_) => unreachable!("handled above"),
     };
     let plan = Plan::load(&args.config)?;
     let heroku = Client::from_env().context("setting up the Heroku API client")?;
@@ -160,7 +193,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => ctx = ctx.discard_target_writes(a.discard_target_writes),
         _ => {}
     }
-    let render = RunbookRender::new(json);
+    let render = RunbookRender::new(json).verbose(cli.verbose > 0);
     match cli.command {
         Command::Plan(_) => {
             let report = runbook::preflight(&plan, &ctx).await?;

@@ -341,6 +341,9 @@ pub struct Journal {
     /// wrote there); `None`: it may not.
     #[serde(default)]
     pub restart_approved: Option<String>,
+    /// The maintenance window the preflight step estimated, seconds.
+    #[serde(default)]
+    pub estimated_window_seconds: Option<f64>,
 }
 
 /// What an attempt left on the target, as the next attempt sees it.
@@ -401,6 +404,7 @@ impl Journal {
             earlier_copy: None,
             target_end_mark: None,
             restart_approved: None,
+            estimated_window_seconds: None,
         }
     }
 

@@ -42,6 +42,7 @@ mod preflight;
 pub mod report;
 mod steps;
 pub mod target;
+pub mod template;
 pub mod writes;
 
 pub use engine::{resume, rollback, run, status, target_database, RollbackReport, Status};

@@ -61,6 +61,8 @@ pub struct PlanReport {
     pub read_rate_mb_s: Option<f64>,
     /// Estimated seconds of maintenance mode.
     pub estimated_window_seconds: Option<f64>,
+    /// What the estimate is made of, each input measured.
+    pub estimate: Option<WindowEstimate>,
     /// The steps `run` will take.
     pub steps: Vec<PlannedStep>,
     /// Reasons `run` would stop; empty means ready.
@@ -72,16 +74,66 @@ pub struct PlanReport {
 /// Checks everything `run` needs without changing anything, measures the
 /// source's read rate, and lists the steps with what each will change.
 pub async fn preflight(plan: &Plan, ctx: &Context) -> Result<PlanReport, super::RunbookError> {
-    let (report, _) = check(plan, ctx, true).await?;
+    let (report, _) = check(plan, ctx, true, true).await?;
     Ok(report)
 }
 
+/// The maintenance window estimate and what it is made of. Every input is
+/// measured by `plan` (and by `run`'s preflight step, which journals the
+/// total); the parts are seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct WindowEstimate {
+    /// Source read rate, one `COPY ... TO STDOUT` stream, MB/s.
+    pub read_mb_s: f64,
+    /// Target write rate, one `COPY ... FROM STDIN` into a temporary
+    /// table, MB/s (`None`: the probe could not run).
+    pub write_mb_s: Option<f64>,
+    /// Target index builds, MB of table indexed per second.
+    pub index_mb_s: Option<f64>,
+    /// MB of table data the source's indexes cover (each index scans its table).
+    pub index_scan_mb: f64,
+    /// The rows: the slower of reading and writing.
+    pub copy_seconds: f64,
+    /// The indexes and constraints.
+    pub index_seconds: f64,
+    /// Verification: both sides read again, in parallel.
+    pub verify_seconds: f64,
+    /// The transfer's own checks, schema dump and restore, the write check:
+    /// from the checks timed in the preflight.
+    pub checks_seconds: f64,
+    /// The Heroku API calls of the window (about 10), from one timed call.
+    pub api_seconds: f64,
+    /// The final S3 sync: the buckets' listings, from the timed checks.
+    pub s3_seconds: f64,
+    /// The sum.
+    pub total_seconds: f64,
+}
+
+/// Heroku API calls inside the window: maintenance on and off, formation
+/// and scale down and up, attach, detach, config set and read back.
+const WINDOW_API_CALLS: f64 = 10.0;
+
+/// What `check` timed on the way, for the estimate.
+#[derive(Default)]
+struct Timed {
+    api_call: f64,
+    transfer_checks: f64,
+    bucket_listings: f64,
+}
+
 /// The checks; also returns the resolved URLs when they resolved.
+///
+/// `measure`: also fetch the smoke pages. `estimate`: measure the rates the
+/// window estimate needs (a few seconds of reading, a write probe into a
+/// temporary table on the target).
 pub(super) async fn check(
     plan: &Plan,
     ctx: &Context,
     measure: bool,
+    estimate: bool,
 ) -> Result<(PlanReport, Option<(DatabaseUrl, DatabaseUrl)>), super::RunbookError> {
+    let mut timed = Timed::default();
     let app = plan.heroku.app.clone();
     let heroku = &ctx.heroku;
     let mut r = PlanReport {
@@ -99,13 +151,17 @@ pub(super) async fn check(
         smoke: Vec::new(),
         read_rate_mb_s: None,
         estimated_window_seconds: None,
+        estimate: None,
         steps: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
     };
 
     // Heroku: token, app, add-on, attachments, backup alias, formation.
-    match heroku.app(&app).await {
+    let started = Instant::now();
+    let info = heroku.app(&app).await;
+    timed.api_call = started.elapsed().as_secs_f64();
+    match info {
         Ok(a) => r.maintenance_on = a.maintenance,
         Err(e) => {
             r.problems.push(e.to_string());
@@ -250,7 +306,10 @@ pub(super) async fn check(
         if let Some(bin) = &ctx.pg_bin_dir {
             opts = opts.pg_bin_dir(bin.clone());
         }
-        match crate::transfer::preflight(s, t, &opts).await {
+        let started = Instant::now();
+        let checked = crate::transfer::preflight(s, t, &opts).await;
+        timed.transfer_checks = started.elapsed().as_secs_f64();
+        match checked {
             Ok(tp) => {
                 r.problems.extend(tp.problems.iter().map(|p| p.to_string()));
                 r.warnings.extend(tp.warnings.iter().cloned());
@@ -258,7 +317,7 @@ pub(super) async fn check(
             }
             Err(e) => r.problems.push(e.to_string()),
         }
-        if measure {
+        if estimate {
             match read_rate(s).await {
                 Ok(rate) => r.read_rate_mb_s = rate,
                 Err(e) => r
@@ -267,12 +326,25 @@ pub(super) async fn check(
             }
         }
     }
+    let mut probes = None;
+    if let (true, Some((s, t)), Some(_)) = (estimate, &urls, r.read_rate_mb_s) {
+        let index_scan = index_scan_bytes(s).await;
+        let target = target_probe(t).await;
+        if let Err(e) = &target {
+            r.warnings
+                .push(format!("could not probe the target's write rate: {e}"));
+        }
+        probes = Some((index_scan.unwrap_or(0), target.ok()));
+    }
 
     // Buckets and pages.
     let aws = ctx.aws_for(plan);
     for pair in &plan.s3 {
         for (side, loc) in [("source", &pair.source), ("target", &pair.target)] {
-            match bucket_reachable(&aws, loc).await {
+            let started = Instant::now();
+            let reachable = bucket_reachable(&aws, loc).await;
+            timed.bucket_listings += started.elapsed().as_secs_f64();
+            match reachable {
                 Ok(()) => r.buckets.push(format!("{loc} ({side}) reachable")),
                 Err(e) => r.problems.push(format!("s3 {side} {loc}: {e}")),
             }
@@ -298,34 +370,161 @@ pub(super) async fn check(
         }
     }
 
-    if let (Some(rate), Some(t)) = (r.read_rate_mb_s, &r.transfer) {
-        r.estimated_window_seconds =
-            Some(estimate_window(t.estimated_bytes, rate, plan.transfer.jobs));
+    if let (Some(rate), Some(t), Some((index_scan, target))) =
+        (r.read_rate_mb_s, &r.transfer, probes)
+    {
+        let e = estimate_window(
+            t.estimated_bytes,
+            index_scan,
+            plan.transfer.jobs,
+            WindowEstimate {
+                read_mb_s: rate,
+                write_mb_s: target.map(|p| p.0),
+                index_mb_s: target.map(|p| p.1),
+                ..WindowEstimate::default()
+            },
+            &timed,
+        );
+        r.estimated_window_seconds = Some(e.total_seconds);
+        r.estimate = Some(e);
     }
     r.steps = planned_steps(plan, &r);
     Ok((r, urls))
 }
 
-/// Window estimate: copying writes about a third as fast as one stream
-/// reads once indexes are built alongside (measured with `anchors.sh`:
-/// pgcopydb and herokurds-transfer both land near 0.25-0.35 of the read
-/// ceiling on 2 cores), verification reads both sides once more in
-/// parallel, and the API steps take about half a minute.
-pub fn estimate_window(bytes: u64, read_mb_s: f64, jobs: usize) -> f64 {
+/// The window from the measured rates. Rows move at the slower of one
+/// read stream and one write stream, times sqrt(jobs) for parallel
+/// streams (measured on 2 cores: 2 jobs give about 1.4x one stream); each
+/// index scans its table at the probed index rate, overlapping the copy on
+/// as many sessions; verification reads both sides again in parallel; the
+/// transfer's checks, schema dump and restore and the write check take
+/// about three times the checks timed in the preflight; the API calls of
+/// the window as long as the timed one; the final S3 sync as long as two
+/// listings of each bucket.
+fn estimate_window(
+    bytes: u64,
+    index_scan_bytes: u64,
+    jobs: usize,
+    mut e: WindowEstimate,
+    timed: &Timed,
+) -> WindowEstimate {
     let mb = bytes as f64 / 1_048_576.0;
     let parallel = (jobs.clamp(1, 4) as f64).sqrt();
-    let copy = mb / (read_mb_s * 0.3 * parallel);
-    let verify = mb / (read_mb_s * parallel);
-    copy + verify + 30.0
+    let read = e.read_mb_s.max(0.1);
+    // Without a write probe: writing with indexes runs at about a third of
+    // the read rate (anchors.sh, pgcopydb and herokurds-transfer alike).
+    let write = e.write_mb_s.unwrap_or(read * 0.3).max(0.1);
+    let index_rate = e.index_mb_s.unwrap_or(write).max(0.1);
+    e.index_scan_mb = index_scan_bytes as f64 / 1_048_576.0;
+    e.copy_seconds = mb / (read.min(write) * parallel);
+    e.index_seconds = e.index_scan_mb / (index_rate * parallel);
+    e.verify_seconds = mb / (read * std::f64::consts::SQRT_2);
+    e.checks_seconds = 3.0 * timed.transfer_checks;
+    e.api_seconds = WINDOW_API_CALLS * timed.api_call;
+    e.s3_seconds = 2.0 * timed.bucket_listings;
+    e.total_seconds = e.copy_seconds
+        + e.index_seconds
+        + e.verify_seconds
+        + e.checks_seconds
+        + e.api_seconds
+        + e.s3_seconds;
+    e
+}
+
+/// A session for a measurement; the error in words.
+async fn probe_client(url: &DatabaseUrl) -> Result<tokio_postgres::Client, String> {
+    Ok(crate::pg::connect(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_client())
+}
+
+/// Bytes of table data the source's indexes cover: each index build scans
+/// its whole table once.
+async fn index_scan_bytes(source: &DatabaseUrl) -> Result<u64, String> {
+    let client = probe_client(source).await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(pg_table_size(i.indrelid)), 0)::bigint FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname !~ '^pg_toast'",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Bytes written by the target probe: enough to get past the first
+/// buffers, little enough to take a second or two.
+const PROBE_BYTES: usize = 16 << 20;
+
+/// Writes [`PROBE_BYTES`] into a temporary table on the target with one
+/// `COPY ... FROM STDIN`, then builds two indexes on it: (write MB/s, MB
+/// of table indexed per second). The table is temporary: it is gone when
+/// the session ends, and the target stays as it was.
+async fn target_probe(target: &DatabaseUrl) -> Result<(f64, f64), String> {
+    use futures::SinkExt;
+    let client = probe_client(target).await?;
+    client
+        .batch_execute(
+            "SET synchronous_commit = off;
+             CREATE TEMPORARY TABLE herokurds_probe (id bigint, body text)",
+        )
+        .await
+        .map_err(|e| format!("creating a temporary table: {e}"))?;
+    let mut rows = String::with_capacity(PROBE_BYTES + 256);
+    let mut i = 0u64;
+    while rows.len() < PROBE_BYTES {
+        // A pseudo-random text column, as real rows are not sorted.
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        rows.push_str(&format!(
+            "{i}\t{h:016x} some text of an ordinary row {h:x}\n"
+        ));
+        i += 1;
+    }
+    let started = Instant::now();
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY herokurds_probe FROM STDIN")
+        .await
+        .map_err(|e| format!("writing the probe: {e}"))?;
+    futures::pin_mut!(sink);
+    for chunk in rows.as_bytes().chunks(1 << 20) {
+        sink.feed(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .map_err(|e| format!("writing the probe: {e}"))?;
+    }
+    sink.as_mut()
+        .finish()
+        .await
+        .map_err(|e| format!("writing the probe: {e}"))?;
+    let write = PROBE_BYTES as f64 / 1_048_576.0 / started.elapsed().as_secs_f64().max(0.001);
+    let table_mb = {
+        let row = client
+            .query_one("SELECT pg_table_size('herokurds_probe')", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        row.get::<_, i64>(0) as f64 / 1_048_576.0
+    };
+    let started = Instant::now();
+    client
+        .batch_execute(
+            "CREATE INDEX ON herokurds_probe (id);
+             CREATE INDEX ON herokurds_probe (body);
+             DROP TABLE herokurds_probe",
+        )
+        .await
+        .map_err(|e| format!("indexing the probe: {e}"))?;
+    let index = 2.0 * table_mb / started.elapsed().as_secs_f64().max(0.001);
+    Ok((write, index))
 }
 
 /// MB/s of one `COPY ... TO STDOUT` stream of the largest table, read for
 /// at most two seconds or 256 MB. `None` when there are no tables.
 async fn read_rate(source: &DatabaseUrl) -> Result<Option<f64>, String> {
-    let client = crate::pg::connect(source)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_client();
+    let client = probe_client(source).await?;
     let row = client
         .query_opt(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
@@ -453,14 +652,42 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
 
 #[cfg(test)]
 mod tests {
-    use super::estimate_window;
+    use super::{estimate_window, Timed, WindowEstimate};
+
+    fn rates(read: f64, write: Option<f64>) -> WindowEstimate {
+        WindowEstimate {
+            read_mb_s: read,
+            write_mb_s: write,
+            index_mb_s: write,
+            ..WindowEstimate::default()
+        }
+    }
 
     #[test]
     fn the_estimate_grows_with_size_and_shrinks_with_jobs() {
-        let small = estimate_window(100 << 20, 100.0, 4);
-        let big = estimate_window(10 << 30, 100.0, 4);
-        assert!(small > 30.0 && small < 40.0, "{small}");
-        assert!(big > 200.0 && big > 5.0 * small, "{big}");
-        assert!(estimate_window(1 << 30, 100.0, 1) > estimate_window(1 << 30, 100.0, 4));
+        let t = Timed::default();
+        let small = estimate_window(100 << 20, 0, 4, rates(100.0, Some(50.0)), &t).total_seconds;
+        let big = estimate_window(10 << 30, 0, 4, rates(100.0, Some(50.0)), &t).total_seconds;
+        assert!(big > 90.0 * small, "{small} {big}");
+        let one = estimate_window(1 << 30, 1 << 30, 1, rates(100.0, Some(50.0)), &t);
+        let four = estimate_window(1 << 30, 1 << 30, 4, rates(100.0, Some(50.0)), &t);
+        assert!(one.total_seconds > four.total_seconds);
+    }
+
+    /// The estimate once had 30 s of fixed API time: 31.2 s for a demo
+    /// whose window was 2.6 s. The fixed parts now come from timings.
+    #[test]
+    fn a_small_database_with_a_fast_api_is_estimated_in_seconds_not_half_a_minute() {
+        let timed = Timed {
+            api_call: 0.01,
+            transfer_checks: 0.3,
+            bucket_listings: 0.05,
+        };
+        let e = estimate_window(32 << 20, 40 << 20, 4, rates(19.0, Some(20.0)), &timed);
+        assert!(e.total_seconds > 2.0 && e.total_seconds < 8.0, "{e:?}");
+        assert!((e.checks_seconds - 0.9).abs() < 1e-9 && (e.api_seconds - 0.1).abs() < 1e-9);
+        // Writing slower than reading: the copy goes at the write rate.
+        let slow = estimate_window(32 << 20, 0, 1, rates(19.0, Some(5.0)), &timed);
+        assert!((slow.copy_seconds - 32.0 / 5.0).abs() < 1e-9, "{slow:?}");
     }
 }

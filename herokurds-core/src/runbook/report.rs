@@ -96,6 +96,8 @@ pub struct Report {
     pub steps: Vec<ReportStep>,
     /// Seconds of maintenance mode (so far, if still on).
     pub downtime_seconds: Option<f64>,
+    /// The window the preflight step estimated, seconds.
+    pub estimated_window_seconds: Option<f64>,
     /// The old add-on.
     pub old_addon: Option<String>,
     /// Source and target hosts.
@@ -148,6 +150,7 @@ impl Report {
                 })
                 .collect(),
             downtime_seconds: j.downtime().map(|d| d.num_milliseconds() as f64 / 1000.0),
+            estimated_window_seconds: j.estimated_window_seconds,
             old_addon: j.old_addon.clone(),
             source_host: j.source_host.clone(),
             target_host: j.target_host.clone(),
@@ -186,8 +189,11 @@ impl Report {
         md.push_str(&format!("**State:** {state}\n\n"));
         if let Some(d) = self.downtime_seconds {
             md.push_str(&format!(
-                "**Downtime (maintenance mode):** {}\n\n",
-                human_seconds(d)
+                "**Downtime (maintenance mode):** {}{}\n\n",
+                human_seconds(d),
+                self.estimated_window_seconds
+                    .map(|e| format!(" (estimated before the run: {})", human_seconds(e)))
+                    .unwrap_or_default()
             ));
         }
         if let (Some(s), Some(t)) = (&self.source_host, &self.target_host) {

@@ -93,7 +93,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn preflight(&mut self) -> StepResult {
-        let (report, _) = super::preflight::check(self.plan, self.ctx, false).await?;
+        let (report, _) = super::preflight::check(self.plan, self.ctx, false, true).await?;
         if !report.problems.is_empty() {
             return Err(fail(format!(
                 "{} problem(s): {}",
@@ -126,13 +126,18 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         j.source_host = Some(report.source_host.clone());
         j.target_host = Some(report.target_host.clone());
         j.maintenance_was_on = report.maintenance_on;
+        j.estimated_window_seconds = report.estimated_window_seconds;
         Ok(Outcome::Done(format!(
-            "app {}, add-on {} ({}), {} tables, {:.1} MB",
+            "app {}, add-on {} ({}), {} tables, {:.1} MB{}",
             report.app,
             report.addon,
             report.attachments.join(", "),
             report.transfer.as_ref().map_or(0, |t| t.tables),
-            report.transfer.as_ref().map_or(0, |t| t.estimated_bytes) as f64 / 1_048_576.0
+            report.transfer.as_ref().map_or(0, |t| t.estimated_bytes) as f64 / 1_048_576.0,
+            report
+                .estimated_window_seconds
+                .map(|w| format!("; window estimated at {}", super::report::human_seconds(w)))
+                .unwrap_or_default()
         )))
     }
 

@@ -51,6 +51,19 @@ pub enum S3Error {
         /// Whether running again may help.
         retryable: bool,
     },
+    /// No credentials to list a bucket: none in the environment, the
+    /// profile, or the instance metadata.
+    #[error(
+        "cannot list s3://{bucket}/{prefix}: no AWS credentials found (looked in {looked_in})"
+    )]
+    NoCredentials {
+        /// The bucket.
+        bucket: String,
+        /// The prefix listed.
+        prefix: String,
+        /// Where the credentials chain looked.
+        looked_in: String,
+    },
     /// A listing was not in the order S3 guarantees (strictly increasing
     /// UTF-8 byte order), or returned a key outside the prefix or one that
     /// could not be decoded. The sync relies on that order, so it stops

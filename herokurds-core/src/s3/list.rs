@@ -205,14 +205,21 @@ async fn list_pages(
             Ok(out) => out,
             Err(err) => {
                 let failure = sdk_failure(&err);
-                let _ = tx
-                    .send(Err(S3Error::List {
+                let error = if failure.no_credentials {
+                    S3Error::NoCredentials {
+                        bucket: location.bucket().to_string(),
+                        prefix: location.prefix().to_string(),
+                        looked_in: crate::aws::CREDENTIALS_LOOKED_IN.to_string(),
+                    }
+                } else {
+                    S3Error::List {
                         bucket: location.bucket().to_string(),
                         prefix: location.prefix().to_string(),
                         reason: failure.reason,
                         retryable: failure.retryable,
-                    }))
-                    .await;
+                    }
+                };
+                let _ = tx.send(Err(error)).await;
                 return;
             }
         };

@@ -172,7 +172,7 @@ impl PostgresOptions {
 #[non_exhaustive]
 pub enum SandboxError {
     /// A program the sandbox needs is not installed.
-    #[error("{program} not found ({searched}); install the Debian package `{package}` (scripts/test does this)")]
+    #[error("{program} not found ({searched}); install the Debian package `{package}` (scripts/demo and scripts/test do this)")]
     MissingProgram {
         /// The program looked for.
         program: String,
