@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -505,7 +504,6 @@ pub(crate) fn save(shared: &Shared) {
     let text = lock(&shared.world).to_seed().to_json();
     let result = crate::fsutil::write_atomic(&path, text.as_bytes(), crate::fsutil::PRIVATE_FILE);
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot save emulator state");
     }
 }
