@@ -78,7 +78,7 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
 
     let out = run(&stack, &["plan", "--config", plan, "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 17);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 
     let out = run(&stack, &["status", "--config", plan], "");
