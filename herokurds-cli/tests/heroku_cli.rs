@@ -1,6 +1,8 @@
 //! `herokurds-heroku` and `herokurds-heroku-emulator`, the real binaries:
 //! the emulator binary serves a state file, the CLI drives it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -98,20 +100,7 @@ impl Server {
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .cli(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::output_with_stdin(&mut self.cli(args), input)
     }
 
     /// `GET` on the emulator's control API.

@@ -2,7 +2,9 @@
 //! plan, a run killed during the transfer and finished with resume, status,
 //! and no secret in anything it prints.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,20 +23,7 @@ fn command(stack: &DemoStack) -> Command {
 }
 
 fn run(stack: &DemoStack, args: &[&str], stdin: &str) -> Output {
-    let mut child = command(stack)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(command(stack).args(args), stdin)
 }
 
 fn text(o: &Output) -> String {

@@ -1,6 +1,8 @@
 //! The real `herokurds-transfer` binary: killed mid-run and finished with
 //! `--resume`; exit codes; NDJSON; passwords never printed.
 
+mod common;
+
 #[path = "../../tests/transfer_support/mod.rs"]
 mod transfer_support;
 
@@ -333,21 +335,7 @@ async fn restart_refuses_a_finished_copy_unless_restart_target() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path().to_path_buf();
     let go = move |args: &[&str], stdin: &str| {
-        let mut child = command(&s_url, &t_url, &w)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::output_with_stdin(command(&s_url, &t_url, &w).args(args), stdin)
     };
     let out = go(&[], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
