@@ -317,9 +317,20 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             writes::Settled::Quiet {
                 waited,
                 transactions,
+                elsewhere: false,
             } => Ok(Outcome::Done(format!(
                 "source quiet for {} after {:.1} s ({transactions} transaction(s) landed while waiting)",
                 crate::duration::format_duration(m.settle),
+                waited.as_secs_f64()
+            ))),
+            writes::Settled::Quiet {
+                waited,
+                transactions,
+                elsewhere: true,
+            } => Ok(Outcome::Done(format!(
+                "source quiet after {:.1} s: the server kept using transaction ids ({transactions}) but no \
+                 table of this database changed and none of its sessions holds a write (other databases \
+                 on a shared server, autovacuum); the write check still guards the cutover",
                 waited.as_secs_f64()
             ))),
             writes::Settled::StillWriting {

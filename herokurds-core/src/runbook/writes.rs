@@ -212,13 +212,19 @@ pub struct SettleProgress {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Settled {
-    /// No transaction id was used, and none was in progress, for the
-    /// whole quiet interval.
+    /// No transaction id was used on the server, and no session of this
+    /// database held one, for the whole quiet interval; or (with
+    /// `elsewhere`) the timeout passed with transaction ids still being
+    /// used, but by nothing in this database: no table of it changed and no
+    /// session of it holds a write (other databases of a shared server,
+    /// autovacuum).
     Quiet {
         /// Time waited in all.
         waited: Duration,
-        /// Transaction ids used while waiting (writes that landed).
+        /// Transaction ids used on the server while waiting.
         transactions: i64,
+        /// Whether those ids were used only outside this database.
+        elsewhere: bool,
     },
     /// The timeout passed first.
     StillWriting {
@@ -231,12 +237,17 @@ pub enum Settled {
     },
 }
 
-/// `(next xid, whether a transaction holding an xid is in progress)`.
+/// `(the server's next xid, whether a session of this database other than
+/// this one holds an xid)`. Transaction ids are the server's: on a shared
+/// server (Heroku's Essential plans) other databases use them too, so an
+/// open write is looked for in this database only.
 async fn xid_state(client: &Client) -> Result<(i64, bool), tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT txid_snapshot_xmax(s)::int8, txid_snapshot_xmin(s) < txid_snapshot_xmax(s) \
-             FROM txid_current_snapshot() AS s",
+            "SELECT txid_snapshot_xmax(txid_current_snapshot())::int8, \
+                    EXISTS (SELECT 1 FROM pg_stat_activity \
+                            WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+                              AND datname = current_database())",
             &[],
         )
         .await?;
@@ -267,12 +278,13 @@ async fn writing_sessions(client: &Client) -> Result<Vec<WritingSession>, tokio_
         .collect())
 }
 
-/// Waits until the source is quiet: no transaction id used and none in
-/// progress for `quiet` in a row. Gives up after `timeout`, then names the
-/// tables written while waiting (after waiting `flush_wait` for the
-/// statistics) and the sessions still holding a transaction. Polls a few
-/// times a second; `tick` hears each poll. Reads only: it assigns no
-/// transaction id itself.
+/// Waits until the source is quiet: no transaction id used on the server,
+/// and none held by a session of this database, for `quiet` in a row.
+/// After `timeout` it waits `flush_wait` for the statistics and looks at
+/// this database alone: tables changed while waiting, sessions holding a
+/// write. Neither: the ids went elsewhere, and the source counts as quiet
+/// (`elsewhere`); else it names them. Polls a few times a second; `tick`
+/// hears each poll. Reads only: it assigns no transaction id itself.
 pub async fn settle(
     client: &Client,
     quiet: Duration,
@@ -301,15 +313,24 @@ pub async fn settle(
             return Ok(Settled::Quiet {
                 waited: progress.waited,
                 transactions: next_xid - before.next_xid,
+                elsewhere: false,
             });
         }
         if progress.waited >= timeout {
             let sessions = writing_sessions(client).await?;
             tokio::time::sleep(flush_wait).await;
             let after = mark(client).await?;
+            let activity = compare(&before, &after);
+            if activity.is_quiet() && sessions.is_empty() {
+                return Ok(Settled::Quiet {
+                    waited: started.elapsed(),
+                    transactions: activity.transactions,
+                    elsewhere: true,
+                });
+            }
             return Ok(Settled::StillWriting {
                 waited: progress.waited,
-                activity: compare(&before, &after),
+                activity,
                 sessions,
             });
         }
