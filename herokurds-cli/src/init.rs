@@ -2,7 +2,6 @@
 //! API with `--app` and a token). The text comes from
 //! `herokurds_core::runbook::template`; this only writes it.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -36,15 +35,14 @@ pub async fn run(app: Option<&str>, output: &Path, force: bool) -> anyhow::Resul
         },
     };
     let text = plan_template(facts.as_ref());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .create_new(!force)
-        .open(output)
-        .with_context(|| format!("cannot write {}", output.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    // Atomic and 0600 like every file herokurds writes (a plan names
+    // infrastructure); a symlink at `output` is replaced, not followed.
+    herokurds_core::fsutil::write_atomic(
+        output,
+        text.as_bytes(),
+        herokurds_core::fsutil::PRIVATE_FILE,
+    )
+    .with_context(|| format!("cannot write {}", output.display()))?;
     crate::println_safe(format!(
         "wrote {}: edit it, then `herokurds plan --config {}`",
         output.display(),

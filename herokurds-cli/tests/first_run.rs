@@ -178,6 +178,17 @@ fn init_writes_a_plan_that_parses_and_refuses_to_overwrite_without_force() {
         !err.contains("plan.toml is not valid") && !err.contains("has problems"),
         "{err}"
     );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("HEROKU_API_KEY"),
+        "it stops at the token: {err}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the plan is written like every herokurds file"
+    );
 
     std::fs::write(&path, "# my edited plan\n").unwrap();
     let out = bare(HEROKURDS, home.path()).arg("init").output().unwrap();
