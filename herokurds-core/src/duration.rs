@@ -67,7 +67,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 
 /// Writes a duration the way [`parse_duration`] reads it (`2s`, `1500ms`).
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+    if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -161,12 +161,19 @@ pub fn validate_url(url: &str) -> Result<(), SmokeError> {
 }
 
 /// `url` without its userinfo: `https://user:pw@host/p` gives
-/// `https://host/p`. Text without `://` is returned as it is.
+/// `https://host/p`. Text that is not a valid URL loses everything up to
+/// its last `@` (`https://u:p/w@host/` gives `https://host/`: an unencoded
+/// `/` or `?` in a password makes the URL invalid, and all of it before
+/// the `@` may be password). Text without `://` is returned as it is.
 pub fn without_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = if url::Url::parse(url).is_ok() {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    } else {
+        rest.len()
+    };
     match rest[..end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => url.to_string(),
@@ -603,6 +610,10 @@ mod tests {
             ("https://host/path@x", "https://host/path@x"),
             ("https://host", "https://host"),
             ("not a url", "not a url"),
+            // An unencoded / or ? in the password: not a valid URL, and
+            // everything before the last @ may be password.
+            ("https://u:p/w0rd@host/", "https://host/"),
+            ("https://u:p?w0rd@host/x", "https://host/x"),
         ] {
             assert_eq!(without_userinfo(given), kept);
         }

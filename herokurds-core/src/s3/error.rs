@@ -54,7 +54,8 @@ pub enum S3Error {
     /// No credentials to list a bucket: none in the environment, the
     /// profile, or the instance metadata.
     #[error(
-        "cannot list s3://{bucket}/{prefix}: no AWS credentials found (looked in {looked_in})"
+        "cannot list s3://{bucket}/{}: no AWS credentials found (looked in {looked_in})",
+        super::escape_key(.prefix)
     )]
     NoCredentials {
         /// The bucket.
