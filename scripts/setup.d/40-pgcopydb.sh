@@ -1,3 +1,3 @@
 # pgcopydb: the performance anchor the transfer benchmark compares against
-# (benches/transfer.rs and ../shared/bench/anchors.sh method c).
+# (benches/compare.rs, method c).
 apt_install pgcopydb
