@@ -1,0 +1,20 @@
+# s3s-fs: a multi-threaded Rust S3 server over a directory (a bucket is a
+# folder), installed from crates.io into $ROOT/.cache/s3s-fs. The S3 sync
+# tests run against it as well as moto (herokurds_core::sandbox::s3s_fs),
+# and benches/s3_sync.rs measures against both: moto serves one request at
+# a time, which caps every client near the same speed. Idempotent: a no-op
+# once the pinned version is there. Building it takes about 2 minutes.
+HEROKURDS_S3S_FS_VERSION=0.14.1
+HEROKURDS_S3S_FS_ROOT="$ROOT/.cache/s3s-fs"
+if [ -z "${HEROKURDS_S3S_FS:-}" ]; then
+  HEROKURDS_S3S_FS="$HEROKURDS_S3S_FS_ROOT/bin/s3s-fs"
+  _stamp="$HEROKURDS_S3S_FS_ROOT/.installed-$HEROKURDS_S3S_FS_VERSION"
+  if [ ! -f "$_stamp" ] || [ ! -x "$HEROKURDS_S3S_FS" ]; then
+    echo "scripts/test: installing s3s-fs $HEROKURDS_S3S_FS_VERSION (cargo) into $HEROKURDS_S3S_FS_ROOT" >&2
+    cargo install --quiet --locked --root "$HEROKURDS_S3S_FS_ROOT" \
+      "s3s-fs@$HEROKURDS_S3S_FS_VERSION" --features binary >&2
+    touch "$_stamp"
+  fi
+  unset _stamp
+fi
+export HEROKURDS_S3S_FS
