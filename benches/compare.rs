@@ -275,7 +275,7 @@ async fn fingerprint(pg: &LocalPostgres) -> Vec<String> {
             "constraints",
             format!(
                 "SELECT c.contype::text || ' ' || count(*) FROM pg_constraint c
-                 JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname {} GROUP BY 1 ORDER BY 1",
+                 JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname {} GROUP BY c.contype ORDER BY 1",
                 user_schemas.replace("{s}", "n.nspname")
             ),
         ),
