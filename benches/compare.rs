@@ -31,6 +31,8 @@
 //! cargo build --release -p herokurds-cli
 //! cargo bench --bench compare -- [--size-mb 1024] [--jobs 2] [--methods "a b c h v r"]
 //! ```
+//! `HEROKURDS_BIN_DIR` names another directory of herokurds binaries (the
+//! timed work is theirs and the servers'; the bench only starts and checks).
 //! Needs PostgreSQL's server binaries with `pgbench` (`$HEROKURDS_PGBIN`),
 //! and for `c` the Debian package pgcopydb (`scripts/setup.d/40-pgcopydb.sh`).
 //! Passwords reach the tools through their environment, never their
@@ -71,12 +73,13 @@ fn parse_args() -> Config {
     config
 }
 
-/// A release binary next to this bench (target/release/deps/compare-HASH).
+/// A herokurds binary: in `$HEROKURDS_BIN_DIR`, else next to this bench
+/// (target/release/deps/compare-HASH -> target/release).
 fn release_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HEROKURDS_BIN_DIR").map(PathBuf::from);
     let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
+    let bin = dir
+        .or_else(|| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
         .map(|d| d.join(name))
         .expect("a target directory");
     assert!(
