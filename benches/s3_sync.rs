@@ -1,30 +1,37 @@
-//! `herokurds-s3-sync` against `aws s3 sync` on the same moto server.
+//! `herokurds-s3-sync` against `aws s3 sync` on the same S3 server, for
+//! each of two servers: moto and s3s-fs.
 //!
 //! Both tools run as processes, as a user would run them, against one
-//! moto server: a first sync of N small objects into an empty bucket, then
-//! an up-to-date re-sync (nothing to copy). Each round uses fresh
-//! destination buckets and alternates which tool goes first; medians are
-//! reported. For every run the bench also records the client's CPU time and
-//! peak RSS (`/usr/bin/time`) and the moto server's CPU time (`/proc`), which
-//! shows where the time goes: moto serves one request at a time (Python),
-//! so the server's CPU time is a floor no client can go under. Last, peak
-//! RSS of `herokurds-s3-sync` on a large bucket shows that memory does not
-//! grow with the number of keys.
+//! server: a first sync of N small objects into an empty bucket, then an
+//! up-to-date re-sync (nothing to copy). Each round uses fresh destination
+//! buckets and alternates which tool goes first; medians are reported. For
+//! every run the bench also records the client's CPU time and peak RSS
+//! (`/usr/bin/time`) and the server's CPU time (`/proc`), which shows where
+//! the time goes: moto serves one request at a time (Python), so its CPU
+//! time is a floor no client can go under there; s3s-fs (Rust, one thread
+//! per core) leaves the difference to the clients. Last, peak RSS of
+//! `herokurds-s3-sync` on a large bucket (on the last server) shows that
+//! memory does not grow with the number of keys.
 //!
 //! ```text
 //! cargo build --release -p herokurds-cli --bin herokurds-s3-sync
-//! cargo bench --bench s3_sync -- [--objects 2000] [--rounds 3] [--rss-keys 100000] [--concurrency N]
+//! cargo bench --bench s3_sync -- [--servers "moto s3s-fs"] [--objects 2000] [--rounds 3] [--rss-keys 100000] [--concurrency N]
 //! ```
 //! Needs `aws` (`$HEROKURDS_AWS_CLI`, default `.venv/bin/aws`, installed by
-//! `scripts/test`) and moto. `--rss-keys 0` skips the memory part, which
-//! spends most of its time seeding moto (about 3 ms per PutObject).
+//! `scripts/test`), moto and s3s-fs (both installed by `scripts/test`).
+//! `--rss-keys 0` skips the memory part, which spends most of its time
+//! seeding the server (about 3 ms per PutObject on moto).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use herokurds::sandbox::moto::MotoServer;
+use herokurds::sandbox::s3s_fs::S3sFsServer;
+use herokurds::sandbox::LocalS3;
 
 struct Config {
+    /// Which servers, in order (`moto`, `s3s-fs`).
+    servers: Vec<String>,
     objects: usize,
     rounds: usize,
     rss_keys: usize,
@@ -34,6 +41,7 @@ struct Config {
 
 fn parse_args() -> Config {
     let mut config = Config {
+        servers: vec!["moto".into(), "s3s-fs".into()],
         objects: 2000,
         rounds: 3,
         rss_keys: 100_000,
@@ -51,6 +59,14 @@ fn parse_args() -> Config {
             "--rounds" => config.rounds = value().max(1),
             "--rss-keys" => config.rss_keys = value(),
             "--concurrency" => config.concurrency = Some(value()),
+            "--servers" => {
+                config.servers = args
+                    .next()
+                    .expect("--servers needs a list")
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -96,7 +112,7 @@ struct Run {
     wall: f64,
     /// The tool's user + system CPU seconds.
     client_cpu: f64,
-    /// The moto server's CPU seconds during the run.
+    /// The S3 server's CPU seconds during the run.
     server_cpu: f64,
     /// The tool's peak resident set, KiB.
     rss_kib: u64,
@@ -125,21 +141,21 @@ fn group_cpu(pgid: u32) -> f64 {
     total
 }
 
-/// Runs a tool under `/usr/bin/time` with the moto environment.
-fn measure(moto: &MotoServer, program: &Path, args: &[String]) -> Run {
+/// Runs a tool under `/usr/bin/time` with the server's environment.
+fn measure(server: &impl LocalS3, program: &Path, args: &[String]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("time");
-    let server_before = group_cpu(moto.process_group());
+    let server_before = group_cpu(server.process_group());
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%e %U %S %M", "-o"])
         .arg(&report)
         .arg(program)
         .args(args)
-        .envs(moto.env_vars())
+        .envs(server.env_vars())
         .stdin(Stdio::null())
         .output()
         .expect("/usr/bin/time runs");
-    let server_cpu = group_cpu(moto.process_group()) - server_before;
+    let server_cpu = group_cpu(server.process_group()) - server_before;
     assert!(
         out.status.success(),
         "{} {args:?} failed: {}",
@@ -169,16 +185,16 @@ fn median(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
     v[v.len() / 2]
 }
 
-async fn seed(moto: &MotoServer, bucket: &str, n: usize) {
+async fn seed(server: &impl LocalS3, bucket: &str, n: usize) {
     let started = std::time::Instant::now();
-    moto.create_bucket(bucket).await.unwrap();
+    server.create_bucket(bucket).await.unwrap();
     let objects = (0..n).map(|i| {
         (
             format!("media/{:03}/object-{i:06}.txt", i % 100),
             format!("object {i} {}", "x".repeat(64)).into_bytes(),
         )
     });
-    moto.put_objects(bucket, objects, 8).await.unwrap();
+    server.put_objects(bucket, objects, 8).await.unwrap();
     eprintln!(
         "seeded s3://{bucket} with {n} objects in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -188,7 +204,7 @@ async fn seed(moto: &MotoServer, bucket: &str, n: usize) {
 fn show(tool: &str, what: &str, runs: &[Run]) -> f64 {
     let wall = median(runs, |r| r.wall);
     println!(
-        "  {what:11} {tool:17} wall {wall:6.2} s   client CPU {:5.2} s   moto CPU {:5.2} s   peak RSS {:6.0} KiB",
+        "  {what:11} {tool:17} wall {wall:6.2} s   client CPU {:5.2} s   server CPU {:5.2} s   peak RSS {:6.0} KiB",
         median(runs, |r| r.client_cpu),
         median(runs, |r| r.server_cpu),
         median(runs, |r| r.rss_kib as f64),
@@ -201,9 +217,34 @@ async fn main() {
     let config = parse_args();
     let herokurds = herokurds_bin();
     let aws = aws_bin();
-    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
-    let endpoint = moto.endpoint_url();
-    seed(&moto, "bench-src", config.objects).await;
+    for (i, name) in config.servers.iter().enumerate() {
+        let last = i + 1 == config.servers.len();
+        let rss_keys = if last { config.rss_keys } else { 0 };
+        match name.as_str() {
+            "moto" => {
+                let server = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+                bench_server(&server, &config, rss_keys, &herokurds, &aws).await
+            }
+            "s3s-fs" => {
+                let server = S3sFsServer::start().unwrap_or_else(|e| panic!("{e}"));
+                bench_server(&server, &config, rss_keys, &herokurds, &aws).await
+            }
+            other => panic!("unknown server {other}: moto or s3s-fs"),
+        }
+    }
+}
+
+/// The comparison on one server, then (`rss_keys` > 0) the memory part.
+async fn bench_server(
+    server: &impl LocalS3,
+    config: &Config,
+    rss_keys: usize,
+    herokurds: &Path,
+    aws: &Path,
+) {
+    eprintln!("== {} at {}", server.server_name(), server.endpoint_url());
+    let endpoint = server.endpoint_url();
+    seed(server, "bench-src", config.objects).await;
 
     let ours = |src: &str, dst: &str| -> Vec<String> {
         let mut args = vec![
@@ -234,18 +275,18 @@ async fn main() {
     let mut runs: [Vec<Run>; 4] = Default::default(); // ours first, ours again, aws first, aws again
     for round in 0..config.rounds {
         let (h_dst, a_dst) = (format!("bench-h{round}"), format!("bench-a{round}"));
-        moto.create_bucket(&h_dst).await.unwrap();
-        moto.create_bucket(&a_dst).await.unwrap();
+        server.create_bucket(&h_dst).await.unwrap();
+        server.create_bucket(&a_dst).await.unwrap();
         let run_ours = || {
             let args = ours("bench-src", &h_dst);
             [
-                measure(&moto, &herokurds, &args),
-                measure(&moto, &herokurds, &args),
+                measure(server, herokurds, &args),
+                measure(server, herokurds, &args),
             ]
         };
         let run_theirs = || {
             let args = theirs(&a_dst);
-            [measure(&moto, &aws, &args), measure(&moto, &aws, &args)]
+            [measure(server, aws, &args), measure(server, aws, &args)]
         };
         let (h, a) = if round % 2 == 0 {
             let h = run_ours();
@@ -255,7 +296,7 @@ async fn main() {
             (run_ours(), a)
         };
         for (bucket, tool) in [(&h_dst, "herokurds"), (&a_dst, "aws")] {
-            let n = moto.keys(bucket).await.unwrap().len();
+            let n = server.keys(bucket).await.unwrap().len();
             assert_eq!(n, config.objects, "{tool} left {n} keys in {bucket}");
         }
         eprintln!(
@@ -267,8 +308,10 @@ async fn main() {
         }
     }
     println!(
-        "{} objects, medians of {} rounds:",
-        config.objects, config.rounds
+        "{}: {} objects, medians of {} rounds:",
+        server.server_name(),
+        config.objects,
+        config.rounds
     );
     let hf = show("herokurds-s3-sync", "first sync", &runs[0]);
     let af = show("aws s3 sync", "first sync", &runs[2]);
@@ -280,19 +323,16 @@ async fn main() {
         aa / ha
     );
 
-    if config.rss_keys == 0 {
+    if rss_keys == 0 {
         return;
     }
-    seed(&moto, "bench-big", config.rss_keys).await;
-    moto.create_bucket("bench-big-dst").await.unwrap();
+    seed(server, "bench-big", rss_keys).await;
+    server.create_bucket("bench-big-dst").await.unwrap();
     let args = ours("bench-big", "bench-big-dst");
-    let first = measure(&moto, &herokurds, &args);
-    let again = measure(&moto, &herokurds, &args);
-    assert_eq!(
-        moto.keys("bench-big-dst").await.unwrap().len(),
-        config.rss_keys
-    );
-    println!("{} objects:", config.rss_keys);
+    let first = measure(server, herokurds, &args);
+    let again = measure(server, herokurds, &args);
+    assert_eq!(server.keys("bench-big-dst").await.unwrap().len(), rss_keys);
+    println!("{}: {rss_keys} objects:", server.server_name());
     show("herokurds-s3-sync", "first sync", &[first]);
     show("herokurds-s3-sync", "re-sync", &[again]);
 }

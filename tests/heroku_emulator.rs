@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 const TOKEN: &str = "emulator-test-token";
 const APP: &str = "micromasters-ci";
 
-// Property names of each resource in ../shared/heroku-platform-api/schema.json.
+// Property names of each resource in Heroku's Platform API JSON schema
+// (schema.json, the hyper-schema Heroku publishes for its API).
 const APP_KEYS: &[&str] = &[
     "acm",
     "archived_at",

@@ -1,7 +1,17 @@
-//! `s3::sync` and `s3::verify` against a real moto server over HTTP.
+//! `s3::sync` and `s3::verify` against real S3 servers over HTTP: moto,
+//! and s3s-fs where it implements what a test needs.
 //!
-//! Each test starts its own moto server (about a second), so tests are
-//! isolated and can run in parallel.
+//! Each test starts its own server (moto about a second, s3s-fs much
+//! less), so tests are isolated and can run in parallel. A test written
+//! once for both servers is declared with `on_both_s3_servers!` and runs as
+//! `<name>::moto` and `<name>::s3s_fs`. The others run on moto only,
+//! because s3s-fs 0.14 lacks what they test (see
+//! `herokurds_core::sandbox::s3s_fs` for the list): object tagging, storage
+//! classes, server-side encryption, ListMultipartUploads (and herokurds'
+//! multipart copy reads the source's tags first); its listing has no ETags
+//! (so verify can only compare sizes), ignores `encoding-type=url` while
+//! echoing it (so `a+b.txt` reads back as `a b.txt`), and a sync of 2,345
+//! keys under `k/` found none on it (not yet explained).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +25,20 @@ use herokurds::s3::{
     S3Error, S3Location, Sse, SyncEvent, SyncOptions, SyncReport, VerifyReport, MIB,
 };
 use herokurds::sandbox::moto::MotoServer;
+use herokurds::sandbox::s3s_fs::S3sFsServer;
+use herokurds::sandbox::LocalS3;
 use tokio_util::sync::CancellationToken;
 
 fn moto() -> MotoServer {
     MotoServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn options(moto: &MotoServer) -> SyncOptions {
+/// An s3s-fs server; a missing one fails the test (run scripts/test).
+fn s3s_fs() -> S3sFsServer {
+    S3sFsServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(moto: &impl LocalS3) -> SyncOptions {
     SyncOptions::new()
         .source(ClientSource::Client(moto.s3_client()))
         .destination(ClientSource::Client(moto.s3_client()))
@@ -31,7 +48,7 @@ fn loc(s: &str) -> S3Location {
     s.parse().unwrap()
 }
 
-async fn buckets(moto: &MotoServer, names: &[&str]) {
+async fn buckets(moto: &impl LocalS3, names: &[&str]) {
     for name in names {
         moto.create_bucket(name).await.unwrap();
     }
@@ -47,14 +64,14 @@ async fn sync_with(
     sync(&loc(from), &loc(to), opts, progress, cancel).await
 }
 
-async fn run(moto: &MotoServer, from: &str, to: &str, opts: SyncOptions) -> SyncReport {
+async fn run(moto: &impl LocalS3, from: &str, to: &str, opts: SyncOptions) -> SyncReport {
     let _ = moto;
     sync_with(from, to, &opts, &NoProgress, CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("sync {from} {to}: {e}"))
 }
 
-async fn verify_src_dst(moto: &MotoServer) -> VerifyReport {
+async fn verify_src_dst(moto: &impl LocalS3) -> VerifyReport {
     let (from, to) = (loc("s3://src"), loc("s3://dst"));
     verify(
         &from,
@@ -68,7 +85,7 @@ async fn verify_src_dst(moto: &MotoServer) -> VerifyReport {
 }
 
 /// Puts small text objects.
-async fn put(moto: &MotoServer, bucket: &str, objects: &[(&str, &str)]) {
+async fn put(moto: &impl LocalS3, bucket: &str, objects: &[(&str, &str)]) {
     let objects = objects
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()));
@@ -76,16 +93,16 @@ async fn put(moto: &MotoServer, bucket: &str, objects: &[(&str, &str)]) {
 }
 
 /// Every key of a bucket, in listing order.
-async fn keys(moto: &MotoServer, bucket: &str) -> Vec<String> {
+async fn keys(moto: &impl LocalS3, bucket: &str) -> Vec<String> {
     moto.keys(bucket).await.unwrap()
 }
 
-async fn key_count(moto: &MotoServer, bucket: &str) -> usize {
+async fn key_count(moto: &impl LocalS3, bucket: &str) -> usize {
     keys(moto, bucket).await.len()
 }
 
 /// Every key of a bucket with its content.
-async fn contents(moto: &MotoServer, bucket: &str) -> HashMap<String, Vec<u8>> {
+async fn contents(moto: &impl LocalS3, bucket: &str) -> HashMap<String, Vec<u8>> {
     let client = moto.s3_client();
     let mut out = HashMap::new();
     for key in keys(moto, bucket).await {
@@ -177,7 +194,7 @@ async fn more_than_a_thousand_keys_are_listed_across_pages() {
 }
 
 /// Puts an object with every header and tag the sync must keep.
-async fn put_rich_object(moto: &MotoServer, bucket: &str, key: &str, body: Vec<u8>) {
+async fn put_rich_object(moto: &impl LocalS3, bucket: &str, key: &str, body: Vec<u8>) {
     moto.s3_client()
         .put_object()
         .bucket(bucket)
@@ -198,6 +215,19 @@ async fn put_rich_object(moto: &MotoServer, bucket: &str, key: &str, body: Vec<u
 }
 
 async fn assert_same_headers(moto: &MotoServer, key: &str) {
+    assert_same_content_headers(moto, key).await;
+    assert_eq!(
+        tags(moto, "dst", key).await,
+        vec![
+            ("classification".to_string(), "public".to_string()),
+            ("team".to_string(), "ol eng".to_string())
+        ]
+    );
+}
+
+/// The headers and metadata of [`put_rich_object`], tags aside, are the
+/// same at the source and the destination.
+async fn assert_same_content_headers(moto: &impl LocalS3, key: &str) {
     let head = |bucket: &'static str| {
         let client = moto.s3_client();
         let key = key.to_string();
@@ -228,13 +258,6 @@ async fn assert_same_headers(moto: &MotoServer, key: &str) {
         Some("micromasters")
     );
     assert_eq!(d.content_length(), s.content_length());
-    assert_eq!(
-        tags(moto, "dst", key).await,
-        vec![
-            ("classification".to_string(), "public".to_string()),
-            ("team".to_string(), "ol eng".to_string())
-        ]
-    );
 }
 
 #[tokio::test]
@@ -245,6 +268,19 @@ async fn headers_metadata_and_tags_survive_copy_object() {
     let report = run(&moto, "s3://src", "s3://dst", options(&moto)).await;
     assert_eq!((report.copied, report.multipart), (1, 0), "{report:?}");
     assert_same_headers(&moto, "img/photo 1.png").await;
+}
+
+/// s3s-fs keeps the headers and metadata through CopyObject too. Its half
+/// of the checks only: it ignores tags, and a multipart copy, which reads
+/// the source's tags first, fails there (GetObjectTagging: NotImplemented).
+#[tokio::test]
+async fn headers_and_metadata_survive_copy_object_on_s3s_fs() {
+    let s3 = s3s_fs();
+    buckets(&s3, &["src", "dst"]).await;
+    put_rich_object(&s3, "src", "img/photo 1.png", b"png bytes".to_vec()).await;
+    let report = run(&s3, "s3://src", "s3://dst", options(&s3)).await;
+    assert_eq!((report.copied, report.multipart), (1, 0), "{report:?}");
+    assert_same_content_headers(&s3, "img/photo 1.png").await;
 }
 
 #[tokio::test]
@@ -336,9 +372,8 @@ async fn a_changed_source_object_is_copied_again_with_its_new_tags() {
     assert_eq!(report.copied, 1);
 }
 
-#[tokio::test]
-async fn dry_run_changes_nothing_and_delete_removes_extra_keys() {
-    let moto = moto();
+herokurds::on_both_s3_servers!(dry_run_changes_nothing_and_delete_removes_extra_keys);
+async fn dry_run_changes_nothing_and_delete_removes_extra_keys(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     put(&moto, "src", &[("keep/a.txt", "a"), ("new.txt", "new")]).await;
     put(
@@ -533,9 +568,8 @@ async fn a_failing_key_is_reported_the_rest_copy_and_nothing_is_deleted() {
     assert_eq!(key_count(&moto, "dst").await, 21);
 }
 
-#[tokio::test]
-async fn prefixes_map_onto_prefixes_and_filters_choose_keys() {
-    let moto = moto();
+herokurds::on_both_s3_servers!(prefixes_map_onto_prefixes_and_filters_choose_keys);
+async fn prefixes_map_onto_prefixes_and_filters_choose_keys(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     let objects = [
         "media/a.jpg",
@@ -718,9 +752,8 @@ async fn verify_compares_kms_encrypted_objects_by_size_only() {
     assert_eq!(heads.0.load(Ordering::SeqCst), 5);
 }
 
-#[tokio::test]
-async fn a_missing_bucket_stops_the_run_and_is_named() {
-    let moto = moto();
+herokurds::on_both_s3_servers!(a_missing_bucket_stops_the_run_and_is_named);
+async fn a_missing_bucket_stops_the_run_and_is_named(moto: impl LocalS3) {
     buckets(&moto, &["src"]).await;
     put(&moto, "src", &[("a", "a")]).await;
     let err = sync_with(
@@ -738,9 +771,8 @@ async fn a_missing_bucket_stops_the_run_and_is_named() {
     assert!(text.contains("NoSuchBucket"), "{text}");
 }
 
-#[tokio::test]
-async fn a_cancelled_run_stops_and_resumes_where_it_left_off() {
-    let moto = moto();
+herokurds::on_both_s3_servers!(a_cancelled_run_stops_and_resumes_where_it_left_off);
+async fn a_cancelled_run_stops_and_resumes_where_it_left_off(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     let objects = (0..300).map(|i| (format!("{i:03}"), b"data".to_vec()));
     moto.put_objects("src", objects, 8).await.unwrap();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pgcopydb: the performance anchor the transfer benchmark compares against
-# (benches/transfer.rs and ../shared/bench/anchors.sh method c).
+# (benches/compare.rs, method c).
 # Runs alone too (from any directory): it sources scripts/lib.sh itself.
 # shellcheck source=../lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
