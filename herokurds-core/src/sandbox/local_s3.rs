@@ -183,7 +183,7 @@ where
 /// s3s-fs server. A server that cannot start fails its test (it never
 /// skips). Arguments after the name go to `#[tokio::test(...)]`.
 ///
-/// ```ignore
+/// ```text
 /// herokurds_core::on_both_s3_servers!(a_rerun_copies_nothing);
 /// async fn a_rerun_copies_nothing(s3: impl LocalS3) { /* ... */ }
 ///
