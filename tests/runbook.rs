@@ -721,36 +721,50 @@ async fn run_aborted_by_a_source_write(stack: &DemoStack, ctx: &runbook::Context
     );
 }
 
+/// Runs `sql` on the target as its owner; the client exits so its
+/// counters reach the statistics.
+async fn on_target(stack: &DemoStack, sql: &str) {
+    let target = stack.target.owner_client().await.unwrap();
+    target.batch_execute(sql).await.unwrap();
+}
+
+/// A run that must refuse to start over on the target: its words, checked
+/// for secrets.
+async fn refused_start(stack: &DemoStack, ctx: &runbook::Context) -> String {
+    let err = runbook::run(
+        &stack.plan(),
+        ctx,
+        &Events::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    let words = err.to_string();
+    assert!(matches!(err, RunbookError::TargetHasData { .. }), "{words}");
+    assert!(words.contains("--restart-target"), "{words}");
+    assert_no_secrets(stack, "refusal", &words);
+    words
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_aborted_copy_is_started_over_only_while_nothing_else_wrote_on_the_target() {
     let stack = stack_without_s3().await;
     let (plan, ctx) = (stack.plan(), stack.context());
     run_aborted_by_a_source_write(&stack, &ctx).await;
 
-    // Someone else writes on the target after the attempt stopped; the
-    // client exits so its counters reach the statistics.
-    let target = stack.target.owner_client().await.unwrap();
-    target
-        .batch_execute(
-            "INSERT INTO learners (email, name, country) VALUES ('stray@example.com', 'Stray', 'FR')",
-        )
-        .await
-        .unwrap();
-    drop(target);
+    // Someone else writes on the target after the attempt stopped.
+    on_target(
+        &stack,
+        "INSERT INTO learners (email, name, country) VALUES ('stray@example.com', 'Stray', 'FR')",
+    )
+    .await;
     let stray = "SELECT count(*) FROM learners WHERE email = 'stray@example.com'";
     let learners = count(&stack.target, "SELECT count(*) FROM learners").await;
-    let err = runbook::run(&plan, &ctx, &Events::default(), CancellationToken::new())
-        .await
-        .unwrap_err();
-    let words = err.to_string();
-    assert!(matches!(err, RunbookError::TargetHasData { .. }), "{words}");
+    let words = refused_start(&stack, &ctx).await;
     assert!(
-        words.contains("public.learners")
-            && words.contains("changed after")
-            && words.contains("--restart-target"),
+        words.contains("public.learners") && words.contains("changed after"),
         "{words}"
     );
-    assert_no_secrets(&stack, "refusal", &words);
     assert_eq!(
         count(&stack.target, "SELECT count(*) FROM learners").await,
         learners,
@@ -763,6 +777,44 @@ async fn an_aborted_copy_is_started_over_only_while_nothing_else_wrote_on_the_ta
     // stops again at the write check.
     run_aborted_by_a_source_write(&stack, &ctx.clone().restart_target(true)).await;
     assert_eq!(count(&stack.target, stray).await, 0);
+    assert!(
+        journal(&stack).target_end_owned.is_some(),
+        "the abort records what the target's user owns"
+    );
+
+    // A view is no table: its creation moves no table counter, but
+    // starting over would drop it.
+    on_target(
+        &stack,
+        "CREATE VIEW stray_report AS SELECT email FROM learners",
+    )
+    .await;
+    let views = "SELECT count(*) FROM pg_views WHERE viewname = 'stray_report'";
+    let words = refused_start(&stack, &ctx).await;
+    assert!(
+        words.contains("view public.stray_report") && words.contains("changed after"),
+        "{words}"
+    );
+    assert_eq!(count(&stack.target, views).await, 1, "the view is kept");
+    on_target(&stack, "DROP VIEW stray_report").await;
+
+    // Another target than the one the earlier copy was made on: what that
+    // attempt recorded proves nothing about it.
+    {
+        use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+        let other = LocalPostgres::start(PostgresOptions::rds()).await.unwrap();
+        let other_url = other.url().expose_secret().to_string();
+        let elsewhere = ctx
+            .clone()
+            .env(move |name| (name == TARGET_URL_ENV).then(|| other_url.clone()));
+        let words = refused_start(&stack, &elsewhere).await;
+        assert!(
+            words.contains(&format!(":{}/", stack.target.port()))
+                && words.contains(&format!(":{}/", other.port())),
+            "both identities named: {words}"
+        );
+        assert!(!words.contains(other.password().expose_secret()));
+    }
 
     // Nobody wrote on the target since: the next run starts over by itself.
     let events = Events::default();

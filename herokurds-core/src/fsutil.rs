@@ -7,7 +7,8 @@
 //! the destination and the directory fsynced: a crash leaves the old file
 //! or the new one, never half of one. Directories herokurds creates are
 //! 0700; a directory that already exists keeps its mode (it may be the
-//! operator's project directory).
+//! operator's project directory), except herokurds' own directories
+//! ([`make_own_dir`]), which are made 0700 whatever they were.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -72,6 +73,26 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Creates `dir` like [`create_private_dir`], then makes `dir` itself mode
+/// [`PRIVATE_DIR`] even when it already existed: for directories that are
+/// herokurds' own (an app's journal directory, a transfer's state), never
+/// for the operator's. Parents that exist keep their mode.
+pub fn make_own_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    create_private_dir(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if meta.permissions().mode() & 0o7777 != PRIVATE_DIR {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +139,25 @@ mod tests {
         assert_eq!(mode(&existing), 0o755);
         assert_eq!(mode(&existing.join("a")), 0o700);
         assert_eq!(mode(&nested), 0o700);
+    }
+
+    #[test]
+    fn an_own_directory_is_made_private_and_its_existing_parent_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        let own = project.join("app");
+        fs::create_dir_all(&own).unwrap();
+        for d in [&project, &own] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        make_own_dir(&own).unwrap();
+        assert_eq!(mode(&own), 0o700);
+        assert_eq!(mode(&project), 0o755);
+        let fresh = project.join("new").join("transfer");
+        make_own_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let file = project.join("file");
+        fs::write(&file, "x").unwrap();
+        assert!(make_own_dir(&file).is_err());
     }
 }

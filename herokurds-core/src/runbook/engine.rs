@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::error::RunbookError;
-use super::journal::{AppLock, Journal, RunState, StepId, StepStatus, WorkDir};
+use super::journal::{AppLock, Journal, OwnedObjects, RunState, StepId, StepStatus, WorkDir};
 use super::report::Report;
 use super::steps::{formation_words, restore_formation, Outcome, Runner};
 use super::target::heroku_source_url;
@@ -21,7 +21,9 @@ use crate::url::DatabaseUrl;
 /// first). An earlier aborted or rolled-back attempt is started over, and
 /// its copy on the target dropped, only when nothing but the transfer can
 /// have written there (the attempt stopped before the app was switched to
-/// the target, and no table of the target changed since), or when
+/// the target, the target is the database it copied into, and since then
+/// no table there changed and the target's user owns the same objects:
+/// no view, function, type or schema was created or dropped), or when
 /// [`Context::restart_target`] allows it; otherwise
 /// [`RunbookError::TargetHasData`] says what the target holds, and nothing
 /// is changed.
@@ -95,9 +97,11 @@ pub async fn run(
 
 /// Decides whether this attempt may drop what an earlier one left on the
 /// target: yes with `--restart-target`, or when that attempt stopped
-/// before the app was switched to the target and no table there changed
-/// since it stopped (so nothing but the transfer wrote there). Otherwise
-/// refuses, saying what the target holds.
+/// before the app was switched to the target, the target is the database
+/// it copied into, and since it stopped no table there changed and the
+/// target's user owns the same objects (so nothing but the transfer wrote
+/// there: no view, function, type or schema was added). Otherwise refuses,
+/// saying what the target holds and what changed.
 async fn approve_restart(
     plan: &Plan,
     ctx: &Context,
@@ -114,6 +118,10 @@ async fn approve_restart(
             reason: e.to_string(),
         })?
         .into_client();
+    let read_err = |what: &str, e: tokio_postgres::Error| RunbookError::Step {
+        what: format!("reading {what} of the target of app {}", plan.heroku.app),
+        reason: e.to_string(),
+    };
     let earlier = journal.earlier_copy.as_ref();
     let why = match earlier {
         None => {
@@ -123,28 +131,45 @@ async fn approve_restart(
             let copied = e
                 .copied_at
                 .map_or("did not finish".to_string(), |t| format!("finished at {t}"));
-            match (&e.cutover_at, &e.end_mark) {
-                (Some(at), _) => format!(
+            let now = DbIdentity::read(&client, target).await;
+            match (&e.cutover_at, &e.target, &e.end_mark, &e.end_owned) {
+                (Some(at), ..) => format!(
                     "An earlier attempt's copy ({copied}) became the app's database at {at} and the app ran on it \
                      until {}: everything written there since the cutover would be lost",
                     e.ended_at
                 ),
-                (None, None) => format!(
-                    "An earlier attempt's copy ({copied}) is there; that attempt stopped at {} without recording \
-                     the target's write position, so nothing proves only the transfer wrote there",
+                (None, None, ..) => format!(
+                    "An earlier attempt ({copied}, stopped at {}) did not identify the database it copied into, \
+                     so nothing proves the target now ({now}) holds only its copy",
                     e.ended_at
                 ),
-                (None, Some(mark)) => {
+                (None, Some(then), ..) if !then.same_as(&now) => format!(
+                    "An earlier attempt's copy ({copied}) was made on {then}, but the target is now {now}: what \
+                     that attempt recorded when it stopped at {} says nothing about this database",
+                    e.ended_at
+                ),
+                (None, Some(_), Some(mark), Some(owned)) => {
                     let activity = writes::check_since(&client, mark, ctx.flush_wait)
                         .await
-                        .map_err(|e| RunbookError::Step {
-                            what: format!("reading the write position of the target of app {}", plan.heroku.app),
-                            reason: e.to_string(),
-                        })?;
-                    if activity.is_quiet() {
+                        .map_err(|e| read_err("the write position", e))?;
+                    let owned_now = owned_objects(&client)
+                        .await
+                        .map_err(|e| read_err("the objects owned by the user", e))?;
+                    let mut changes = Vec::new();
+                    if !activity.is_quiet() {
+                        changes.push(activity.describe());
+                    }
+                    if owned_now != *owned {
+                        let new = objects_created_since(&client, owned.newest_oid)
+                            .await
+                            .map_err(|e| read_err("the objects owned by the user", e))?;
+                        changes.push(owned_change_words(owned, &owned_now, &new));
+                    }
+                    if changes.is_empty() {
                         return Ok(format!(
                             "it is the copy of the attempt that stopped at {} before the cutover, and no table \
-                             there changed since: nothing but the transfer wrote there",
+                             there changed and no object was created or dropped since: nothing but the transfer \
+                             wrote there",
                             e.ended_at
                         ));
                     }
@@ -152,9 +177,15 @@ async fn approve_restart(
                         "An earlier attempt's copy ({copied}) changed after that attempt stopped at {}: {}; \
                          something other than herokurds writes there",
                         e.ended_at,
-                        activity.describe()
+                        changes.join("; ")
                     )
                 }
+                (None, Some(_), ..) => format!(
+                    "An earlier attempt's copy ({copied}) is there; that attempt stopped at {} without recording \
+                     the target's write position and what its user owned there, so nothing proves only the \
+                     transfer wrote there",
+                    e.ended_at
+                ),
             }
         }
     };
@@ -169,6 +200,74 @@ async fn approve_restart(
         why,
         plan: ctx.plan_path.clone(),
     })
+}
+
+/// Which objects the session user owns in the current database, summed up
+/// (what `DROP OWNED BY CURRENT_USER` would drop; the same count as
+/// [`crate::pg::Holdings`]).
+async fn owned_objects(
+    client: &tokio_postgres::Client,
+) -> Result<OwnedObjects, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, count(*)::int8,
+                    md5(coalesce(string_agg(format('%s:%s:%s', d.classid, d.objid, d.objsubid), ','
+                                            ORDER BY d.classid, d.objid, d.objsubid), '')),
+                    coalesce(max(d.objid::int8), 0)::int8
+             FROM pg_shdepend d
+             WHERE d.refclassid = 'pg_authid'::regclass
+               AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+               AND d.deptype = 'o'
+               AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await?;
+    Ok(OwnedObjects {
+        user: row.get(0),
+        objects: row.get(1),
+        fingerprint: row.get(2),
+        newest_oid: row.get(3),
+    })
+}
+
+/// Up to six objects the session user owns here that were created after
+/// the object with OID `newest_oid`, in words (`view public.report`).
+async fn objects_created_since(
+    client: &tokio_postgres::Client,
+    newest_oid: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT i.type || ' ' || i.identity
+             FROM pg_shdepend d,
+                  LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) AS i
+             WHERE d.refclassid = 'pg_authid'::regclass
+               AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+               AND d.deptype = 'o'
+               AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND d.objid::int8 > $1
+             ORDER BY d.objid
+             LIMIT 6",
+            &[&newest_oid],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// How what the user owns changed, in words, naming new objects.
+fn owned_change_words(then: &OwnedObjects, now: &OwnedObjects, new: &[String]) -> String {
+    let mut words = format!(
+        "the objects owned by {} changed ({} then, {} now",
+        now.user, then.objects, now.objects
+    );
+    match new {
+        [] => words.push_str("; some were dropped or replaced)"),
+        [..] if new.len() > 5 => {
+            words.push_str(&format!("; created since: {}, ...)", new[..5].join(", ")))
+        }
+        _ => words.push_str(&format!("; created since: {})", new.join(", "))),
+    }
+    words
 }
 
 /// The target database's name as the plan and environment resolve it
@@ -288,9 +387,7 @@ async fn resolve_urls(
     } else {
         source_from_heroku(plan, ctx, journal.old_addon.as_deref()).await?
     };
-    let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
-        .await?
-        .url;
+    let target = resolved_target(plan, ctx).await?;
     // The same server under two names (`localhost`, `127.0.0.1`, a CNAME)
     // is told by its system identifier; a side that cannot be reached yet
     // is compared by its URL (preflight compares again once connected).
@@ -470,7 +567,9 @@ async fn abort<P: Progress<RunbookEvent>>(
     let app = r.plan.heroku.app.clone();
     let (restored, failures) = restore_app(r.ctx, &app, &mut r.journal).await;
     if r.journal.step(StepId::Transfer).status != StepStatus::Pending {
-        r.journal.target_end_mark = write_mark(&r.target).await;
+        let (mark, owned) = end_state(&r.target, r.ctx.flush_wait).await;
+        r.journal.target_end_mark = mark;
+        r.journal.target_end_owned = owned;
     }
     r.journal.state = RunState::Aborted {
         reason: reason.clone(),
@@ -502,16 +601,7 @@ async fn restore_app(
                 "dynos {}",
                 formation_words(&journal.formation_before)
             )),
-            Err(e) => failures.push(format!(
-                "scaling back {} failed ({e}); run: heroku ps:scale {} -a {app}",
-                formation_words(&journal.formation_before),
-                journal
-                    .formation_before
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )),
+            Err(e) => failures.push(scale_back_failed(app, &journal.formation_before, &e)),
         }
     }
     if !journal.maintenance_was_on
@@ -523,12 +613,32 @@ async fn restore_app(
                 journal.maintenance_off_at = Some(Utc::now());
                 restored.push("maintenance off".into());
             }
-            Err(e) => failures.push(format!(
-                "maintenance is still ON ({e}); run: herokurds-heroku maintenance off -a {app}"
-            )),
+            Err(e) => failures.push(maintenance_still_on(app, &e)),
         }
     }
     (restored, failures)
+}
+
+/// A failed scale-back in words, with the command that does it by hand.
+fn scale_back_failed(
+    app: &str,
+    formation: &std::collections::BTreeMap<String, u32>,
+    e: &dyn std::fmt::Display,
+) -> String {
+    format!(
+        "scaling back {} failed ({e}); run: heroku ps:scale {} -a {app}",
+        formation_words(formation),
+        formation
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// A failed maintenance-off in words, with the command that does it by hand.
+fn maintenance_still_on(app: &str, e: &dyn std::fmt::Display) -> String {
+    format!("maintenance is still ON ({e}); run: herokurds-heroku maintenance off -a {app}")
 }
 
 /// What the app runs on, its maintenance mode and any dynos still scaled
@@ -642,10 +752,11 @@ pub async fn rollback(
         RunState::InProgress if !journal.cutover_started() => {
             let (restored, failures) = restore_app(ctx, &app, &mut journal).await;
             if journal.step(StepId::Transfer).status != StepStatus::Pending {
-                journal.target_end_mark = match resolved_target(plan, ctx).await {
-                    Ok(target) => write_mark(&target).await,
-                    Err(_) => None,
-                };
+                (journal.target_end_mark, journal.target_end_owned) =
+                    match resolved_target(plan, ctx).await {
+                        Ok(target) => end_state(&target, ctx.flush_wait).await,
+                        Err(_) => (None, None),
+                    };
             }
             journal.state = RunState::Aborted {
                 reason: "rolled back by the operator before the cutover".into(),
@@ -764,26 +875,16 @@ pub async fn rollback(
             let mut failures = Vec::new();
             if !stopped.is_empty() {
                 if let Err(e) = restore_formation(ctx, &app, &stopped).await {
-                    failures.push(format!(
-                        "scaling back {} failed ({e}); run: heroku ps:scale {} -a {app}",
-                        stopped
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        stopped
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
+                    failures.push(scale_back_failed(
+                        &app,
+                        &stopped.iter().cloned().collect(),
+                        &e,
                     ));
                 }
             }
             if !maintenance_now {
                 if let Err(e) = ctx.heroku.set_maintenance(&app, false).await {
-                    failures.push(format!(
-                        "maintenance is still ON ({e}); run: herokurds-heroku maintenance off -a {app}"
-                    ));
+                    failures.push(maintenance_still_on(&app, &e));
                 } else {
                     progress.event(&RunbookEvent::MaintenanceOff {
                         at: Utc::now(),
@@ -792,10 +893,27 @@ pub async fn rollback(
                 }
             }
             if !failures.is_empty() {
-                return Err(step_err(
-                    &format!("putting the app back after refusing ({refusal})"),
-                    &failures.join("; "),
-                ));
+                // Rolling back again would refuse again: say what does help.
+                let anyway = if discardable {
+                    format!(
+                        "; or, to switch back to the old database anyway and lose those writes, run \
+                         `herokurds rollback --config {} --discard-target-writes`",
+                        ctx.plan_path
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(RunbookError::Step {
+                    what: format!(
+                        "rollback of app {app}: putting the app back after refusing ({refusal})"
+                    ),
+                    reason: format!(
+                        "{}\nthe rollback was refused and nothing was switched: the app still runs on the \
+                         target. Run the command(s) above to put its dynos and maintenance mode back as they \
+                         were{anyway}",
+                        failures.join("; ")
+                    ),
+                });
             }
             return Err(refusal);
         }
@@ -859,9 +977,10 @@ pub async fn rollback(
     if journal.step(StepId::SetConfig).status == StepStatus::Pending {
         // The app never ran on the target: the next attempt may start over
         // if nothing writes there meanwhile.
-        journal.target_end_mark = match resolved_target(plan, ctx).await {
-            Ok(target) => write_mark(&target).await,
-            Err(_) => None,
+        (journal.target_end_mark, journal.target_end_owned) = match resolved_target(plan, ctx).await
+        {
+            Ok(target) => end_state(&target, ctx.flush_wait).await,
+            Err(_) => (None, None),
         };
     }
     journal.state = RunState::RolledBack;
@@ -913,12 +1032,47 @@ async fn resolved_target(plan: &Plan, ctx: &Context) -> Result<DatabaseUrl, Stri
         .map(|t| t.url)
 }
 
-/// The write position of `target`, or `None` when it cannot be read (the
-/// next attempt then cannot prove the target untouched, and refuses to
-/// start over without `--restart-target`).
-async fn write_mark(target: &DatabaseUrl) -> Option<writes::WriteMark> {
-    let client = crate::pg::connect(target).await.ok()?.into_client();
-    writes::mark(&client).await.ok()
+/// The write position of `target` and what its user owns there, each
+/// `None` when it cannot be read (the next attempt then cannot prove the
+/// target untouched, and refuses to start over without
+/// `--restart-target`).
+///
+/// A session reports its table counters when it ends (or, idle, within
+/// seconds): sessions the abort cancelled may still be ending. So this
+/// first waits until no other session of the target's database remains,
+/// at most `flush_wait` (the time counters take to be reported), rather
+/// than record a position those sessions' writes would move a moment
+/// later. No other session: no wait.
+async fn end_state(
+    target: &DatabaseUrl,
+    flush_wait: std::time::Duration,
+) -> (Option<writes::WriteMark>, Option<OwnedObjects>) {
+    let Ok(connection) = crate::pg::connect(target).await else {
+        return (None, None);
+    };
+    let client = connection.into_client();
+    let started = std::time::Instant::now();
+    loop {
+        let others = client
+            .query_one(
+                "SELECT count(*)::int8 FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .map(|row| row.get::<_, i64>(0));
+        match others {
+            Ok(n) if n > 0 && started.elapsed() < flush_wait => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            _ => break,
+        }
+    }
+    (
+        writes::mark(&client).await.ok(),
+        owned_objects(&client).await.ok(),
+    )
 }
 
 /// Where a migration stands, from the journal and the live app.

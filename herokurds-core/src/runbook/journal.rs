@@ -94,10 +94,13 @@ impl WorkDir {
             .map_err(|e| JournalError::io(&self.root, "creating", e))
     }
 
-    /// Creates [`app_dir`](Self::app_dir) (and the root) if missing, mode 0700.
+    /// Creates [`app_dir`](Self::app_dir) (and the root) if missing, mode
+    /// 0700. The app directory is herokurds' own: an existing one is made
+    /// 0700 too (it holds the journal and config values); an existing root
+    /// keeps its mode.
     pub fn create_app_dir(&self, app: &str) -> Result<PathBuf, JournalError> {
         let dir = self.app_dir(app);
-        fsutil::create_private_dir(&dir).map_err(|e| JournalError::io(&dir, "creating", e))?;
+        fsutil::make_own_dir(&dir).map_err(|e| JournalError::io(&dir, "creating", e))?;
         Ok(dir)
     }
 }
@@ -336,6 +339,11 @@ pub struct Journal {
     /// since.
     #[serde(default)]
     pub target_end_mark: Option<WriteMark>,
+    /// What the target's user owned there when this attempt ended (abort
+    /// or rollback), to prove on the next attempt that no view, function,
+    /// type or schema was created or dropped since.
+    #[serde(default)]
+    pub target_end_owned: Option<OwnedObjects>,
     /// Why this attempt may drop the earlier copy on the target
     /// (`--restart-target`, or the proof that nothing but the transfer
     /// wrote there); `None`: it may not.
@@ -360,6 +368,28 @@ pub struct EarlierCopy {
     pub ended_at: DateTime<Utc>,
     /// The target's write position when it ended (`None`: not read).
     pub end_mark: Option<WriteMark>,
+    /// What the target's user owned there when it ended (`None`: not read,
+    /// or a journal from before herokurds recorded it).
+    #[serde(default)]
+    pub end_owned: Option<OwnedObjects>,
+}
+
+/// The objects a user owns in a database (what `DROP OWNED BY` would
+/// drop), summed up: equal summaries, same objects. Holds names only
+/// through their count and a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedObjects {
+    /// The user (role).
+    pub user: String,
+    /// How many objects it owns there (tables, views, functions, types,
+    /// schemas, sequences ...).
+    pub objects: i64,
+    /// MD5 of the sorted list of those objects (catalog and OID): one
+    /// object created and another dropped still changes it.
+    pub fingerprint: String,
+    /// The highest OID among them: objects created later have higher ones
+    /// (OIDs grow until they wrap around), which names what is new.
+    pub newest_oid: i64,
 }
 
 impl Journal {
@@ -403,6 +433,7 @@ impl Journal {
             target_identity: None,
             earlier_copy: None,
             target_end_mark: None,
+            target_end_owned: None,
             restart_approved: None,
             estimated_window_seconds: None,
         }
@@ -426,6 +457,7 @@ impl Journal {
                 .flatten(),
             ended_at: self.updated_at,
             end_mark: self.target_end_mark.clone(),
+            end_owned: self.target_end_owned.clone(),
         })
     }
 
@@ -850,6 +882,10 @@ mod tests {
         let project = tempfile::tempdir().unwrap();
         fs::set_permissions(project.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let dir = WorkDir::new(project.path());
+        // An app directory left readable by others (an older herokurds,
+        // a restored backup) is made private again.
+        fs::create_dir(dir.app_dir("app-one")).unwrap();
+        fs::set_permissions(dir.app_dir("app-one"), fs::Permissions::from_mode(0o755)).unwrap();
         let _lock = AppLock::acquire(&dir, "app-one").unwrap();
         let mut j = Journal::new("app-one");
         j.record_config_before(

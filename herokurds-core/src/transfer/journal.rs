@@ -63,9 +63,10 @@ impl Paths {
     }
 
     /// Creates the directory and any missing parent, mode 0700 (it holds
-    /// the schema); directories that exist keep their mode.
+    /// the schema). The directory is herokurds' own: an existing one is
+    /// made 0700 too; parents that exist keep their mode.
     pub(crate) fn create(&self) -> io::Result<()> {
-        fsutil::create_private_dir(&self.dir)
+        fsutil::make_own_dir(&self.dir)
     }
 }
 
@@ -237,6 +238,19 @@ impl Journal {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_existing_state_directory_is_made_private_and_the_work_dir_keeps_its_mode() {
+        let work = tempfile::tempdir().unwrap();
+        fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let paths = Paths::new(work.path());
+        fs::create_dir(&paths.dir).unwrap();
+        fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o755)).unwrap();
+        paths.create().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&paths.dir), 0o700);
+        assert_eq!(mode(work.path()), 0o755);
+    }
 
     #[test]
     fn journal_round_trips_and_replaces_atomically() {

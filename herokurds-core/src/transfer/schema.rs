@@ -197,12 +197,14 @@ pub(crate) async fn restore_pre_data(
         out.push_str(raw);
         out.push('\n');
     }
-    std::fs::write(list_path, out).map_err(|e| {
-        ToolFailure::new(
-            "writing the pre-data list",
-            &format!("{}: {e}", list_path.display()),
-        )
-    })?;
+    crate::fsutil::write_atomic(list_path, out.as_bytes(), crate::fsutil::PRIVATE_FILE).map_err(
+        |e| {
+            ToolFailure::new(
+                "writing the pre-data list",
+                &format!("{}: {e}", list_path.display()),
+            )
+        },
+    )?;
     let mut cmd = command(&tools.pg_restore, Some(conn));
     cmd.args([
         "--section=pre-data",
@@ -272,12 +274,13 @@ pub(crate) async fn post_data(
     for l in &lines {
         list_text.push_str(&format!("{}; {} 0 {}\n", l.dump_id, l.class_oid, l.rest));
     }
-    std::fs::write(list_path, list_text).map_err(|e| {
-        ToolFailure::new(
-            "writing the post-data list",
-            &format!("{}: {e}", list_path.display()),
-        )
-    })?;
+    crate::fsutil::write_atomic(list_path, list_text.as_bytes(), crate::fsutil::PRIVATE_FILE)
+        .map_err(|e| {
+            ToolFailure::new(
+                "writing the post-data list",
+                &format!("{}: {e}", list_path.display()),
+            )
+        })?;
     let mut cmd = command(&tools.pg_restore, None);
     cmd.args([
         "--verbose",
