@@ -26,9 +26,10 @@ use std::fmt;
 
 use tokio_postgres::GenericClient;
 
-/// Schemas that never hold user data.
+/// Schemas that never hold user data: the system's, and herokurds' own
+/// change capture (online mode), which is never copied.
 const SYSTEM_SCHEMAS_SQL: &str =
-    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'herokurds_capture') \
      AND n.nspname !~ '^pg_(toast_)?temp_'";
 
 /// Why the inventory could not be read.

@@ -112,7 +112,7 @@ pub(crate) fn target_sql(table: &TableInfo, rows: Rows, format: CopyFormat) -> S
     }
 }
 
-fn format_options(format: CopyFormat, freeze: bool) -> String {
+pub(crate) fn format_options(format: CopyFormat, freeze: bool) -> String {
     match (format, freeze) {
         (CopyFormat::Binary, true) => " (FORMAT binary, FREEZE)".into(),
         (CopyFormat::Binary, false) => " (FORMAT binary)".into(),
@@ -159,12 +159,6 @@ pub(crate) async fn pipe(
         rows,
         format,
     } = *job;
-    let src_err = |error| CopyFailure {
-        on_source: true,
-        error,
-        commit_in_doubt: false,
-        moved: None,
-    };
     let tgt_err = |error| CopyFailure {
         on_source: false,
         error,
@@ -186,14 +180,67 @@ pub(crate) async fn pipe(
                 .get::<_, i64>(0),
         ),
     };
+    let Some(moved) = stream(
+        source,
+        target,
+        &source_sql(table, rows, format),
+        &target_sql(table, rows, format),
+        cancel,
+        &mut progress,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    if cancel.is_cancelled() {
+        return Ok(None);
+    }
+    if let Some(xid) = xid {
+        if !before_commit(xid) {
+            return Ok(None);
+        }
+    }
+    target
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|error| CopyFailure {
+            on_source: false,
+            error,
+            commit_in_doubt: true,
+            moved: Some(moved),
+        })?;
+    Ok(Some(moved))
+}
+
+/// Streams `COPY (source_sql) TO STDOUT` on `source` into
+/// `COPY (target_sql) FROM STDIN` on `target`, as raw CopyData, inside
+/// whatever transactions the two sessions are in; commits nothing.
+/// Returns `None` when cancelled.
+pub(crate) async fn stream(
+    source: &Client,
+    target: &Client,
+    source_sql: &str,
+    target_sql: &str,
+    cancel: &CancellationToken,
+    progress: &mut impl FnMut(Moved),
+) -> Result<Option<Moved>, CopyFailure> {
+    let src_err = |error| CopyFailure {
+        on_source: true,
+        error,
+        commit_in_doubt: false,
+        moved: None,
+    };
+    let tgt_err = |error| CopyFailure {
+        on_source: false,
+        error,
+        commit_in_doubt: false,
+        moved: None,
+    };
     let sink = target
-        .copy_in::<_, bytes::Bytes>(&target_sql(table, rows, format))
+        .copy_in::<_, bytes::Bytes>(target_sql)
         .await
         .map_err(tgt_err)?;
-    let stream = source
-        .copy_out(&source_sql(table, rows, format))
-        .await
-        .map_err(src_err)?;
+    let stream = source.copy_out(source_sql).await.map_err(src_err)?;
     futures::pin_mut!(sink, stream);
 
     let mut moved = Moved::default();
@@ -238,23 +285,6 @@ pub(crate) async fn pipe(
         sink.feed(batch.freeze()).await.map_err(tgt_err)?;
     }
     moved.rows = sink.as_mut().finish().await.map_err(tgt_err)?;
-    if cancel.is_cancelled() {
-        return Ok(None);
-    }
-    if let Some(xid) = xid {
-        if !before_commit(xid) {
-            return Ok(None);
-        }
-    }
-    target
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|error| CopyFailure {
-            on_source: false,
-            error,
-            commit_in_doubt: true,
-            moved: Some(moved),
-        })?;
     Ok(Some(moved))
 }
 

@@ -41,6 +41,7 @@ mod endpoint;
 mod error;
 mod journal;
 mod objects;
+pub mod online;
 mod options;
 mod plan;
 mod preflight;

@@ -120,6 +120,12 @@ pub(crate) async fn dump(
         "--no-security-labels",
         "--no-tablespaces",
     ])
+    // herokurds' own change capture (online mode) is not copied; its
+    // triggers on the app's tables are left out of post-data below.
+    .arg(format!(
+        "--exclude-schema={}",
+        super::online::capture::CAPTURE_SCHEMA
+    ))
     .arg(format!("--snapshot={snapshot}"))
     .arg("--file")
     .arg(archive)
@@ -166,6 +172,16 @@ pub(crate) fn is_excluded_extension(line: &ListLine, extensions: &[String]) -> b
             || rest
                 .strip_prefix("COMMENT - EXTENSION ")
                 .is_some_and(|r| r.split(' ').next() == Some(ext.as_str()))
+    })
+}
+
+/// Whether a list line is one of herokurds' capture triggers
+/// (`TRIGGER schema table herokurds_capture owner`).
+pub(crate) fn is_capture_trigger(line: &ListLine) -> bool {
+    use super::online::capture::{ROW_TRIGGER, TRUNCATE_TRIGGER};
+    line.rest.strip_prefix("TRIGGER ").is_some_and(|r| {
+        let words: Vec<&str> = r.split(' ').collect();
+        words.len() >= 3 && (words[2] == ROW_TRIGGER || words[2] == TRUNCATE_TRIGGER)
     })
 }
 
@@ -265,7 +281,7 @@ pub(crate) async fn post_data(
     let list = run(cmd, "pg_restore --list --section=post-data").await?;
     let lines: Vec<ListLine> = parse_list(&String::from_utf8_lossy(&list))
         .into_iter()
-        .filter(|l| !is_excluded_extension(l, excluded_extensions))
+        .filter(|l| !is_excluded_extension(l, excluded_extensions) && !is_capture_trigger(l))
         .collect();
     if lines.is_empty() {
         return Ok(Vec::new());

@@ -227,12 +227,19 @@ pub(crate) fn slice_sql(
     if counts_only {
         format!("SELECT count(*)::int8, '0' FROM ONLY {table} t{filter}")
     } else {
-        format!(
-            "SELECT count(*)::int8, \
-             coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)::text \
-             FROM ONLY {table} t{filter}"
-        )
+        tally_sql(table, "t", &filter)
     }
+}
+
+/// The SQL that counts the rows of `FROM ONLY table AS alias` (with
+/// `filter`, a `WHERE` clause or nothing) and sums their hashes: the same
+/// checksum on both sides for the same rows, in any order.
+pub(crate) fn tally_sql(table: &str, alias: &str, filter: &str) -> String {
+    format!(
+        "SELECT count(*)::int8, \
+         coalesce(sum(hashtextextended(ROW({alias}.*)::text, 0)), 0)::text \
+         FROM ONLY {table} {alias}{filter}"
+    )
 }
 
 fn lo_sql(counts_only: bool) -> String {

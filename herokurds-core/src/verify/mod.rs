@@ -49,7 +49,9 @@ use tokio_util::sync::CancellationToken;
 use crate::pg::catalog::{CatalogError, TableFilter};
 use crate::progress::Progress;
 use crate::url::DatabaseUrl;
+pub(crate) use data::tally_sql;
 pub use report::{Detail, Difference, LargeObjectsResult, Side, TableResult, Tally, VerifyReport};
+pub(crate) use schema::describe as describe_schema;
 
 /// Default for [`VerifyOptions::slice_threshold`]: tables larger than this
 /// are checksummed in slices of this many bytes.
@@ -360,7 +362,7 @@ pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
 /// loudly (`row_security = off`, no timeouts). JIT is off: compiling the
 /// checksum expression costs more than it saves (measured: 0.7 s on a 4M-row table). `SET LOCAL`: the caller's
 /// sessions are left as they were.
-const SESSION_SETTINGS: &str = "
+pub(crate) const SESSION_SETTINGS: &str = "
 SET LOCAL extra_float_digits = 3;
 SET LOCAL DateStyle = 'ISO, MDY';
 SET LOCAL IntervalStyle = 'postgres';

@@ -88,6 +88,10 @@ impl SchemaFilter<'_> {
                 return false;
             }
         }
+        // herokurds' own change capture (online mode) is not the app's schema.
+        if crate::transfer::online::capture::is_capture_object(&o.kind, &o.name) {
+            return false;
+        }
         !(o.kind == "extension" && self.extensions.iter().any(|e| quote_ident(e) == o.name))
     }
 }
