@@ -475,6 +475,6 @@ mod tests {
             .match_sql("$1")
             .starts_with("pg_catalog.to_jsonb(herokurds_row) IN"));
         assert!(table_sql(&w).contains("pg_catalog.to_jsonb(OLD)"));
-        assert!(table_sql(&w).contains("ON public.\"Order\""));
+        assert!(table_sql(&w).contains("ON \"public\".\"Order\""));
     }
 }
