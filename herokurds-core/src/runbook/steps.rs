@@ -112,7 +112,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         );
         let (source, target) = (source?, target?);
         if source.same_database(&target) {
-            return Err(fail(super::engine::same_database_message(
+            return Err(fail(super::target::same_database_message(
                 &source,
                 &target,
                 self.app(),
