@@ -291,7 +291,7 @@ pub(super) async fn check(
             // names another target), so it need not be empty.
             opts = opts
                 .resume_mode(crate::transfer::ResumeMode::Resume)
-                .work_dir(dir.app_dir(&app));
+                .work_dir(dir.transfer_work_dir(&app));
             r.warnings.push(format!(
                 "the target holds the copy of an earlier attempt (state in {}); it will be dropped and copied again",
                 plan.work_dir.display()

@@ -36,6 +36,7 @@ pub async fn run(
     let app = &plan.heroku.app;
     let dir = WorkDir::new(&plan.work_dir);
     let _lock = AppLock::acquire(&dir, app)?;
+    adopt_legacy_transfer(&dir, app, progress)?;
     let previous = Journal::load(&dir, app)?;
     if let Some(previous) = &previous {
         match &previous.state {
@@ -293,6 +294,7 @@ pub async fn resume(
     let app = &plan.heroku.app;
     let dir = WorkDir::new(&plan.work_dir);
     let _lock = AppLock::acquire(&dir, app)?;
+    adopt_legacy_transfer(&dir, app, progress)?;
     let journal = Journal::load(&dir, app)?.ok_or_else(|| RunbookError::WrongState {
         message: format!(
             "no migration of app {app} to resume (no journal at {}); start one with `herokurds run --config {}`",
@@ -569,4 +571,24 @@ pub(super) async fn end_state(
         writes::mark(&client).await.ok(),
         owned_objects(&client).await.ok(),
     )
+}
+
+/// Moves a transfer's state an older herokurds left in
+/// `<app>/transfer/transfer` to `<app>/transfer` (see
+/// [`WorkDir::adopt_legacy_transfer`]), saying so.
+fn adopt_legacy_transfer(
+    dir: &WorkDir,
+    app: &str,
+    progress: &impl Progress<RunbookEvent>,
+) -> Result<(), RunbookError> {
+    if dir.adopt_legacy_transfer(app)? {
+        progress.event(&RunbookEvent::Warning {
+            message: format!(
+                "moved the transfer state an older herokurds left in {} to {}",
+                dir.legacy_transfer(app).display(),
+                dir.transfer(app).display()
+            ),
+        });
+    }
+    Ok(())
 }

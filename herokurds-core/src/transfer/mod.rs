@@ -61,7 +61,7 @@ pub use report::{
 };
 pub use snapshot::Snapshot;
 
-pub(crate) use journal::STATE_DIR;
+pub(crate) use journal::Paths as StatePaths;
 
 use crate::pg::catalog::TableFilter;
 use crate::progress::Progress;
