@@ -116,7 +116,7 @@ pub(crate) fn table_filter(opts: &TransferOptions) -> Result<TableFilter, Transf
     TableFilter::from_patterns(opts.get_exclude_tables().iter().cloned()).map_err(|e| {
         TransferError::Query {
             side: Side::Source,
-            what: "--exclude-table".into(),
+            what: "excluded table patterns".into(),
             message: e.to_string(),
         }
     })
