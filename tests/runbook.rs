@@ -530,6 +530,42 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
     assert_on_rds_with_every_event(&stack).await;
 }
 
+/// herokurds up to 733d06a kept the transfer's state in
+/// `<app>/transfer/transfer`: resuming such a migration finds its journal
+/// (and skips the tables it copied) instead of copying into a target that
+/// already holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_journal_left_in_transfer_transfer_by_an_older_herokurds_is_resumed() {
+    let (stack, _err) = interrupted_during_the_transfer().await;
+    let (plan, ctx) = (stack.plan(), stack.context());
+    let dir = WorkDir::new(&plan.work_dir);
+    let app = plan.heroku.app.clone();
+    let (current, legacy) = (dir.transfer(&app), dir.legacy_transfer(&app));
+    std::fs::create_dir(&legacy).unwrap();
+    for entry in std::fs::read_dir(&current).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path() != legacy {
+            std::fs::rename(entry.path(), legacy.join(entry.file_name())).unwrap();
+        }
+    }
+    assert!(!dir.transfer_journal(&app).exists());
+
+    let events = Events::default();
+    let report = runbook::resume(&plan, &ctx, &events, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.verify.unwrap().identical);
+    let all = events.all();
+    assert!(all.contains("moved the transfer state"), "{all}");
+    assert!(
+        all.contains("\"event\":\"table_skipped\""),
+        "the table copied before the interruption is not copied again: {all}"
+    );
+    assert!(dir.transfer_journal(&app).is_file());
+    assert!(!legacy.exists());
+    assert_on_rds_with_every_event(&stack).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_heroku_outage_during_the_cutover_is_retried_then_reported_and_resume_finishes() {
     use herokurds_core::heroku::emulator::Fault;

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herokurds_core::progress::Progress;
-use herokurds_core::transfer::{Phase, PreflightReport, Slice, TransferEvent, TransferReport};
+use herokurds_core::transfer::{
+    Phase, PreflightProblem, PreflightReport, Slice, TransferError, TransferEvent, TransferReport,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{print_json, println_safe};
@@ -25,6 +27,61 @@ enum Mode {
     },
     /// A line per step on stderr (not a terminal: logs, CI).
     Lines,
+}
+
+/// What `herokurds-transfer`'s flags can do about a preflight problem (the
+/// library's messages name no flag).
+pub fn problem_advice(p: &PreflightProblem) -> Option<String> {
+    Some(match p {
+        PreflightProblem::ToolsMissing { .. } | PreflightProblem::ToolsTooOld { .. } => {
+            "--pg-bin-dir DIR (env HEROKURDS_PG_BIN_DIR) names the directory that holds \
+             pg_dump and pg_restore"
+                .into()
+        }
+        PreflightProblem::TargetNotEmpty { .. } => "point --target at an empty database, or pass \
+             --resume to finish an interrupted transfer into it"
+            .into(),
+        PreflightProblem::ExtensionUnavailable { name, .. }
+        | PreflightProblem::ExtensionNotCreatable { name, .. } => {
+            format!("--exclude-extension {name} leaves it out")
+        }
+        _ => return None,
+    })
+}
+
+/// What `herokurds-transfer`'s flags can do about the error that stopped
+/// it, one hint a line: the library says what happened, the binary which
+/// flag to pass.
+pub fn advice(err: &anyhow::Error) -> Vec<String> {
+    let Some(e) = err.downcast_ref::<TransferError>() else {
+        return Vec::new();
+    };
+    let mut hints: Vec<String> = e
+        .preflight_problems()
+        .iter()
+        .filter_map(problem_advice)
+        .collect();
+    match e {
+        TransferError::Locked { .. } => {
+            hints.push("another --work-dir runs a separate transfer".into())
+        }
+        TransferError::TargetHasData { .. } => hints.push(
+            "--restart-target drops it and copies again (it asks you to type the database name; \
+             --yes skips that); another --work-dir and an empty --target keep it"
+                .into(),
+        ),
+        TransferError::WorkDir { .. } => hints.push(
+            "--resume finishes the journaled transfer, --restart starts it over, another \
+             --work-dir starts a separate one"
+                .into(),
+        ),
+        _ if e.is_resumable() => hints.push(
+            "the work directory records what is done: fix the cause and finish with --resume"
+                .into(),
+        ),
+        _ => {}
+    }
+    hints
 }
 
 /// Renders [`TransferEvent`]s; a [`Progress`] for [`herokurds_core::transfer::run`].
@@ -162,6 +219,9 @@ impl TransferRender {
         }
         for p in &r.problems {
             println_safe(format!("problem: {p}"))?;
+            if let Some(hint) = problem_advice(p) {
+                println_safe(format!("  hint: {hint}"))?;
+            }
         }
         Ok(())
     }

@@ -133,7 +133,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             render.error(&format!("{e:#}"));
-            report_error(&e)
+            let code = report_error(&e);
+            for hint in herokurds_cli::transfer_render::advice(&e) {
+                eprintln!("hint: {hint}");
+            }
+            code
         }
     }
 }

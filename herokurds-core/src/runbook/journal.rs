@@ -63,16 +63,72 @@ impl WorkDir {
     }
 
     /// `<root>/<app>`: the app's own directory, herokurds' alone (mode
-    /// 0700). It is the work directory handed to the transfer, which keeps
-    /// its state in [`transfer`](Self::transfer) under it.
+    /// 0700).
     pub fn app_dir(&self, app: &str) -> PathBuf {
         self.root.join(app)
+    }
+
+    /// `<root>/<app>`: the work directory handed to the transfer
+    /// ([`TransferOptions::work_dir`](crate::transfer::TransferOptions::work_dir)),
+    /// which keeps its state in [`transfer`](Self::transfer) under it.
+    pub fn transfer_work_dir(&self, app: &str) -> PathBuf {
+        self.app_dir(app)
     }
 
     /// `<root>/<app>/transfer`: the transfer's own state (schema archive,
     /// per-table journal).
     pub fn transfer(&self, app: &str) -> PathBuf {
-        self.app_dir(app).join(crate::transfer::STATE_DIR)
+        crate::transfer::StatePaths::new(&self.transfer_work_dir(app)).dir
+    }
+
+    /// `<root>/<app>/transfer/journal.json`: the transfer's per-table
+    /// journal.
+    pub fn transfer_journal(&self, app: &str) -> PathBuf {
+        crate::transfer::StatePaths::new(&self.transfer_work_dir(app)).journal
+    }
+
+    /// `<root>/<app>/transfer/transfer`: where herokurds up to commit
+    /// 733d06a kept the transfer's state (it handed the transfer
+    /// [`transfer`](Self::transfer) as its work directory, and the transfer
+    /// appended `transfer` again). [`adopt_legacy_transfer`](Self::adopt_legacy_transfer)
+    /// moves such state to where it belongs.
+    pub fn legacy_transfer(&self, app: &str) -> PathBuf {
+        crate::transfer::StatePaths::new(&self.transfer(app)).dir
+    }
+
+    /// Moves a transfer's state that an older herokurds left in
+    /// [`legacy_transfer`](Self::legacy_transfer) up into
+    /// [`transfer`](Self::transfer), so resuming that migration finds the
+    /// tables it already copied. Returns whether anything moved. Refuses,
+    /// naming both files, when both places hold a transfer journal (which
+    /// one is the migration's cannot be told). Call it holding the app's
+    /// [`AppLock`].
+    pub fn adopt_legacy_transfer(&self, app: &str) -> Result<bool, JournalError> {
+        let legacy = crate::transfer::StatePaths::new(&self.transfer(app));
+        if !legacy.journal.exists() {
+            return Ok(false);
+        }
+        let current = self.transfer_journal(app);
+        if current.exists() {
+            return Err(JournalError::TransferStateTwice {
+                app: app.to_string(),
+                current,
+                legacy: legacy.journal,
+            });
+        }
+        let into = self.transfer(app);
+        let entries =
+            fs::read_dir(&legacy.dir).map_err(|e| JournalError::io(&legacy.dir, "reading", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| JournalError::io(&legacy.dir, "reading", e))?;
+            let to = into.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(|e| JournalError::io(&to, "moving into", e))?;
+        }
+        fs::remove_dir(&legacy.dir).map_err(|e| JournalError::io(&legacy.dir, "removing", e))?;
+        if let Ok(dir) = File::open(&into) {
+            let _ = dir.sync_all();
+        }
+        Ok(true)
     }
 
     /// `<root>/<app>/report.md` and `report.json`.
@@ -747,6 +803,20 @@ pub enum JournalError {
         /// What is wrong.
         message: String,
     },
+    /// The transfer's journal is both where it belongs and where an older
+    /// herokurds left it (`transfer/transfer`).
+    #[error(
+        "app {app} has two transfer journals, {current} and {legacy} (left by an older herokurds): \
+         keep the one of the migration to resume and move the other's directory aside"
+    )]
+    TransferStateTwice {
+        /// The app.
+        app: String,
+        /// Where the journal belongs.
+        current: PathBuf,
+        /// Where an older herokurds left one.
+        legacy: PathBuf,
+    },
     /// Another process holds the app's lock.
     #[error("another herokurds process is migrating app {app} ({holder}); lock file {path}")]
     Locked {
@@ -874,6 +944,92 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn the_work_dir_layout_puts_every_file_in_its_one_place() {
+        let dir = WorkDir::new("/srv/state");
+        let app = "app-one";
+        let expected = [
+            (dir.journal(app), "/srv/state/app-one.journal.json"),
+            (dir.lock(app), "/srv/state/app-one.lock"),
+            (dir.app_dir(app), "/srv/state/app-one"),
+            (
+                dir.config_values(app),
+                "/srv/state/app-one/config-before.json",
+            ),
+            (dir.report(app, "md"), "/srv/state/app-one/report.md"),
+            (dir.report(app, "json"), "/srv/state/app-one/report.json"),
+            (dir.transfer_work_dir(app), "/srv/state/app-one"),
+            (dir.transfer(app), "/srv/state/app-one/transfer"),
+            (
+                dir.transfer_journal(app),
+                "/srv/state/app-one/transfer/journal.json",
+            ),
+            (
+                dir.legacy_transfer(app),
+                "/srv/state/app-one/transfer/transfer",
+            ),
+        ];
+        for (got, want) in expected {
+            assert_eq!(got, Path::new(want));
+        }
+        // The transfer, handed transfer_work_dir, writes where WorkDir says.
+        let paths = crate::transfer::StatePaths::new(&dir.transfer_work_dir(app));
+        assert_eq!(paths.dir, dir.transfer(app));
+        assert_eq!(paths.journal, dir.transfer_journal(app));
+    }
+
+    #[test]
+    fn a_transfer_journal_left_in_transfer_transfer_is_moved_where_resume_looks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        let app = "app-one";
+        assert!(!dir.adopt_legacy_transfer(app).unwrap(), "nothing to move");
+        let legacy = dir.legacy_transfer(app);
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join("journal.json"), "{\"tables\":{}}").unwrap();
+        fs::write(legacy.join("schema.dump"), "archive").unwrap();
+        assert!(dir.adopt_legacy_transfer(app).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.transfer_journal(app)).unwrap(),
+            "{\"tables\":{}}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.transfer(app).join("schema.dump")).unwrap(),
+            "archive"
+        );
+        assert!(!legacy.exists(), "the old directory is gone");
+        assert!(
+            !dir.adopt_legacy_transfer(app).unwrap(),
+            "a second call moves nothing"
+        );
+    }
+
+    #[test]
+    fn transfer_journals_in_both_places_are_refused_naming_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        let app = "app-one";
+        fs::create_dir_all(dir.legacy_transfer(app)).unwrap();
+        fs::write(dir.legacy_transfer(app).join("journal.json"), "old").unwrap();
+        fs::write(dir.transfer_journal(app), "new").unwrap();
+        let e = dir.adopt_legacy_transfer(app).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.transfer_journal(app).display().to_string())
+                && e.contains(
+                    &dir.legacy_transfer(app)
+                        .join("journal.json")
+                        .display()
+                        .to_string()
+                )
+                && e.contains("aside"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.transfer_journal(app)).unwrap(),
+            "new"
+        );
     }
 
     #[test]

@@ -34,18 +34,19 @@ use crate::progress::Progress;
 use crate::smoke::{SmokeEvent, SmokeOptions};
 
 pub mod cutover;
-mod engine;
 pub mod error;
 pub mod journal;
 pub mod plan;
 mod preflight;
 pub mod report;
+mod rollback;
+mod run;
+mod status;
 mod steps;
 pub mod target;
 pub mod template;
 pub mod writes;
 
-pub use engine::{resume, rollback, run, status, target_database, RollbackReport, Status};
 pub use error::RunbookError;
 pub use journal::{
     AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
@@ -53,6 +54,9 @@ pub use journal::{
 pub use plan::{Plan, PlanError};
 pub use preflight::{preflight, PlanReport, PlannedStep};
 pub use report::Report;
+pub use rollback::{rollback, RollbackReport};
+pub use run::{resume, run, target_database};
+pub use status::{status, Status};
 pub use target::{resolve_target, EnvLookup, ResolvedTarget};
 
 /// What the runbook needs from the outside world besides the plan: the

@@ -250,7 +250,7 @@ pub(super) async fn check(
                     .map_err(|e| format!("source.url_env: {var}: {e}"))
             }),
         None if r.addon.is_empty() => Err(String::new()),
-        None => super::engine::source_from_heroku(plan, ctx, Some(&r.addon)).await,
+        None => super::target::source_from_heroku(plan, ctx, Some(&r.addon)).await,
     };
     let target = super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan)).await;
     let urls = match (source, target) {
@@ -291,7 +291,7 @@ pub(super) async fn check(
             // names another target), so it need not be empty.
             opts = opts
                 .resume_mode(crate::transfer::ResumeMode::Resume)
-                .work_dir(dir.app_dir(&app));
+                .work_dir(dir.transfer_work_dir(&app));
             r.warnings.push(format!(
                 "the target holds the copy of an earlier attempt (state in {}); it will be dropped and copied again",
                 plan.work_dir.display()

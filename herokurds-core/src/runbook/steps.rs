@@ -112,7 +112,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         );
         let (source, target) = (source?, target?);
         if source.same_database(&target) {
-            return Err(fail(super::engine::same_database_message(
+            return Err(fail(super::target::same_database_message(
                 &source,
                 &target,
                 self.app(),
@@ -398,7 +398,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let t = &self.plan.transfer;
         let mut opts = TransferOptions::new()
             .jobs(t.jobs)
-            .work_dir(self.dir.app_dir(self.app()))
+            .work_dir(self.dir.transfer_work_dir(self.app()))
             .resume_mode(mode)
             .restart_target(self.journal.restart_approved.is_some());
         if let Some(size) = &t.split_tables_larger_than {

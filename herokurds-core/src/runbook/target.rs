@@ -11,8 +11,13 @@
 
 use secrecy::SecretString;
 
+use super::error::RunbookError;
+use super::journal::Journal;
 use super::plan::TargetSection;
+use super::{Context, Plan};
 use crate::aws::{ClientOptions, RdsEndpoint};
+use crate::pg::DbIdentity;
+use crate::transfer::Side;
 use crate::url::{DatabaseUrl, Param};
 
 /// Looks an environment variable up (the process environment by default;
@@ -189,6 +194,126 @@ pub fn heroku_source_url(text: &str) -> Result<DatabaseUrl, crate::url::UrlError
     let mut b = url.to_builder();
     b.param(Param::SslMode.name(), "require");
     b.build()
+}
+
+/// Refuses when `url` reaches another database than the one preflight
+/// journaled for `side` (nothing to compare before preflight).
+pub(super) async fn check_identity(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+    side: Side,
+    url: &DatabaseUrl,
+) -> Result<(), RunbookError> {
+    let journaled = match side {
+        Side::Source => &journal.source_identity,
+        Side::Target => &journal.target_identity,
+    };
+    let Some(journaled) = journaled else {
+        return Ok(());
+    };
+    let now = DbIdentity::connect(url)
+        .await
+        .map_err(|e| RunbookError::Step {
+            what: format!("identifying the {side} database of app {}", plan.heroku.app),
+            reason: e.to_string(),
+        })?;
+    if journaled.same_as(&now) {
+        return Ok(());
+    }
+    Err(RunbookError::IdentityMismatch {
+        app: plan.heroku.app.clone(),
+        side,
+        journaled: journaled.to_string(),
+        now: now.to_string(),
+        plan: ctx.plan_path.clone(),
+    })
+}
+
+/// The source URL (the old add-on's, through any of its attachments, so it
+/// is found before and after the cutover) and the target URL.
+pub(super) async fn resolve_urls(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+) -> Result<(DatabaseUrl, DatabaseUrl), String> {
+    let app = &plan.heroku.app;
+    let source = if let Some(var) = &plan.source.url_env {
+        let text = (ctx.env)(var)
+            .ok_or_else(|| format!("source.url_env: environment variable {var} is not set"))?;
+        heroku_source_url(&text)
+            .map_err(|e| format!("source.url_env: {var} is not a valid database URL: {e}"))?
+    } else {
+        source_from_heroku(plan, ctx, journal.old_addon.as_deref()).await?
+    };
+    let target = resolved_target(plan, ctx).await?;
+    // The same server under two names (`localhost`, `127.0.0.1`, a CNAME)
+    // is told by its system identifier; a side that cannot be reached yet
+    // is compared by its URL (preflight compares again once connected).
+    let (s, t) = tokio::join!(DbIdentity::connect(&source), DbIdentity::connect(&target));
+    let s = s.unwrap_or_else(|e| DbIdentity::of_url(&source, e.to_string()));
+    let t = t.unwrap_or_else(|e| DbIdentity::of_url(&target, e.to_string()));
+    if s.same_database(&t) {
+        return Err(same_database_message(&s, &t, app));
+    }
+    Ok((source, target))
+}
+
+/// Why source and target may not be one database, naming both.
+pub(super) fn same_database_message(source: &DbIdentity, target: &DbIdentity, app: &str) -> String {
+    format!(
+        "source and target are the same database (source {source}, target {target}); check [target] of app {app}"
+    )
+}
+
+/// The old add-on's URL from the config var one of its attachments
+/// provides (`DATABASE_URL` before the cutover, the backup alias after).
+pub(super) async fn source_from_heroku(
+    plan: &Plan,
+    ctx: &Context,
+    known_addon: Option<&str>,
+) -> Result<DatabaseUrl, String> {
+    let app = &plan.heroku.app;
+    let heroku = &ctx.heroku;
+    let addons = heroku
+        .postgres_addons(app)
+        .await
+        .map_err(|e| e.to_string())?;
+    let wanted = known_addon.or(plan.heroku.addon.as_deref());
+    let addon = match wanted {
+        Some(name) => addons
+            .iter()
+            .find(|a| a.addon.name == name || a.addon.id == name)
+            .ok_or_else(|| format!("app {app} has no Heroku Postgres add-on named {name}"))?,
+        None => addons
+            .iter()
+            .find(|a| a.is_database(app))
+            .ok_or_else(|| {
+                format!("app {app} has no Heroku Postgres add-on attached as DATABASE; name one with heroku.addon")
+            })?,
+    };
+    let mut names: Vec<&str> = addon.attachment_names(app);
+    names.sort_by_key(|n| *n != "DATABASE");
+    let vars = heroku.config_vars(app).await.map_err(|e| e.to_string())?;
+    for name in names {
+        if let Some(v) = vars.get(&format!("{name}_URL")) {
+            use secrecy::ExposeSecret;
+            return heroku_source_url(v.expose_secret()).map_err(|e| {
+                format!("config var {name}_URL of app {app} is not a valid database URL: {e}")
+            });
+        }
+    }
+    Err(format!(
+        "no config var of app {app} holds the URL of add-on {}; is it attached?",
+        addon.addon.name
+    ))
+}
+
+/// The target URL as the plan and environment give it now.
+pub(super) async fn resolved_target(plan: &Plan, ctx: &Context) -> Result<DatabaseUrl, String> {
+    super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
+        .await
+        .map(|t| t.url)
 }
 
 #[cfg(test)]

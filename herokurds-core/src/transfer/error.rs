@@ -41,8 +41,7 @@ pub enum PreflightProblem {
     /// No `pg_dump`/`pg_restore` pair was found.
     #[error(
         "pg_dump and pg_restore not found (searched {searched}); install the Debian package \
-         `{package}`, or pass --pg-bin-dir DIR (env HEROKURDS_PG_BIN_DIR) naming the directory \
-         that holds both"
+         `{package}`, or name the PostgreSQL bin directory that holds both"
     )]
     ToolsMissing {
         /// Where they were looked for.
@@ -53,8 +52,8 @@ pub enum PreflightProblem {
     /// Only a `pg_dump` older than the source server was found.
     #[error(
         "pg_dump {found} cannot dump a PostgreSQL {needed} server (it needs pg_dump {needed} or newer); \
-         install the Debian package `{package}`, or pass --pg-bin-dir DIR (env HEROKURDS_PG_BIN_DIR) \
-         naming a directory that holds pg_dump and pg_restore {needed} or newer"
+         install the Debian package `{package}`, or name a PostgreSQL bin directory that holds \
+         pg_dump and pg_restore {needed} or newer"
     )]
     ToolsTooOld {
         /// The versions found, with their paths.
@@ -66,8 +65,8 @@ pub enum PreflightProblem {
     },
     /// The target already holds tables.
     #[error(
-        "the target database already holds {count} table(s) ({examples}); point --target at an empty \
-         database, or pass --resume to finish an interrupted transfer into it"
+        "the target database already holds {count} table(s) ({examples}); copy into an empty \
+         database, or resume the interrupted transfer into this one"
     )]
     TargetNotEmpty {
         /// How many tables.
@@ -78,7 +77,7 @@ pub enum PreflightProblem {
     /// An extension of the source is not installed on the target server.
     #[error(
         "extension {name} (schema {schema}) is not available on the target server; \
-         install it there, or pass --exclude-extension {name} to leave it out"
+         install it there, or exclude extension {name} from the transfer"
     )]
     ExtensionUnavailable {
         /// The extension.
@@ -89,7 +88,7 @@ pub enum PreflightProblem {
     /// An extension the target user may not create.
     #[error(
         "extension {name} (schema {schema}) cannot be created by target user {user}: {why}; \
-         pass --exclude-extension {name} to leave it out (or create it on the target beforehand as a superuser)"
+         exclude extension {name} from the transfer (or create it on the target beforehand as a superuser)"
     )]
     ExtensionNotCreatable {
         /// The extension.
@@ -163,7 +162,7 @@ pub enum TransferError {
     },
     /// The exported snapshot was lost (its session ended): tables copied
     /// after this would not be consistent with the others.
-    #[error("the source snapshot was lost ({message}); run again with --resume to finish under a new snapshot")]
+    #[error("the source snapshot was lost ({message}); resume the transfer to finish under a new snapshot")]
     SnapshotLost {
         /// What happened to the session.
         message: String,
@@ -233,7 +232,7 @@ pub enum TransferError {
     },
     /// Another transfer holds the work directory's lock.
     #[error(
-        "another transfer (pid {pid}) is using {path}; wait for it, or use another --work-dir"
+        "another transfer (pid {pid}) is using {path}; wait for it, or use another work directory"
     )]
     Locked {
         /// The lock file.
@@ -246,10 +245,10 @@ pub enum TransferError {
     /// would be lost. Nothing was changed.
     #[error(
         "refusing to restart: the transfer journaled in {journal} finished at {finished_at} and {target} \
-         holds its copy: {holdings}. --restart runs DROP OWNED BY CURRENT_USER CASCADE there, which deletes \
+         holds its copy: {holdings}. Restarting runs DROP OWNED BY CURRENT_USER CASCADE there, which deletes \
          all of it, including every row written since the copy finished (by an app switched to this \
-         database). To drop it anyway and copy again, pass --restart-target (it asks you to type the \
-         database name; --yes skips that); to keep it, copy into another, empty database with another --work-dir"
+         database). To drop it anyway and copy again, restart with dropping the target allowed; to keep \
+         it, copy into another, empty database with another work directory"
     )]
     TargetHasData {
         /// The transfer journal.
@@ -263,14 +262,19 @@ pub enum TransferError {
         holdings: String,
     },
     /// Cancelled (Ctrl-C): the target holds only committed tables; finish
-    /// with `--resume`.
-    #[error("cancelled; the work directory records what is done: finish with --resume")]
+    /// with [`ResumeMode::Resume`](super::ResumeMode::Resume).
+    #[error(
+        "cancelled; the work directory records what is done: resume the transfer to finish it"
+    )]
     Cancelled,
 }
 
 impl TransferError {
-    /// Whether the run can be finished with `--resume` after fixing the
-    /// cause (false for a preflight refusal, which wrote nothing).
+    /// Whether the run can be finished with
+    /// [`ResumeMode::Resume`](super::ResumeMode::Resume) after fixing the
+    /// cause (false for a preflight refusal, which wrote nothing). Messages
+    /// name no command-line flag: each frontend says how to resume in its
+    /// own words.
     pub fn is_resumable(&self) -> bool {
         !matches!(
             self,
@@ -313,6 +317,63 @@ impl From<super::schema::ToolFailure> for TransferError {
         TransferError::Tool {
             what: f.what,
             stderr_tail: f.stderr_tail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runbook and embedding programs call the transfer too: its
+    /// messages say what to do in words, and each binary names its flags.
+    #[test]
+    fn transfer_errors_name_no_command_line_flag() {
+        let problems = vec![
+            PreflightProblem::ToolsMissing {
+                searched: "/usr/bin".into(),
+                package: "postgresql-client-15".into(),
+            },
+            PreflightProblem::ToolsTooOld {
+                found: "9.6".into(),
+                needed: 15,
+                package: "postgresql-client-15".into(),
+            },
+            PreflightProblem::TargetNotEmpty {
+                count: 1,
+                examples: "public.t".into(),
+            },
+            PreflightProblem::ExtensionUnavailable {
+                name: "postgis".into(),
+                schema: "public".into(),
+            },
+            PreflightProblem::ExtensionNotCreatable {
+                name: "pg_stat_statements".into(),
+                schema: "public".into(),
+                user: "app".into(),
+                why: "not trusted".into(),
+            },
+        ];
+        let errors = [
+            TransferError::Preflight { problems },
+            TransferError::SnapshotLost {
+                message: "gone".into(),
+            },
+            TransferError::Locked {
+                path: "/w/transfer/lock".into(),
+                pid: "42".into(),
+            },
+            TransferError::TargetHasData {
+                journal: "/w/transfer/journal.json".into(),
+                target: "u@h:5432/db".into(),
+                finished_at: chrono::Utc::now(),
+                holdings: "3 table(s)".into(),
+            },
+            TransferError::Cancelled,
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.contains("--"), "{text}");
         }
     }
 }

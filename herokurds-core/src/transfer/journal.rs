@@ -30,7 +30,7 @@ use crate::fsutil;
 const VERSION: u32 = 2;
 
 /// The subdirectory of the work directory the transfer keeps its state in.
-pub(crate) const STATE_DIR: &str = "transfer";
+const STATE_DIR: &str = "transfer";
 
 /// Every file of the transfer's work directory.
 #[derive(Debug, Clone)]
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn the_runbook_transfer_state_lands_once_under_the_app_dir_not_in_transfer_transfer() {
         let dir = crate::runbook::WorkDir::new("/srv/state");
-        let paths = Paths::new(&dir.app_dir("app-one"));
+        let paths = Paths::new(&dir.transfer_work_dir("app-one"));
         assert_eq!(paths.dir, dir.transfer("app-one"));
         assert_eq!(paths.dir, Path::new("/srv/state/app-one/transfer"));
         assert_eq!(

@@ -62,7 +62,7 @@ pub use report::{
 };
 pub use snapshot::Snapshot;
 
-pub(crate) use journal::STATE_DIR;
+pub(crate) use journal::Paths as StatePaths;
 
 use crate::pg::catalog::TableFilter;
 use crate::progress::Progress;
@@ -117,7 +117,7 @@ pub(crate) fn table_filter(opts: &TransferOptions) -> Result<TableFilter, Transf
     TableFilter::from_patterns(opts.get_exclude_tables().iter().cloned()).map_err(|e| {
         TransferError::Query {
             side: Side::Source,
-            what: "--exclude-table".into(),
+            what: "excluded table patterns".into(),
             message: e.to_string(),
         }
     })

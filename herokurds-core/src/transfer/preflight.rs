@@ -168,7 +168,7 @@ pub(crate) async fn check(
     for ex in opts.get_exclude_extensions() {
         if !extensions.iter().any(|e| &e.name == ex) {
             warnings.push(format!(
-                "--exclude-extension {ex}: the source has no such extension"
+                "excluded extension {ex}: the source has no such extension"
             ));
         }
     }

@@ -265,8 +265,8 @@ async fn open_journal<P: Progress<TransferEvent>>(
             if let Some(j) = existing {
                 if !j.finished {
                     return Err(wd(format!(
-                        "an unfinished transfer from {} to {} is journaled here: finish it with \
-                         --resume, start over with --restart, or use another --work-dir",
+                        "an unfinished transfer from {} to {} is journaled here: resume it, \
+                         restart it, or use another work directory",
                         j.source, j.target
                     )));
                 }
@@ -276,12 +276,12 @@ async fn open_journal<P: Progress<TransferEvent>>(
         }
         ResumeMode::Resume => {
             let j = existing.ok_or_else(|| {
-                wd("there is no transfer to resume here: run without --resume".into())
+                wd("there is no transfer to resume here: start a fresh one".into())
             })?;
             if j.source != src.identity() || j.target != tgt.identity() {
                 return Err(wd(format!(
                     "the journaled transfer is from {} to {}, not from {} to {}: resume it with \
-                     those URLs, or use another --work-dir",
+                     those URLs, or use another work directory",
                     j.source,
                     j.target,
                     src.identity(),
@@ -294,10 +294,10 @@ async fn open_journal<P: Progress<TransferEvent>>(
             if let Some(j) = existing {
                 if j.target != tgt.identity() {
                     return Err(wd(format!(
-                        "the journaled transfer wrote to {}, not {}: --restart drops everything \
+                        "the journaled transfer wrote to {}, not {}: a restart drops everything \
                          the target user owns in the target database, so it does so only for the \
                          database a transfer journaled here wrote to; pass that target, or use \
-                         another --work-dir for a fresh transfer",
+                         another work directory for a fresh transfer",
                         j.target,
                         tgt.identity()
                     )));
@@ -328,14 +328,14 @@ async fn open_journal<P: Progress<TransferEvent>>(
                 .map_err(TransferError::query(
                     Side::Target,
                     format!(
-                        "dropping everything {} owns (--restart: DROP OWNED BY CURRENT_USER)",
+                        "dropping everything {} owns (restart: DROP OWNED BY CURRENT_USER)",
                         tgt.identity()
                     ),
                 ))?;
                 Journal::remove(paths).map_err(TransferError::work_dir(&paths.dir))?;
                 cx.progress.event(&TransferEvent::Warning {
                     message: format!(
-                        "--restart: dropped everything {} owned (DROP OWNED BY CURRENT_USER \
+                        "restart: dropped everything {} owned (DROP OWNED BY CURRENT_USER \
                          CASCADE), the earlier transfer's copy included",
                         tgt.identity()
                     ),
@@ -456,7 +456,7 @@ async fn schema_step<P: Progress<TransferEvent>>(
             return Err(TransferError::WorkDir {
                 path: cx.paths.journal.clone(),
                 message: "the target holds tables but the journal does not record the schema as \
-                          restored: start over with --restart"
+                          restored: restart the transfer"
                     .into(),
             });
         }

@@ -208,7 +208,7 @@ pub(crate) async fn restore_pre_data(
             .map(|l| l.dump_id);
         if let Some(id) = excluded {
             skipped.push(id);
-            out.push_str("; excluded by --exclude-extension: ");
+            out.push_str("; excluded extension: ");
         }
         out.push_str(raw);
         out.push('\n');
