@@ -16,7 +16,7 @@ use herokurds_core::transfer::online::{OnlineError, OnlineMigration};
 use herokurds_core::transfer::TransferOptions;
 use herokurds_core::verify::VerifyOptions;
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, load, pair, url};
+use transfer_support::{assert_same, herokurds_objects, load, pair, url};
 
 /// Keys, no keys, a unique key instead of a primary key, foreign keys
 /// with actions, partitions, inheritance, a user trigger that would
@@ -108,28 +108,6 @@ impl Writer {
     fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
-}
-
-/// herokurds' objects on a database, listed by an independent query.
-async fn herokurds_objects(pg: &LocalPostgres) -> Vec<String> {
-    pg.owner_client()
-        .await
-        .unwrap()
-        .query(
-            "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'herokurds%'
-             UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname
-               FROM pg_trigger WHERE tgname LIKE 'herokurds%'
-             UNION ALL SELECT 'function ' || oid::regprocedure FROM pg_proc
-               WHERE proname LIKE 'herokurds%' OR pronamespace::regnamespace::text LIKE 'herokurds%'
-             UNION ALL SELECT 'relation ' || oid::regclass FROM pg_class
-               WHERE relnamespace::regnamespace::text LIKE 'herokurds%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// The audit trigger's count.

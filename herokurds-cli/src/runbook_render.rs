@@ -96,7 +96,7 @@ impl RunbookRender {
 
     fn step_started(&self, step: StepId) {
         match step {
-            StepId::Transfer => {
+            StepId::Transfer | StepId::OnlineCopy => {
                 *self.transfer.lock().unwrap() = Some(
                     if self.tty {
                         TransferRender::in_multi(self.multi.clone())
@@ -106,7 +106,7 @@ impl RunbookRender {
                     .verbose(self.verbose),
                 )
             }
-            StepId::Verify | StepId::WriteCheck => {
+            StepId::Verify | StepId::WriteCheck | StepId::OnlineVerify => {
                 *self.verify.lock().unwrap() = Some(VerifyBars::stderr())
             }
             StepId::S3Presync | StepId::S3FinalSync => {
@@ -220,9 +220,42 @@ impl Progress<RunbookEvent> for RunbookRender {
                     }
                 ));
             }
+            RunbookEvent::Online(o) => {
+                if let Some(line) = online_line(o, self.verbose) {
+                    self.line(format!("        {line}"));
+                }
+            }
             RunbookEvent::Warning { message } => self.line(format!("warning: {message}")),
             _ => {}
         }
+    }
+}
+
+/// An online-mode event in words (`None`: nothing worth a line; capture
+/// per table only with `-v`).
+fn online_line(e: &herokurds_core::transfer::online::OnlineEvent, verbose: bool) -> Option<String> {
+    use herokurds_core::transfer::online::OnlineEvent as E;
+    match e {
+        E::CaptureInstalled { table, key } if verbose => Some(format!("capture on {table}: {key}")),
+        E::HeldBack {
+            foreign_keys,
+            triggers,
+        } => Some(format!(
+            "held back on the target until the window: {foreign_keys} foreign key(s), {triggers} trigger(s)"
+        )),
+        E::RoundApplied {
+            round,
+            changes,
+            keys,
+            tables,
+            seconds,
+        } => Some(format!(
+            "catch-up round {round}: {changes} change(s), {keys} key(s) on {tables} table(s) in {seconds:.2} s"
+        )),
+        E::WindowStep { step, seconds } => Some(format!("{step} ({seconds:.2} s)")),
+        E::ForeignKeyValidated { name } if verbose => Some(format!("validated {name}")),
+        E::CaptureRemoved => Some("change capture removed from the source".into()),
+        _ => None,
     }
 }
 

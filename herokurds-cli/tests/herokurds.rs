@@ -60,14 +60,16 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("17. smoke compare") && t.contains("estimated maintenance window"),
+        t.contains("20. smoke compare")
+            && t.contains("4. online copy")
+            && t.contains("estimated maintenance window"),
         "{t}"
     );
     assert_no_secrets(&stack, &t);
 
     let out = run(&stack, &["plan", "--config", plan, "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 21);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 
     let out = run(&stack, &["status", "--config", plan], "");
@@ -83,13 +85,14 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     );
 }
 
-/// Starts `herokurds run --json` on a stack with 400,000 event rows and
-/// reads its events until the first table is copied: mid-transfer, inside
-/// the maintenance window. Returns the process, the rest of its stdout and
-/// the events read.
-fn run_until_the_first_table(
+/// Starts `herokurds run --json` with `plan` and reads its events until
+/// one contains `needle` (e.g. the first table copied, on a stack with
+/// 400,000 event rows: mid-transfer). Returns the process, the rest of its
+/// stdout and the events read.
+fn run_until(
     stack: &DemoStack,
     plan: &str,
+    needle: &str,
 ) -> (
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
@@ -109,13 +112,25 @@ fn run_until_the_first_table(
         let Some(Ok(line)) = lines.next() else { break };
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("\"event\":\"table_finished\"") {
+        if line.contains(needle) {
             return (child, lines, seen);
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("no table finished:\n{seen}");
+    panic!("no {needle} event:\n{seen}");
+}
+
+/// [`run_until`] the first table is copied.
+fn run_until_the_first_table(
+    stack: &DemoStack,
+    plan: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+) {
+    run_until(stack, plan, "\"event\":\"table_finished\"")
 }
 
 /// Rows of the demo's `events` table on the target.
@@ -414,4 +429,100 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(late_rows_on_target(&stack).await, 0);
     assert_eq!(app_port(&stack), stack.target.port());
+}
+
+/// A table's rows in one string, for comparing both sides.
+async fn table_digest(pg: &herokurds_core::sandbox::LocalPostgres, table: &str) -> (i64, String) {
+    let row = pg
+        .owner_client()
+        .await
+        .unwrap()
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t.id)), '') FROM {table} t"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_online_run_killed_during_the_catch_up_is_finished_by_resume_with_nothing_lost() {
+    let stack = big_stack().await;
+    let plan_path = stack.work_dir().join("plan.toml");
+    let toml = stack.plan_toml().replace(
+        "[transfer]\njobs = 2\n",
+        "[transfer]\njobs = 2\nmode = \"online\"\n",
+    );
+    assert!(toml.contains("mode = \"online\""));
+    std::fs::write(&plan_path, toml).unwrap();
+    let plan = plan_path.to_str().unwrap();
+
+    // The app writes until maintenance has been on for a moment.
+    let client = stack.source.owner_client().await.unwrap();
+    let heroku = stack.heroku_client();
+    let writer = tokio::spawn(async move {
+        let mut on_since: Option<Instant> = None;
+        let mut i = 0u64;
+        loop {
+            if heroku.app(DEMO_APP).await.unwrap().maintenance {
+                let since = *on_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break i;
+                }
+            } else {
+                on_since = None;
+            }
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO learners (email, name, country) VALUES ('killed{i}@example.com', 'K', 'NL');
+                     UPDATE learners SET name = name || '+' WHERE id = {}",
+                    1 + i % 300
+                ))
+                .await
+                .unwrap();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let (mut child, _, seen) = run_until(&stack, plan, "\"event\":\"round_applied\"");
+    child.kill().unwrap(); // SIGKILL: no cleanup runs.
+    child.wait().unwrap();
+    assert_no_secrets(&stack, &seen);
+    assert_eq!(
+        stack.heroku.maintenance(DEMO_APP),
+        Some(false),
+        "killed before the window"
+    );
+
+    let out = run(&stack, &["status", "--config", plan, "--json"], "");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["next_step"], "catch_up", "{status}");
+
+    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_no_secrets(&stack, &t);
+    let written = writer.await.unwrap();
+    assert!(written > 10, "the app wrote during the migration");
+    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+        ["DATABASE_URL"]
+        .parse()
+        .unwrap();
+    assert_eq!(db.port(), stack.target.port());
+    for table in ["learners", "enrollments", "events"] {
+        assert_eq!(
+            table_digest(&stack.source, table).await,
+            table_digest(&stack.target, table).await,
+            "{table}"
+        );
+    }
+    let leftovers = herokurds_core::transfer::online::capture_leftovers(
+        &stack.source.url().expose_secret().parse().unwrap(),
+    )
+    .await;
+    assert_eq!(leftovers.unwrap(), Vec::<String>::new());
 }

@@ -169,3 +169,25 @@ pub async fn assert_same(source: &LocalPostgres, target: &LocalPostgres) {
             .join("\n  "),
     );
 }
+
+/// herokurds' objects on a database, listed by an independent query.
+pub async fn herokurds_objects(pg: &LocalPostgres) -> Vec<String> {
+    pg.owner_client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'herokurds%'
+             UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname
+               FROM pg_trigger WHERE tgname LIKE 'herokurds%'
+             UNION ALL SELECT 'function ' || oid::regprocedure FROM pg_proc
+               WHERE proname LIKE 'herokurds%' OR pronamespace::regnamespace::text LIKE 'herokurds%'
+             UNION ALL SELECT 'relation ' || oid::regclass FROM pg_class
+               WHERE relnamespace::regnamespace::text LIKE 'herokurds%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -172,6 +172,14 @@ pub enum StepId {
     SmokeBaseline,
     /// Sync the buckets' bulk before the window.
     S3Presync,
+    /// Online mode: install change capture on the source and copy while
+    /// the app keeps running.
+    OnlineCopy,
+    /// Online mode: apply the changes captured during the copy.
+    CatchUp,
+    /// Online mode: verify the whole database against a consistent cut,
+    /// before the window.
+    OnlineVerify,
     /// Maintenance mode on; the downtime clock starts.
     MaintenanceOn,
     /// Scale the plan's process types (workers, clock) to zero.
@@ -203,14 +211,20 @@ pub enum StepId {
     MaintenanceOff,
     /// Fetch the smoke pages again and compare.
     SmokeCompare,
+    /// Online mode: validate the foreign keys held back during catch-up
+    /// and remove change capture from the source.
+    OnlineFinish,
 }
 
 impl StepId {
     /// All steps in order.
-    pub const ALL: [StepId; 17] = [
+    pub const ALL: [StepId; 21] = [
         StepId::Preflight,
         StepId::SmokeBaseline,
         StepId::S3Presync,
+        StepId::OnlineCopy,
+        StepId::CatchUp,
+        StepId::OnlineVerify,
         StepId::MaintenanceOn,
         StepId::ScaleDown,
         StepId::Settle,
@@ -225,6 +239,7 @@ impl StepId {
         StepId::ScaleUp,
         StepId::MaintenanceOff,
         StepId::SmokeCompare,
+        StepId::OnlineFinish,
     ];
 
     /// Whether the step changes what the app runs on: from the first of
@@ -243,6 +258,9 @@ impl StepId {
             StepId::Preflight => "preflight checks",
             StepId::SmokeBaseline => "smoke baseline",
             StepId::S3Presync => "S3 pre-sync",
+            StepId::OnlineCopy => "online copy (capture on, app running)",
+            StepId::CatchUp => "catch up with the app's writes",
+            StepId::OnlineVerify => "verify the whole database at a cut",
             StepId::MaintenanceOn => "maintenance on",
             StepId::ScaleDown => "scale down workers",
             StepId::Settle => "wait for in-flight writes to settle",
@@ -257,6 +275,7 @@ impl StepId {
             StepId::ScaleUp => "restore workers",
             StepId::MaintenanceOff => "maintenance off",
             StepId::SmokeCompare => "smoke compare",
+            StepId::OnlineFinish => "validate held-back keys, remove capture",
         }
     }
 }
@@ -408,6 +427,9 @@ pub struct Journal {
     /// The maintenance window the preflight step estimated, seconds.
     #[serde(default)]
     pub estimated_window_seconds: Option<f64>,
+    /// Copy workers the source's free connections allow (preflight).
+    #[serde(default)]
+    pub jobs_cap: Option<usize>,
 }
 
 /// What an attempt left on the target, as the next attempt sees it.
@@ -492,21 +514,23 @@ impl Journal {
             target_end_owned: None,
             restart_approved: None,
             estimated_window_seconds: None,
+            jobs_cap: None,
         }
     }
 
     /// What this attempt leaves on the target for the next one: its own
     /// copy once its transfer started, else what it inherited.
     pub fn earlier_copy_for_next(&self) -> Option<EarlierCopy> {
-        if self.step(StepId::Transfer).status == StepStatus::Pending {
+        let copy = self.copy_step();
+        if self.step(copy).status == StepStatus::Pending {
             return self.earlier_copy.clone();
         }
         let set = self.step(StepId::SetConfig);
         Some(EarlierCopy {
             target: self.target_identity.clone(),
             copied_at: self
-                .is_finished(StepId::Transfer)
-                .then(|| self.step(StepId::Transfer).finished_at)
+                .is_finished(copy)
+                .then(|| self.step(copy).finished_at)
                 .flatten(),
             cutover_at: (set.status != StepStatus::Pending)
                 .then_some(set.started_at)
@@ -515,6 +539,35 @@ impl Journal {
             end_mark: self.target_end_mark.clone(),
             end_owned: self.target_end_owned.clone(),
         })
+    }
+
+    /// Gives a journal written before some steps existed (the online
+    /// mode's) a pending record for each, in step order.
+    fn add_missing_steps(&mut self) {
+        for (i, id) in StepId::ALL.iter().copied().enumerate() {
+            if !self.steps.iter().any(|s| s.id == id) {
+                let at = i.min(self.steps.len());
+                self.steps.insert(
+                    at,
+                    StepRecord {
+                        id,
+                        status: StepStatus::Pending,
+                        started_at: None,
+                        finished_at: None,
+                        detail: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The step that copies the database: [`StepId::OnlineCopy`] once it
+    /// ran (online mode), else [`StepId::Transfer`].
+    pub fn copy_step(&self) -> StepId {
+        match self.step(StepId::OnlineCopy).status {
+            StepStatus::Pending | StepStatus::Skipped => StepId::Transfer,
+            _ => StepId::OnlineCopy,
+        }
     }
 
     /// The record of `id`.
@@ -632,7 +685,8 @@ impl Journal {
                 supported: JOURNAL_VERSION,
             });
         }
-        let journal: Journal = serde_json::from_str(&text).map_err(corrupt)?;
+        let mut journal: Journal = serde_json::from_str(&text).map_err(corrupt)?;
+        journal.add_missing_steps();
         if journal.app != app {
             return Err(JournalError::Corrupt {
                 path,

@@ -36,6 +36,7 @@ use crate::smoke::{SmokeEvent, SmokeOptions};
 pub mod cutover;
 pub mod error;
 pub mod journal;
+mod online;
 pub mod plan;
 mod preflight;
 pub mod report;
@@ -51,7 +52,7 @@ pub use error::RunbookError;
 pub use journal::{
     AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
 };
-pub use plan::{Plan, PlanError};
+pub use plan::{Plan, PlanError, TransferMode};
 pub use preflight::{preflight, PlanReport, PlannedStep};
 pub use report::Report;
 pub use rollback::{rollback, RollbackReport};
@@ -228,6 +229,8 @@ pub enum RunbookEvent {
     Transfer(crate::transfer::TransferEvent),
     /// An event of verification.
     Verify(crate::verify::VerifyEvent),
+    /// An event of online mode (capture, catch-up, cut, window).
+    Online(crate::transfer::online::OnlineEvent),
     /// An event of a bucket sync.
     S3(crate::s3::SyncEvent),
     /// An event of the smoke checks.

@@ -134,6 +134,23 @@ pub struct TransferSection {
     /// Extensions not created on the target (e.g. `pg_stat_statements`).
     #[serde(default)]
     pub exclude_extensions: Vec<String>,
+    /// `offline` (default): the whole copy inside the maintenance window.
+    /// `online`: copy while the app runs, with change capture on the
+    /// source; the window holds only the last changes.
+    #[serde(default)]
+    pub mode: TransferMode,
+}
+
+/// When the database is copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    /// Inside the maintenance window.
+    #[default]
+    Offline,
+    /// Before the window, under change capture
+    /// ([`crate::transfer::online`]).
+    Online,
 }
 
 fn default_jobs() -> usize {
@@ -147,6 +164,7 @@ impl Default for TransferSection {
             split_tables_larger_than: None,
             exclude_tables: Vec::new(),
             exclude_extensions: Vec::new(),
+            mode: TransferMode::Offline,
         }
     }
 }

@@ -61,6 +61,11 @@ pub struct PlanReport {
     pub read_rate_mb_s: Option<f64>,
     /// Estimated seconds of maintenance mode.
     pub estimated_window_seconds: Option<f64>,
+    /// Online mode: tables without a key, with their sizes (their whole
+    /// rows are logged; a catch-up round that touches one scans it).
+    pub no_key_tables: Option<Vec<String>>,
+    /// The source's connections and how many copy workers fit.
+    pub connections: Option<crate::transfer::online::ConnectionBudget>,
     /// What the estimate is made of, each input measured.
     pub estimate: Option<WindowEstimate>,
     /// The steps `run` will take.
@@ -151,6 +156,8 @@ pub(super) async fn check(
         smoke: Vec::new(),
         read_rate_mb_s: None,
         estimated_window_seconds: None,
+        no_key_tables: None,
+        connections: None,
         estimate: None,
         steps: Vec::new(),
         problems: Vec::new(),
@@ -316,6 +323,40 @@ pub(super) async fn check(
                 r.transfer = Some(tp);
             }
             Err(e) => r.problems.push(e.to_string()),
+        }
+        match crate::transfer::online::connection_budget(s).await {
+            Ok(b) => {
+                if b.jobs_cap < plan.transfer.jobs {
+                    r.warnings.push(format!(
+                        "the source allows {} connections and {} are in use: the copy uses {} worker(s), \
+                         not [transfer] jobs = {}, leaving {} for the app",
+                        b.max_connections - b.reserved,
+                        b.in_use,
+                        b.jobs_cap,
+                        plan.transfer.jobs,
+                        b.app_reserve
+                    ));
+                }
+                r.connections = Some(b);
+            }
+            Err(e) => r
+                .warnings
+                .push(format!("could not read the source's connection limit: {e}")),
+        }
+        if super::online::is_online(plan) {
+            match crate::transfer::online::plan_capture(s, &opts).await {
+                Ok(c) => {
+                    r.no_key_tables = Some(
+                        c.without_key
+                            .iter()
+                            .map(|(t, bytes)| {
+                                format!("{t} ({:.1} MB)", *bytes as f64 / 1_048_576.0)
+                            })
+                            .collect(),
+                    )
+                }
+                Err(e) => r.problems.push(format!("online mode: {e}")),
+            }
         }
         if estimate {
             match read_rate(s).await {
@@ -602,6 +643,7 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
             t.estimated_bytes as f64 / 1_048_576.0
         )
     });
+    let online = super::online::is_online(plan);
     StepId::ALL
         .iter()
         .enumerate()
@@ -610,6 +652,25 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                 StepId::Preflight => "check again; changes nothing".into(),
                 StepId::SmokeBaseline => format!("fetch {} page(s); changes nothing", plan.smoke.urls.len()),
                 StepId::S3Presync => s3("copy bulk before the window:"),
+                StepId::OnlineCopy | StepId::CatchUp | StepId::OnlineVerify | StepId::OnlineFinish
+                    if !online =>
+                {
+                    "skipped: offline mode".into()
+                }
+                StepId::OnlineCopy => format!(
+                    "install change capture (triggers, schema herokurds_capture) on the source{}, then copy \
+                     {} -> {}{size} while the app runs",
+                    r.no_key_tables.as_ref().map_or(String::new(), |t| if t.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (no key, whole rows logged, each catch-up scans them: {})", t.join(", "))
+                    }),
+                    r.source_host,
+                    r.target_host
+                ),
+                StepId::CatchUp => "apply the writes made during the copy, in rounds, until one takes under 2 s".into(),
+                StepId::OnlineVerify => "verify the whole database against a consistent cut (app still running)".into(),
+                StepId::OnlineFinish => "validate the foreign keys held back during catch-up; remove capture from the source".into(),
                 StepId::MaintenanceOn => format!("maintenance ON for {app}: web traffic held, downtime starts"),
                 StepId::ScaleDown if plan.maintenance.scale_down.is_empty() => {
                     "skipped: no [maintenance] scale_down (worker/clock dynos keep running; the write check guards)".into()
@@ -620,8 +681,12 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                     crate::duration::format_duration(plan.maintenance.settle),
                     crate::duration::format_duration(plan.maintenance.settle_timeout)
                 ),
+                StepId::Transfer if online => "apply the last changes; compare the schema with the copy's and every row \
+                     changed since the cut; large objects, sequences; foreign keys back NOT VALID".into(),
                 StepId::Transfer => format!("copy {} -> {}{size}", r.source_host, r.target_host),
+                StepId::Verify if online => "skipped: verified at the cut, changed rows in the window".into(),
                 StepId::Verify => "compare schema, row counts and checksums; any difference stops here, maintenance off".into(),
+                StepId::WriteCheck if online => "refuse the cutover if anything was logged on the source since the last round".into(),
                 StepId::WriteCheck => "refuse the cutover if anything wrote to the source since the snapshot".into(),
                 StepId::S3FinalSync => s3("final"),
                 StepId::AttachBackup => format!("attach {} to {app} as {alias}", r.addon),

@@ -29,6 +29,19 @@ pub struct TransferSummary {
     pub large_objects: u64,
 }
 
+impl From<&crate::transfer::TransferReport> for TransferSummary {
+    fn from(r: &crate::transfer::TransferReport) -> Self {
+        TransferSummary {
+            tables: r.tables.len(),
+            rows: r.rows(),
+            bytes: r.bytes(),
+            seconds: r.seconds,
+            sequences: r.sequences,
+            large_objects: r.large_objects as u64,
+        }
+    }
+}
+
 impl TransferSummary {
     /// MB/s (MiB) over the whole transfer.
     pub fn mb_per_second(&self) -> f64 {

@@ -87,12 +87,19 @@ pub async fn rollback(
         }
         RunState::InProgress if !journal.cutover_started() => {
             let (restored, failures) = restore_app(ctx, &app, &mut journal).await;
-            if journal.step(StepId::Transfer).status != StepStatus::Pending {
+            if journal.step(journal.copy_step()).status != StepStatus::Pending {
                 (journal.target_end_mark, journal.target_end_owned) =
                     match resolved_target(plan, ctx).await {
                         Ok(target) => end_state(&target, ctx.flush_wait).await,
                         Err(_) => (None, None),
                     };
+            }
+            let mut failures = failures;
+            let mut restored = restored;
+            match super::online::remove_capture_for(plan, ctx, &journal).await {
+                Some(Ok(done)) => restored.push(done),
+                Some(Err(e)) => failures.push(e),
+                None => {}
             }
             journal.state = RunState::Aborted {
                 reason: "rolled back by the operator before the cutover".into(),
@@ -318,6 +325,11 @@ pub async fn rollback(
             Ok(target) => end_state(&target, ctx.flush_wait).await,
             Err(_) => (None, None),
         };
+    }
+    match super::online::remove_capture_for(plan, ctx, &journal).await {
+        Some(Ok(done)) => report.actions.push(done),
+        Some(Err(e)) => progress.event(&RunbookEvent::Warning { message: e }),
+        None => {}
     }
     journal.state = RunState::RolledBack;
     journal.save(&dir)?;

@@ -454,8 +454,13 @@ pub(super) async fn abort<P: Progress<RunbookEvent>>(
     reason: String,
 ) -> Result<RunbookError, RunbookError> {
     let app = r.plan.heroku.app.clone();
-    let (restored, failures) = restore_app(r.ctx, &app, &mut r.journal).await;
-    if r.journal.step(StepId::Transfer).status != StepStatus::Pending {
+    let (mut restored, mut failures) = restore_app(r.ctx, &app, &mut r.journal).await;
+    match super::online::remove_capture(&r.journal, &r.source).await {
+        Some(Ok(done)) => restored.push(done),
+        Some(Err(e)) => failures.push(e),
+        None => {}
+    }
+    if r.journal.step(r.journal.copy_step()).status != StepStatus::Pending {
         let (mark, owned) = end_state(&r.target, r.ctx.flush_wait).await;
         r.journal.target_end_mark = mark;
         r.journal.target_end_owned = owned;

@@ -18,7 +18,7 @@ use crate::url::DatabaseUrl;
 use crate::verify::VerifyOptions;
 
 /// How a step ended well.
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// It did something; what, in words.
     Done(String),
     /// Nothing to do for this plan; why.
@@ -26,7 +26,7 @@ pub(super) enum Outcome {
 }
 
 /// How a step ended badly.
-pub(super) struct StepFailure {
+pub(crate) struct StepFailure {
     /// Why, in words, naming the object.
     pub message: String,
 }
@@ -75,6 +75,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             StepId::Preflight => self.preflight().await,
             StepId::SmokeBaseline => self.smoke_baseline().await,
             StepId::S3Presync => self.s3(true).await,
+            StepId::OnlineCopy => self.online_copy(before).await,
+            StepId::CatchUp => self.catch_up().await,
+            StepId::OnlineVerify => self.online_verify().await,
             StepId::MaintenanceOn => self.maintenance_on().await,
             StepId::ScaleDown => self.scale_down().await,
             StepId::Settle => self.settle().await,
@@ -89,6 +92,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             StepId::ScaleUp => self.scale_up().await,
             StepId::MaintenanceOff => self.maintenance_off().await,
             StepId::SmokeCompare => self.smoke_compare().await,
+            StepId::OnlineFinish => self.online_finish().await,
         }
     }
 
@@ -127,6 +131,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         j.target_host = Some(report.target_host.clone());
         j.maintenance_was_on = report.maintenance_on;
         j.estimated_window_seconds = report.estimated_window_seconds;
+        j.jobs_cap = report.connections.map(|b| b.jobs_cap);
         Ok(Outcome::Done(format!(
             "app {}, add-on {} ({}), {} tables, {:.1} MB{}",
             report.app,
@@ -371,33 +376,41 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         }
     }
 
-    async fn transfer(&mut self, before: StepStatus) -> StepResult {
-        if self.journal.source_mark.is_none() {
-            let client = crate::pg::connect(&self.source).await?.into_client();
-            self.journal.source_mark = Some(writes::mark(&client).await?);
-            self.journal.save(&self.dir)?;
-        }
+    /// Resume an interrupted copy, start over on an earlier attempt's
+    /// (when `run` approved it), or start fresh.
+    pub(super) fn resume_mode(&self, before: StepStatus) -> Result<ResumeMode, StepFailure> {
         let work = self.dir.transfer(self.app());
-        let mode = if matches!(before, StepStatus::Running | StepStatus::Failed) {
-            ResumeMode::Resume
-        } else if work.exists() {
-            // An earlier attempt left its copy on the target: `run` decided
-            // whether it may go (and journaled why).
-            if self.journal.restart_approved.is_none() {
-                return Err(fail(format!(
-                    "{} holds an earlier transfer that this attempt was not allowed to drop; \
+        Ok(
+            if matches!(before, StepStatus::Running | StepStatus::Failed) {
+                ResumeMode::Resume
+            } else if work.exists() {
+                // An earlier attempt left its copy on the target: `run` decided
+                // whether it may go (and journaled why).
+                if self.journal.restart_approved.is_none() {
+                    return Err(fail(format!(
+                        "{} holds an earlier transfer that this attempt was not allowed to drop; \
                      run `herokurds run --config {}` again to see what the target holds",
-                    work.display(),
-                    self.ctx.plan_path
-                )));
-            }
-            ResumeMode::Restart
-        } else {
-            ResumeMode::Fresh
-        };
+                        work.display(),
+                        self.ctx.plan_path
+                    )));
+                }
+                ResumeMode::Restart
+            } else {
+                ResumeMode::Fresh
+            },
+        )
+    }
+
+    /// The plan's `[transfer]` as the copy's options.
+    pub(super) fn transfer_options(
+        &self,
+        mode: ResumeMode,
+    ) -> Result<TransferOptions, StepFailure> {
         let t = &self.plan.transfer;
+        // No more workers than the source has connections to spare.
+        let jobs = self.journal.jobs_cap.map_or(t.jobs, |cap| t.jobs.min(cap));
         let mut opts = TransferOptions::new()
-            .jobs(t.jobs)
+            .jobs(jobs)
             .work_dir(self.dir.transfer_work_dir(self.app()))
             .resume_mode(mode)
             .restart_target(self.journal.restart_approved.is_some());
@@ -413,6 +426,19 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if let Some(bin) = &self.ctx.pg_bin_dir {
             opts = opts.pg_bin_dir(bin.clone());
         }
+        Ok(opts)
+    }
+
+    async fn transfer(&mut self, before: StepStatus) -> StepResult {
+        if super::online::is_online(self.plan) {
+            return self.online_window().await;
+        }
+        if self.journal.source_mark.is_none() {
+            let client = crate::pg::connect(&self.source).await?.into_client();
+            self.journal.source_mark = Some(writes::mark(&client).await?);
+            self.journal.save(&self.dir)?;
+        }
+        let opts = self.transfer_options(self.resume_mode(before)?)?;
         let p = forward(self.progress, |e: &crate::transfer::TransferEvent| {
             RunbookEvent::Transfer(e.clone())
         });
@@ -436,14 +462,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             self.progress
                 .event(&RunbookEvent::Warning { message: w.clone() });
         }
-        let summary = TransferSummary {
-            tables: r.tables.len(),
-            rows: r.rows(),
-            bytes: r.bytes(),
-            seconds: r.seconds,
-            sequences: r.sequences,
-            large_objects: r.large_objects as u64,
-        };
+        let summary = TransferSummary::from(&r);
         let words = format!(
             "{} tables, {} rows, {:.1} MB in {:.1} s ({:.1} MB/s){}",
             summary.tables,
@@ -457,9 +476,8 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         Ok(Outcome::Done(words))
     }
 
-    /// Verifies the target against the source: in `snapshot` when given,
-    /// else against the source as it is now.
-    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepFailure> {
+    /// The plan's `[verify]` as the verification's options.
+    pub(super) fn verify_options(&self, snapshot: Option<&str>) -> VerifyOptions {
         let mut opts = VerifyOptions::new()
             .jobs(self.plan.transfer.jobs)
             .counts_only(self.plan.verify.counts_only)
@@ -470,6 +488,13 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         for e in &self.plan.transfer.exclude_extensions {
             opts = opts.exclude_extension(e.clone());
         }
+        opts
+    }
+
+    /// Verifies the target against the source: in `snapshot` when given,
+    /// else against the source as it is now.
+    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepFailure> {
+        let opts = self.verify_options(snapshot);
         let p = forward(self.progress, |e: &crate::verify::VerifyEvent| {
             RunbookEvent::Verify(e.clone())
         });
@@ -485,6 +510,13 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn verify(&mut self) -> StepResult {
+        if super::online::is_online(self.plan) {
+            return Ok(Outcome::Skipped(
+                "online mode: the whole database was verified at the cut before the window, and every \
+                 row changed since was compared in the transfer step"
+                    .into(),
+            ));
+        }
         // The snapshot is released whatever the outcome: the write check
         // compares with the source as it is now.
         let snapshot = self.snapshot.take();
@@ -533,6 +565,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn write_check(&mut self) -> StepResult {
+        if super::online::is_online(self.plan) {
+            return self.online_write_check().await;
+        }
         let Some(mark) = self.journal.source_mark.clone() else {
             return Err(fail(
                 "no write mark was recorded before the transfer; run the migration again",

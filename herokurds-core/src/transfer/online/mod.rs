@@ -308,6 +308,20 @@ pub fn journal_path(work_dir: &Path) -> PathBuf {
     work_dir.join("online.json")
 }
 
+/// Removes the online journal (and the schema it keeps) from a work
+/// directory: a new attempt starts over. Nothing there is not an error.
+pub fn discard_journal(work_dir: &Path) -> Result<(), OnlineError> {
+    let journal = journal_path(work_dir);
+    for path in [window::schema_path(&journal), journal] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OnlineError::Journal { path, source }),
+        }
+    }
+    Ok(())
+}
+
 impl<'a> OnlineMigration<'a> {
     /// Opens the migration journaled in `opts`' work directory, or a new
     /// one. A journal for other databases is refused.
@@ -377,27 +391,7 @@ impl<'a> OnlineMigration<'a> {
         }
         let src = self.source_session(Role::SourceReader).await?;
         if !self.state.capture_installed {
-            let filter = super::table_filter(&self.opts)?;
-            let tables =
-                catalog::tables(&src, &filter)
-                    .await
-                    .map_err(|e| TransferError::Query {
-                        side: Side::Source,
-                        what: "reading the tables to capture".into(),
-                        message: e.to_string(),
-                    })?;
-            let copied: Vec<&TableInfo> = tables
-                .iter()
-                .filter(|t| t.holds_rows() && !t.excluded)
-                .collect();
-            let captured = capture::keys(&src, &copied).await?;
-            capture::install(&src, &captured, |t| {
-                progress.event(&OnlineEvent::CaptureInstalled {
-                    table: t.to_string(),
-                    key: describe_key(t),
-                })
-            })
-            .await?;
+            let captured = install_on(&src, &self.opts, progress).await?;
             self.state.tables = captured;
             self.state.capture_installed = true;
             self.state.large_object_changes = Some(window::large_object_changes(&src).await?);
@@ -719,4 +713,164 @@ pub async fn capture_leftovers(url: &DatabaseUrl) -> Result<Vec<String>, OnlineE
         .connect(Role::SourceReader, "")
         .await?;
     capture::leftovers(&c).await
+}
+
+/// The tables the copy copies (those that hold rows, not excluded): the
+/// ones to capture.
+async fn tables_to_capture(
+    c: &Client,
+    opts: &TransferOptions,
+) -> Result<Vec<TableInfo>, OnlineError> {
+    let filter = super::table_filter(opts)?;
+    let tables = catalog::tables(c, &filter)
+        .await
+        .map_err(|e| TransferError::Query {
+            side: Side::Source,
+            what: "reading the tables to capture".into(),
+            message: e.to_string(),
+        })?;
+    Ok(tables
+        .into_iter()
+        .filter(|t| t.holds_rows() && !t.excluded)
+        .collect())
+}
+
+/// Installs capture on every table the copy would copy, on a session of
+/// the source.
+async fn install_on(
+    src: &Client,
+    opts: &TransferOptions,
+    progress: &impl Progress<OnlineEvent>,
+) -> Result<Vec<CapturedTable>, OnlineError> {
+    let tables = tables_to_capture(src, opts).await?;
+    let copied: Vec<&TableInfo> = tables.iter().collect();
+    let captured = capture::keys(src, &copied).await?;
+    capture::install(src, &captured, |t| {
+        progress.event(&OnlineEvent::CaptureInstalled {
+            table: t.to_string(),
+            key: describe_key(t),
+        })
+    })
+    .await?;
+    Ok(captured)
+}
+
+/// Installs capture alone, as [`OnlineMigration::copy`] does first (to
+/// measure what it costs the app's writes, for instance); remove it with
+/// [`remove_capture`].
+pub async fn install_capture(
+    source: &DatabaseUrl,
+    opts: &TransferOptions,
+    progress: &impl Progress<OnlineEvent>,
+) -> Result<Vec<CapturedTable>, OnlineError> {
+    let c = Endpoint::source(source).connect(Role::SourceReader, "").await?;
+    install_on(&c, opts, progress).await
+}
+
+/// What capture will cost, for `plan`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct CapturePlan {
+    /// Tables that would be captured.
+    pub tables: usize,
+    /// Tables without a primary key or a unique key over `NOT NULL`
+    /// columns, with their sizes in bytes: their whole rows are logged,
+    /// and each catch-up round that touches one scans it on both sides.
+    pub without_key: Vec<(String, i64)>,
+}
+
+/// Reads which tables would be captured and which have no key, changing
+/// nothing.
+pub async fn plan_capture(
+    source: &DatabaseUrl,
+    opts: &TransferOptions,
+) -> Result<CapturePlan, OnlineError> {
+    let c = Endpoint::source(source)
+        .connect(Role::SourceReader, "")
+        .await?;
+    let tables = tables_to_capture(&c, opts).await?;
+    let copied: Vec<&TableInfo> = tables.iter().collect();
+    let keys = capture::keys(&c, &copied).await?;
+    Ok(CapturePlan {
+        tables: keys.len(),
+        without_key: keys
+            .iter()
+            .zip(&copied)
+            .filter(|(k, _)| !k.has_key())
+            .map(|(k, t)| (k.to_string(), t.table_bytes))
+            .collect(),
+    })
+}
+
+/// Connections herokurds may open on the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConnectionBudget {
+    /// `max_connections`.
+    pub max_connections: i64,
+    /// Slots only superusers (and `pg_use_reserved_connections`) may use.
+    pub reserved: i64,
+    /// Sessions open now (the app's included).
+    pub in_use: i64,
+    /// Left for the app to grow into (a tenth of `max_connections`, at
+    /// least 2).
+    pub app_reserve: i64,
+    /// Copy workers that fit: what is free, less the app's reserve and
+    /// herokurds' own other sessions ([`OWN_SESSIONS`]); at least 1.
+    pub jobs_cap: usize,
+}
+
+/// Source sessions herokurds holds besides its copy workers: the
+/// snapshot, the preflight and sequence reader, the large-object reader.
+pub const OWN_SESSIONS: i64 = 3;
+
+/// Reads the source's connection limit and use (Heroku plans cap
+/// connections: Essential 20, Standard-0 120).
+pub async fn connection_budget(source: &DatabaseUrl) -> Result<ConnectionBudget, OnlineError> {
+    let c = Endpoint::source(source)
+        .connect(Role::SourceReader, "")
+        .await?;
+    let row = c
+        .query_one(
+            "SELECT current_setting('max_connections')::int8,
+                    current_setting('superuser_reserved_connections')::int8
+                      + coalesce(current_setting('reserved_connections', true)::int8, 0),
+                    (SELECT count(*) FROM pg_catalog.pg_stat_activity
+                     WHERE backend_type = 'client backend')::int8",
+            &[],
+        )
+        .await
+        .map_err(OnlineError::query(Side::Source, "reading max_connections"))?;
+    let (max_connections, reserved, in_use): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok(budget(max_connections, reserved, in_use))
+}
+
+fn budget(max_connections: i64, reserved: i64, in_use: i64) -> ConnectionBudget {
+    let app_reserve = (max_connections / 10).max(2);
+    // This session is counted in `in_use` and closes before the copy.
+    let free = max_connections - reserved - (in_use - 1);
+    ConnectionBudget {
+        max_connections,
+        reserved,
+        in_use,
+        app_reserve,
+        jobs_cap: (free - app_reserve - OWN_SESSIONS).max(1) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget;
+
+    #[test]
+    fn jobs_fit_in_what_the_app_leaves_free() {
+        // Heroku Essential: 20 connections, the app holds 12.
+        let b = budget(20, 3, 13);
+        assert_eq!((b.app_reserve, b.jobs_cap), (2, 1));
+        // Standard-0: 120, the app holds 20.
+        assert_eq!(budget(120, 3, 21).jobs_cap, 120 - 3 - 20 - 12 - 3);
+        // A full server still allows one worker (the copy then waits for
+        // a slot, as the app would).
+        assert_eq!(budget(20, 3, 30).jobs_cap, 1);
+    }
 }

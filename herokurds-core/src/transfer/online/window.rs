@@ -74,7 +74,7 @@ pub(crate) async fn large_object_changes(c: &Client) -> Result<i64, OnlineError>
 /// left out.
 type SchemaMap = BTreeMap<String, BTreeMap<String, String>>;
 
-fn schema_path(journal: &Path) -> PathBuf {
+pub(crate) fn schema_path(journal: &Path) -> PathBuf {
     journal.with_file_name("online-schema.json")
 }
 
