@@ -908,6 +908,9 @@ mod tests {
         assert_eq!(j.next_step(), Some(StepId::S3Presync));
         assert!(!j.cutover_started());
         j.finish(StepId::S3Presync, "");
+        for id in [StepId::OnlineCopy, StepId::CatchUp, StepId::OnlineVerify] {
+            j.skip(id, "offline mode");
+        }
         for id in [
             StepId::MaintenanceOn,
             StepId::ScaleDown,
