@@ -13,7 +13,7 @@ use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::pg::DbIdentity;
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
-use crate::transfer::{ResumeMode, Snapshot, TransferOptions};
+use crate::transfer::{ResumeMode, Snapshot};
 use crate::url::DatabaseUrl;
 use crate::verify::VerifyOptions;
 
@@ -395,24 +395,14 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         } else {
             ResumeMode::Fresh
         };
-        let t = &self.plan.transfer;
-        let mut opts = TransferOptions::new()
-            .jobs(t.jobs)
+        let opts = self
+            .plan
+            .transfer
+            .options(self.ctx.pg_bin_dir.as_deref())
+            .map_err(|e| fail(format!("[transfer] split_tables_larger_than: {e}")))?
             .work_dir(self.dir.transfer_work_dir(self.app()))
             .resume_mode(mode)
             .restart_target(self.journal.restart_approved.is_some());
-        if let Some(size) = &t.split_tables_larger_than {
-            opts = opts.split_tables_larger_than(crate::size::parse_size(size).map_err(fail)?);
-        }
-        for p in &t.exclude_tables {
-            opts = opts.exclude_table(p.clone());
-        }
-        for e in &t.exclude_extensions {
-            opts = opts.exclude_extension(e.clone());
-        }
-        if let Some(bin) = &self.ctx.pg_bin_dir {
-            opts = opts.pg_bin_dir(bin.clone());
-        }
         let p = forward(self.progress, |e: &crate::transfer::TransferEvent| {
             RunbookEvent::Transfer(e.clone())
         });
