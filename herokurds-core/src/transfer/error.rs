@@ -312,6 +312,22 @@ impl TransferError {
     }
 }
 
+impl From<crate::fsutil::LockError> for TransferError {
+    fn from(e: crate::fsutil::LockError) -> Self {
+        let pid = e.pid();
+        match e {
+            crate::fsutil::LockError::Held { path, holder } => TransferError::Locked {
+                path,
+                pid: pid.map_or(holder, |p| p.to_string()),
+            },
+            crate::fsutil::LockError::Io { path, source, .. } => TransferError::WorkDir {
+                path,
+                message: source.to_string(),
+            },
+        }
+    }
+}
+
 impl From<super::schema::ToolFailure> for TransferError {
     fn from(f: super::schema::ToolFailure) -> Self {
         TransferError::Tool {
