@@ -96,6 +96,22 @@ pub fn make_own_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `io`, a blocking file operation (a write with its fsyncs), from
+/// async code without stalling the runtime: on a multi-threaded runtime
+/// through [`tokio::task::block_in_place`], so the worker's other tasks
+/// move to another thread while the disk answers; elsewhere (no runtime,
+/// a current-thread runtime) directly. For synchronous callers inside
+/// tasks that cannot `.await` a `spawn_blocking`.
+pub(crate) fn blocking_io<T>(io: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(io)
+        }
+        _ => io(),
+    }
+}
+
 /// An exclusive `flock` on a lock file (mode 0600), held until dropped.
 /// The kernel releases it when the process dies, whatever the cause, so a
 /// lock is never stale. The holder writes `pid N since TIME` into the file,

@@ -647,7 +647,7 @@ impl Journal {
         let path = dir.journal(&self.app);
         let mut body = serde_json::to_vec_pretty(self).expect("the journal serialises");
         body.push(b'\n');
-        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+        fsutil::blocking_io(|| fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE))
             .map_err(|e| JournalError::io(&path, "writing", e))
     }
 
@@ -667,7 +667,7 @@ impl Journal {
             .filter_map(|(k, v)| Some((k, v.as_ref()?)))
             .collect();
         let body = serde_json::to_vec_pretty(&kept).expect("a map of strings serialises");
-        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+        fsutil::blocking_io(|| fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE))
             .map_err(|e| JournalError::io(&path, "writing", e))?;
         self.config_before = values
             .into_iter()

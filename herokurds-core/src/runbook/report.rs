@@ -171,7 +171,7 @@ impl Report {
         let json = dir.report(&self.app, "json");
         let body = serde_json::to_vec_pretty(self).expect("the report serialises");
         for (path, bytes) in [(&md, self.to_markdown().into_bytes()), (&json, body)] {
-            fsutil::write_atomic(path, &bytes, fsutil::PRIVATE_FILE)
+            fsutil::blocking_io(|| fsutil::write_atomic(path, &bytes, fsutil::PRIVATE_FILE))
                 .map_err(|e| JournalError::io(path, "writing", e))?;
         }
         Ok([md, json])

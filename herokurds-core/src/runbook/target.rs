@@ -74,7 +74,11 @@ pub async fn resolve_target(
     let mut endpoint: Option<RdsEndpoint> = None;
     let mut managed_secret: Option<String> = None;
     if let Some(path) = &t.pulumi_export {
-        let export = crate::pulumi::StackExport::read(path)
+        // A file read (or stdin): off the runtime's worker.
+        let owned = path.clone();
+        let export = tokio::task::spawn_blocking(move || crate::pulumi::StackExport::read(&owned))
+            .await
+            .map_err(|e| format!("target.pulumi_export: {e}"))?
             .map_err(|e| format!("target.pulumi_export: {e}"))?;
         let instance = export
             .rds_instance(t.pulumi_resource.as_deref())

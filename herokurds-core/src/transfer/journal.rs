@@ -162,11 +162,23 @@ impl Journal {
         }
     }
 
-    /// Writes the journal atomically, mode 0600 ([`fsutil::write_atomic`]).
+    /// Writes the journal atomically, mode 0600 ([`fsutil::write_atomic`]),
+    /// off the async runtime's worker ([`fsutil::blocking_io`]).
     pub(crate) fn save(&mut self, paths: &Paths) -> io::Result<()> {
+        let bytes = self.stamped_bytes()?;
+        fsutil::blocking_io(|| Self::write(paths, &bytes))
+    }
+
+    /// Stamps `updated_at` and serialises the journal, for [`write`](Self::write).
+    pub(crate) fn stamped_bytes(&mut self) -> io::Result<Vec<u8>> {
         self.updated_at = chrono::Utc::now();
-        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        fsutil::write_atomic(&paths.journal, &bytes, fsutil::PRIVATE_FILE)
+        serde_json::to_vec_pretty(self).map_err(io::Error::other)
+    }
+
+    /// Writes serialised journal bytes atomically, mode 0600 (blocking:
+    /// async callers wrap it in [`fsutil::blocking_io`]).
+    pub(crate) fn write(paths: &Paths, bytes: &[u8]) -> io::Result<()> {
+        fsutil::write_atomic(&paths.journal, bytes, fsutil::PRIVATE_FILE)
     }
 
     /// Deletes the journal and everything derived from the archive.
