@@ -47,7 +47,7 @@ pub mod target;
 pub mod template;
 pub mod writes;
 
-pub use error::RunbookError;
+pub use error::{RunbookError, StepError};
 pub use journal::{
     AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
 };

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::error::RunbookError;
+use super::error::{RunbookError, StepError};
 use super::journal::{AppLock, Journal, OwnedObjects, RunState, StepId, StepStatus, WorkDir};
 use super::report::Report;
 use super::status::describe_state;
@@ -394,19 +394,21 @@ async fn drive(
                     emit_finished(progress, &r.journal, number, step);
                     return Err(interrupted(&mut r, step).await);
                 }
-                r.journal.fail(step, failure.message.clone());
+                let reason = failure.to_string();
+                r.journal.fail(step, reason.clone());
                 r.journal.save(&r.dir)?;
                 emit_finished(progress, &r.journal, number, step);
                 return Err(if r.journal.cutover_started() {
                     RunbookError::CutoverIncomplete {
                         app: plan.heroku.app.clone(),
                         step,
-                        reason: failure.message,
+                        reason,
+                        cause: Box::new(failure),
                         state: describe_state(&r.journal, &plan.cutover.backup_alias),
                         plan: ctx.plan_path.clone(),
                     }
                 } else {
-                    abort(&mut r, step, failure.message).await?
+                    abort(&mut r, step, failure).await?
                 });
             }
         }
@@ -451,8 +453,9 @@ pub(super) async fn interrupted<P: Progress<RunbookEvent>>(
 pub(super) async fn abort<P: Progress<RunbookEvent>>(
     r: &mut Runner<'_, P>,
     step: StepId,
-    reason: String,
+    cause: StepError,
 ) -> Result<RunbookError, RunbookError> {
+    let reason = cause.to_string();
     let app = r.plan.heroku.app.clone();
     let (restored, failures) = restore_app(r.ctx, &app, &mut r.journal).await;
     if r.journal.step(StepId::Transfer).status != StepStatus::Pending {
@@ -468,6 +471,7 @@ pub(super) async fn abort<P: Progress<RunbookEvent>>(
         app,
         step,
         reason,
+        cause: Box::new(cause),
         restored,
         restore_failures: failures,
     })

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::error::StepError;
 use super::journal::{Journal, StepId, StepStatus, WorkDir};
 use super::report::{S3Summary, TransferSummary, VerifySummary};
 use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::pg::DbIdentity;
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
-use crate::transfer::{ResumeMode, Snapshot};
+use crate::transfer::{ResumeMode, Side, Snapshot};
 use crate::url::DatabaseUrl;
 use crate::verify::VerifyOptions;
 
@@ -25,24 +26,18 @@ pub(super) enum Outcome {
     Skipped(String),
 }
 
-/// How a step ended badly.
-pub(super) struct StepFailure {
-    /// Why, in words, naming the object.
-    pub message: String,
-}
+type StepResult = Result<Outcome, StepError>;
 
-impl<E: std::fmt::Display> From<E> for StepFailure {
-    fn from(e: E) -> Self {
-        StepFailure {
-            message: e.to_string(),
-        }
+/// The step refuses, saying why.
+fn fail(message: impl Into<String>) -> StepError {
+    StepError::Refused {
+        message: message.into(),
     }
 }
 
-type StepResult = Result<Outcome, StepFailure>;
-
-fn fail(message: impl Into<String>) -> StepFailure {
-    StepFailure {
+/// A check found a difference (exit code 1).
+fn different(message: impl Into<String>) -> StepError {
+    StepError::Different {
         message: message.into(),
     }
 }
@@ -93,7 +88,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn preflight(&mut self) -> StepResult {
-        let (report, _) = super::preflight::check(self.plan, self.ctx, false, true).await?;
+        let (report, _) = super::preflight::check(self.plan, self.ctx, false, true)
+            .await
+            .map_err(|e| StepError::Preflight(Box::new(e)))?;
         if !report.problems.is_empty() {
             return Err(fail(format!(
                 "{} problem(s): {}",
@@ -310,7 +307,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             })
         };
         let settled = tokio::select! {
-            s = writes::settle(&client, m.settle, m.settle_timeout, self.ctx.flush_wait, tick) => s?,
+            s = writes::settle(&client, m.settle, m.settle_timeout, self.ctx.flush_wait, tick) => s.map_err(StepError::write_mark(Side::Source))?,
             _ = self.cancel.cancelled() => return Err(fail("interrupted")),
         };
         match settled {
@@ -358,7 +355,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                         activity.transactions
                     ));
                 }
-                Err(fail(format!(
+                Err(different(format!(
                     "the source did not settle: still written {:.0} s after maintenance on ({}). \
                      Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, \
                      an outside client): list its process types in [maintenance] scale_down or stop it, \
@@ -374,7 +371,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     async fn transfer(&mut self, before: StepStatus) -> StepResult {
         if self.journal.source_mark.is_none() {
             let client = crate::pg::connect(&self.source).await?.into_client();
-            self.journal.source_mark = Some(writes::mark(&client).await?);
+            self.journal.source_mark = Some(
+                writes::mark(&client)
+                    .await
+                    .map_err(StepError::write_mark(Side::Source))?,
+            );
             self.journal.save(&self.dir)?;
         }
         let work = self.dir.transfer(self.app());
@@ -449,7 +450,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
 
     /// Verifies the target against the source: in `snapshot` when given,
     /// else against the source as it is now.
-    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepFailure> {
+    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepError> {
         let mut opts = VerifyOptions::new()
             .jobs(self.plan.transfer.jobs)
             .counts_only(self.plan.verify.counts_only)
@@ -509,7 +510,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         );
         if let Some(mark) = &self.journal.source_mark {
             let client = crate::pg::connect(&self.source).await?.into_client();
-            let now = writes::mark(&client).await?;
+            let now = writes::mark(&client)
+                .await
+                .map_err(StepError::write_mark(Side::Source))?;
             let activity = writes::compare(mark, &now);
             if !activity.is_quiet() {
                 why.push_str(&format!(
@@ -519,7 +522,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 ));
             }
         }
-        Err(fail(why))
+        Err(different(why))
     }
 
     async fn write_check(&mut self) -> StepResult {
@@ -529,7 +532,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             ));
         };
         let client = crate::pg::connect(&self.source).await?.into_client();
-        let activity = writes::check_since(&client, &mark, self.ctx.flush_wait).await?;
+        let activity = writes::check_since(&client, &mark, self.ctx.flush_wait)
+            .await
+            .map_err(StepError::write_mark(Side::Source))?;
         if activity.is_quiet() {
             return Ok(Outcome::Done(format!(
                 "no table changed on the source since the snapshot ({} transaction ids used)",
@@ -545,7 +550,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 activity.describe()
             )));
         }
-        Err(fail(format!(
+        Err(different(format!(
             "the source changed after the snapshot: {}; the copy would lose those writes. \
              Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, an outside client): \
              list its process types in [maintenance] scale_down or stop it, then run again",
@@ -588,7 +593,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     async fn set_config(&mut self) -> StepResult {
         if self.journal.target_mark.is_none() {
             let client = crate::pg::connect(&self.target).await?.into_client();
-            self.journal.target_mark = Some(writes::mark(&client).await?);
+            self.journal.target_mark = Some(
+                writes::mark(&client)
+                    .await
+                    .map_err(StepError::write_mark(Side::Target))?,
+            );
             self.journal.save(&self.dir)?;
         }
         Ok(Outcome::Done(
@@ -704,7 +713,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         Ok(Outcome::Done(words))
     }
 
-    fn old_addon(&self) -> Result<String, StepFailure> {
+    fn old_addon(&self) -> Result<String, StepError> {
         self.journal.old_addon.clone().ok_or_else(|| {
             fail("the journal does not name the old add-on (preflight did not finish)")
         })
@@ -721,7 +730,7 @@ pub(super) async fn restore_formation(
     ctx.heroku.scale(app, &updates).await.map(|_| ())
 }
 
-fn parse_location(text: &str) -> Result<S3Location, StepFailure> {
+fn parse_location(text: &str) -> Result<S3Location, StepError> {
     text.parse::<S3Location>()
         .map_err(|e| fail(format!("{text}: {e}")))
 }
