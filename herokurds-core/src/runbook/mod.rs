@@ -57,7 +57,7 @@ pub use report::Report;
 pub use rollback::{rollback, RollbackReport};
 pub use run::{resume, run, target_database};
 pub use status::{status, Status};
-pub use target::{resolve_target, EnvLookup, ResolvedTarget};
+pub use target::{resolve_target, EnvLookup, ResolvedTarget, TargetError};
 
 /// What the runbook needs from the outside world besides the plan: the
 /// Heroku client, where environment variables come from, AWS settings.

@@ -271,7 +271,7 @@ pub(super) async fn check(
             Some((s, t.url))
         }
         (s, t) => {
-            for e in [s.err(), t.err()]
+            for e in [s.err(), t.err().map(|e| e.to_string())]
                 .into_iter()
                 .flatten()
                 .filter(|e| !e.is_empty())
