@@ -28,7 +28,7 @@ use crate::fsutil;
 /// plan's config vars as SHA-256 (version 1 held their values).
 pub const JOURNAL_VERSION: u32 = 2;
 
-use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::summary::{S3Summary, TransferSummary, VerifySummary};
 use super::writes::WriteMark;
 use crate::pg::DbIdentity;
 use crate::smoke::{PageCheck, PageDifference};

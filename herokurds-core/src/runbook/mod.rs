@@ -43,6 +43,7 @@ mod rollback;
 mod run;
 mod status;
 mod steps;
+pub mod summary;
 pub mod target;
 pub mod template;
 pub mod writes;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::StepError;
 use super::journal::{Journal, StepId, StepStatus, WorkDir};
-use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::summary::{S3Summary, TransferSummary, VerifySummary};
 use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::pg::DbIdentity;
 use crate::progress::Progress;
