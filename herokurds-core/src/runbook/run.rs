@@ -34,9 +34,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<Report, RunbookError> {
     let app = &plan.heroku.app;
-    let dir = WorkDir::new(&plan.work_dir);
-    let _lock = AppLock::acquire(&dir, app)?;
-    adopt_legacy_transfer(&dir, app, progress)?;
+    let (dir, _lock) = lock_app(plan, progress)?;
     let previous = Journal::load(&dir, app)?;
     if let Some(previous) = &previous {
         match &previous.state {
@@ -292,9 +290,7 @@ pub async fn resume(
     cancel: CancellationToken,
 ) -> Result<Report, RunbookError> {
     let app = &plan.heroku.app;
-    let dir = WorkDir::new(&plan.work_dir);
-    let _lock = AppLock::acquire(&dir, app)?;
-    adopt_legacy_transfer(&dir, app, progress)?;
+    let (dir, _lock) = lock_app(plan, progress)?;
     let journal = Journal::load(&dir, app)?.ok_or_else(|| RunbookError::WrongState {
         message: format!(
             "no migration of app {app} to resume (no journal at {}); start one with `herokurds run --config {}`",
@@ -575,6 +571,18 @@ pub(super) async fn end_state(
         writes::mark(&client).await.ok(),
         owned_objects(&client).await.ok(),
     )
+}
+
+/// The plan's work directory and the app's lock, taken; a transfer state
+/// an older herokurds left in the wrong place is moved where it belongs.
+fn lock_app(
+    plan: &Plan,
+    progress: &impl Progress<RunbookEvent>,
+) -> Result<(WorkDir, AppLock), RunbookError> {
+    let dir = WorkDir::new(&plan.work_dir);
+    let lock = AppLock::acquire(&dir, &plan.heroku.app)?;
+    adopt_legacy_transfer(&dir, &plan.heroku.app, progress)?;
+    Ok((dir, lock))
 }
 
 /// Moves a transfer's state an older herokurds left in
