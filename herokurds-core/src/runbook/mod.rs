@@ -9,6 +9,12 @@
 //! without changing anything. Each step is also a library call of its own
 //! module (`transfer`, `verify`, `s3`, `heroku`, `smoke`).
 //!
+//! Files: `run.rs` (run, resume: the loop over the steps), `rollback.rs`,
+//! `status.rs`, `steps.rs` (one method per step), `target.rs` (where the
+//! source and target URLs come from), `journal.rs` (the journal, the lock,
+//! [`WorkDir`]: every path), `summary.rs` (what the journal keeps of the
+//! long steps), `report.rs`, `error.rs`.
+//!
 //! ```text
 //!  1 preflight             10 check for writes
 //!  2 smoke baseline        11 attach old database under the backup alias
