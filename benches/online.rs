@@ -173,11 +173,17 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         .owner_client()
         .await
         .unwrap()
-        .query_one("SELECT pg_database_size(current_database())::float8 / 1048576", &[])
+        .query_one(
+            "SELECT pg_database_size(current_database())::float8 / 1048576",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    eprintln!("scale {scale}: {mb:.0} MB loaded in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "scale {scale}: {mb:.0} MB loaded in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Capture overhead.
     let url: herokurds::url::DatabaseUrl = src.url().expose_secret().parse().unwrap();
@@ -187,17 +193,20 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         .await
         .expect("installing capture");
     let tps_with = tps(&src, c.seconds);
-    online::remove_capture(&url).await.expect("removing capture");
-    eprintln!(
-        "scale {scale}: tpcb-like {tps_without:.0} tps without capture, {tps_with:.0} with"
-    );
+    online::remove_capture(&url)
+        .await
+        .expect("removing capture");
+    eprintln!("scale {scale}: tpcb-like {tps_without:.0} tps without capture, {tps_with:.0} with");
 
     // The online run under a steady load.
     let (app, token) = ("bench-app", "bench-token");
     let seed = Seed::new().token(token).app(SeedApp {
         name: app.into(),
-        addons: vec![SeedAddon::postgres("postgresql-bench-1", src.url().expose_secret().to_string())
-            .attach("DATABASE")],
+        addons: vec![SeedAddon::postgres(
+            "postgresql-bench-1",
+            src.url().expose_secret().to_string(),
+        )
+        .attach("DATABASE")],
         ..SeedApp::default()
     });
     let heroku = Emulator::start(seed).await.expect("the Heroku emulator");
@@ -214,7 +223,17 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
     )
     .expect("plan file");
     let mut load = pgbench(&src)
-        .args(["-n", "-c", "2", "-j", "1", "-T", "100000", "-R", &c.rate.to_string()])
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "1",
+            "-T",
+            "100000",
+            "-R",
+            &c.rate.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -258,7 +277,9 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
     let step = |title: &str| {
         report.as_ref().and_then(|r| {
             r["steps"].as_array()?.iter().find_map(|s| {
-                (s["title"].as_str()? == title).then(|| s["seconds"].as_f64()).flatten()
+                (s["title"].as_str()? == title)
+                    .then(|| s["seconds"].as_f64())
+                    .flatten()
             })
         })
     };
@@ -319,12 +340,21 @@ async fn main() {
             show(o.copy),
             show(o.catch_up),
             if o.same { "OK" } else { "FAILED" },
-            if o.note.is_empty() { String::new() } else { format!(" ({})", o.note) }
+            if o.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", o.note)
+            }
         );
     }
     if let (Some(first), Some(last)) = (outcomes.first(), outcomes.last()) {
         if let (Some(a), Some(b), true) = (first.window, last.window, outcomes.len() > 1) {
-            println!("window at scale {} / window at scale {} = {:.2}", last.scale, first.scale, b / a);
+            println!(
+                "window at scale {} / window at scale {} = {:.2}",
+                last.scale,
+                first.scale,
+                b / a
+            );
         }
     }
     if outcomes.iter().any(|o| !o.same) {

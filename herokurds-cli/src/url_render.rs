@@ -230,6 +230,7 @@ pub async fn resolve_from_aws(
     herokurds_core::runbook::resolve_target(&target, &env, &options)
         .await
         .map(|r| r.url)
+        .map_err(|e| e.to_string())
 }
 
 /// Prints a one-line error (as `{"error": ...}` with `--json`); exit 2.

@@ -411,3 +411,24 @@ async fn pg_variables_of_the_callers_environment_do_not_reach_pg_dump_or_pg_rest
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_same(&src, &tgt).await;
 }
+
+/// The transfer's own copy of the size parser saturated instead of
+/// refusing: `99999999999TB` became u64::MAX and the run went ahead.
+#[test]
+fn a_split_size_too_large_for_64_bits_is_refused_before_connecting() {
+    let work = tempfile::tempdir().unwrap();
+    let out = command(
+        "postgres://u@127.0.0.1:1/src",
+        "postgres://u@127.0.0.1:1/tgt",
+        work.path(),
+    )
+    .args(["--split-tables-larger-than", "99999999999TB"])
+    .output()
+    .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("`99999999999TB` is too large") && !all.contains("127.0.0.1:1"),
+        "refused as a flag value, before any connection: {all}"
+    );
+}

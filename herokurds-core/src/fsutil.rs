@@ -9,11 +9,14 @@
 //! 0700; a directory that already exists keeps its mode (it may be the
 //! operator's project directory), except herokurds' own directories
 //! ([`make_own_dir`]), which are made 0700 whatever they were.
+//!
+//! [`FileLock`] is the one lock against two runs writing the same state.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Owner read and write only: the mode of every file herokurds writes.
@@ -93,6 +96,126 @@ pub fn make_own_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `io`, a blocking file operation (a write with its fsyncs), from
+/// async code without stalling the runtime: on a multi-threaded runtime
+/// through [`tokio::task::block_in_place`], so the worker's other tasks
+/// move to another thread while the disk answers; elsewhere (no runtime,
+/// a current-thread runtime) directly. For synchronous callers inside
+/// tasks that cannot `.await` a `spawn_blocking`.
+pub(crate) fn blocking_io<T>(io: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(io)
+        }
+        _ => io(),
+    }
+}
+
+/// An exclusive `flock` on a lock file (mode 0600), held until dropped.
+/// The kernel releases it when the process dies, whatever the cause, so a
+/// lock is never stale. The holder writes `pid N since TIME` into the file,
+/// which a refused process quotes.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Why a [`FileLock`] could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another live process holds the lock.
+    #[error("{path} is held by another process ({holder})")]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote into it (`pid N since TIME`).
+        holder: String,
+    },
+    /// The lock file could not be opened, locked or written.
+    #[error("{action} lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LockError {
+    /// The holder's pid, when the lock is held and the holder wrote it.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            LockError::Held { holder, .. } => holder
+                .strip_prefix("pid ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok(),
+            LockError::Io { .. } => None,
+        }
+    }
+}
+
+impl FileLock {
+    /// Takes the lock on `path` (creating the file, mode 0600), or fails at
+    /// once: [`LockError::Held`] only when another process holds it
+    /// (`EWOULDBLOCK`), [`LockError::Io`] for any other failure.
+    pub fn acquire(path: &Path) -> Result<FileLock, LockError> {
+        let io = |action| {
+            move |source| LockError::Io {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(PRIVATE_FILE)
+            .open(path)
+            .map_err(io("opening"))?;
+        // SAFETY: flock takes a descriptor and flags only; `file` owns the
+        // descriptor and outlives the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let holder = fs::read_to_string(path).unwrap_or_default();
+                return Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            return Err(io("locking")(err));
+        }
+        file.set_len(0).map_err(io("writing"))?;
+        writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339()
+        )
+        .map_err(io("writing"))?;
+        Ok(FileLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +282,32 @@ mod tests {
         let file = project.join("file");
         fs::write(&file, "x").unwrap();
         assert!(make_own_dir(&file).is_err());
+    }
+
+    #[test]
+    fn a_held_lock_is_refused_naming_the_holders_pid_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = FileLock::acquire(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let e = FileLock::acquire(&path).unwrap_err();
+        assert_eq!(e.pid(), Some(std::process::id()));
+        assert!(
+            e.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(first);
+        FileLock::acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_opened_is_an_io_error_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = FileLock::acquire(&dir.path().join("missing").join("lock")).unwrap_err();
+        assert!(
+            matches!(e, LockError::Io { .. }) && e.pid().is_none(),
+            "{e}"
+        );
     }
 }

@@ -21,7 +21,8 @@
 //! - [`smoke`]: page checks before and after the cutover.
 //! - [`runbook`]: the whole migration as numbered, journaled steps.
 //! - [`progress`]: the event trait the binaries render.
-//! - [`fsutil`]: private (0600/0700), atomic file writes.
+//! - [`fsutil`]: private (0600/0700), atomic file writes and the lock file.
+//! - [`size`]: byte sizes as operators write them (`1GB`).
 //! - `sandbox` (feature `sandbox`): throwaway local servers for tests,
 //!   benches and the demo.
 #![deny(missing_docs)]

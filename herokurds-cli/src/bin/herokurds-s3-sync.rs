@@ -8,9 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use herokurds_cli::s3_render::{exit_code, ordered_filters, stopped, summary, SyncRenderer};
 use herokurds_cli::{init_tracing_verbose, print_json, report_error, EXIT_ERROR};
 use herokurds_core::aws::ClientOptions;
-use herokurds_core::s3::{
-    parse_size, sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions,
-};
+use herokurds_core::s3::{sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Copy the objects of one S3 location to another, server-side.
@@ -67,10 +65,10 @@ struct Args {
     #[arg(long, default_value_t = 64, value_name = "N")]
     concurrency: usize,
     /// Copy objects larger than this in parts (max 5GiB).
-    #[arg(long, default_value = "5GiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "5GiB", value_parser = herokurds_core::size::parse_size, value_name = "SIZE")]
     multipart_threshold: u64,
     /// Part size of multipart copies (5MiB to 5GiB).
-    #[arg(long, alias = "multipart-chunksize", default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, alias = "multipart-chunksize", default_value = "64MiB", value_parser = herokurds_core::size::parse_size, value_name = "SIZE")]
     part_size: u64,
     /// Storage class of the copies (STANDARD, STANDARD_IA, ...).
     #[arg(long, value_name = "CLASS")]

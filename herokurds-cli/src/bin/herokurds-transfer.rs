@@ -10,9 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use herokurds_cli::transfer_render::TransferRender;
 use herokurds_cli::{init_tracing_verbose, report_error};
-use herokurds_core::transfer::{
-    self, parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions,
-};
+use herokurds_core::transfer::{self, CopyFormat, ResumeMode, RetryPolicy, TransferOptions};
 use herokurds_core::url::DatabaseUrl;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +53,7 @@ struct Args {
     #[arg(long)]
     index_jobs: Option<usize>,
     /// Copy tables larger than this in several ctid slices at once.
-    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    #[arg(long, default_value = "1GB", value_parser = herokurds_core::size::parse_size)]
     split_tables_larger_than: u64,
     /// Do not copy the rows of matching tables (glob on schema.table, or on
     /// the name alone); they are created empty. Repeatable.

@@ -92,6 +92,32 @@ pub fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Quotes an identifier the way the server's `quote_ident()` does, for
+/// names compared with catalog output: unquoted when all lower-case
+/// letters, digits and underscores and not starting with a digit, else
+/// like [`quote_ident`]. (Reserved words are not known here; they are rare
+/// as extension names.)
+pub(crate) fn quote_ident_as_server(name: &str) -> String {
+    let plain = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        quote_ident(name)
+    }
+}
+
+/// The OID of the system catalog `pg_class` (tables, indexes, ...), as
+/// `pg_restore --list` writes it in a TOC entry's class.
+pub const PG_CLASS_OID: u32 = 1259;
+/// The OID of the system catalog `pg_constraint`.
+pub const PG_CONSTRAINT_OID: u32 = 2606;
+/// The OID of the system catalog `pg_trigger`.
+pub const PG_TRIGGER_OID: u32 = 2620;
+
 /// Quotes a string literal for SQL: `it's` becomes `'it''s'`.
 /// (Assumes `standard_conforming_strings = on`, the default since 9.1.)
 pub fn quote_literal(s: &str) -> String {

@@ -47,8 +47,11 @@ pub enum RunbookError {
         app: String,
         /// The step that failed.
         step: StepId,
-        /// Why.
+        /// Why, in words (the cause's message).
         reason: String,
+        /// The step's error.
+        #[source]
+        cause: Box<StepError>,
         /// What was put back.
         restored: Vec<String>,
         /// What could not be put back, with the command that does it.
@@ -67,8 +70,11 @@ pub enum RunbookError {
         app: String,
         /// The step that failed.
         step: StepId,
-        /// Why.
+        /// Why, in words (the cause's message).
         reason: String,
+        /// The step's error.
+        #[source]
+        cause: Box<StepError>,
         /// What the app runs on now, its maintenance mode and scaled-down
         /// dynos, from the journal.
         state: String,
@@ -214,6 +220,91 @@ fn aborted_message(
     m
 }
 
+/// Why a step failed: the step's own error, kept as the source, or the
+/// step's refusal in words. [`is_check_failure`](Self::is_check_failure)
+/// is decided by the variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The checks before anything changes refused.
+    #[error(transparent)]
+    Preflight(Box<RunbookError>),
+    /// A Heroku Platform API call failed.
+    #[error(transparent)]
+    Heroku(#[from] crate::heroku::HerokuError),
+    /// A cutover change was refused or not read back.
+    #[error(transparent)]
+    Cutover(#[from] super::cutover::CutoverError),
+    /// A database could not be reached.
+    #[error(transparent)]
+    Connect(#[from] crate::pg::ConnectError),
+    /// The database copy stopped.
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
+    /// The verification could not run.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    /// An online-mode step stopped (its checks included: a changed schema,
+    /// a cut or changed rows that differ, a source still written).
+    #[error(transparent)]
+    Online(#[from] crate::transfer::online::OnlineError),
+    /// An S3 sync failed.
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
+    /// A smoke page check could not run.
+    #[error(transparent)]
+    Smoke(#[from] crate::smoke::SmokeError),
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Reading a database's write position failed.
+    #[error("reading the write position of {side}: {message}")]
+    WriteMark {
+        /// `source` or `target`.
+        side: crate::transfer::Side,
+        /// The server's message.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A check found a difference: the source kept being written, the copy
+    /// differs from the source, or the source changed after the snapshot.
+    #[error("{message}")]
+    Different {
+        /// What differs, naming tables, and what to do.
+        message: String,
+    },
+    /// The step refused to go on, saying why.
+    #[error("{message}")]
+    Refused {
+        /// Why, naming the object, and what to do.
+        message: String,
+    },
+}
+
+impl StepError {
+    /// Whether a check found a difference (exit code 1) rather than an
+    /// error (exit code 2).
+    pub fn is_check_failure(&self) -> bool {
+        match self {
+            StepError::Different { .. } => true,
+            StepError::Online(e) => e.is_check_failure(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn write_mark(
+        side: crate::transfer::Side,
+    ) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |e| StepError::WriteMark {
+            side,
+            message: crate::verify::db_message(&e),
+            source: Box::new(e),
+        }
+    }
+}
+
 impl RunbookError {
     /// Whether a check found a difference (exit code 1) rather than an
     /// error (exit code 2): verification differences, writes on the source
@@ -222,12 +313,45 @@ impl RunbookError {
     pub fn is_check_failure(&self) -> bool {
         matches!(
             self,
-            RunbookError::Preflight { .. }
-                | RunbookError::TargetWrites { .. }
-                | RunbookError::Aborted {
-                    step: StepId::Settle | StepId::Verify | StepId::WriteCheck,
-                    ..
-                }
-        )
+            RunbookError::Preflight { .. } | RunbookError::TargetWrites { .. }
+        ) || matches!(self, RunbookError::Aborted { cause, .. } if cause.is_check_failure())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aborted(step: StepId, cause: StepError) -> RunbookError {
+        RunbookError::Aborted {
+            app: "app-one".into(),
+            step,
+            reason: cause.to_string(),
+            cause: Box::new(cause),
+            restored: Vec::new(),
+            restore_failures: Vec::new(),
+        }
+    }
+
+    /// The exit code was decided by the step's id: a settle or verify
+    /// step that could not even connect counted as a difference found.
+    #[test]
+    fn a_check_failure_is_decided_by_the_steps_error_not_its_id() {
+        let refused = || StepError::Refused {
+            message: "cannot connect".into(),
+        };
+        let different = || StepError::Different {
+            message: "2 difference(s)".into(),
+        };
+        assert!(!aborted(StepId::Verify, refused()).is_check_failure());
+        assert!(!aborted(StepId::Settle, refused()).is_check_failure());
+        assert!(aborted(StepId::Verify, different()).is_check_failure());
+        assert!(aborted(StepId::WriteCheck, different()).is_check_failure());
+        let e = aborted(StepId::Verify, different());
+        assert_eq!(
+            std::error::Error::source(&e).map(|s| s.to_string()),
+            Some("2 difference(s)".to_string()),
+            "the step's error is the source"
+        );
     }
 }

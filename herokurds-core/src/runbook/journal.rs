@@ -14,10 +14,8 @@
 //! mode of one that exists.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +28,7 @@ use crate::fsutil;
 /// plan's config vars as SHA-256 (version 1 held their values).
 pub const JOURNAL_VERSION: u32 = 2;
 
-use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::summary::{S3Summary, TransferSummary, VerifySummary};
 use super::writes::WriteMark;
 use crate::pg::DbIdentity;
 use crate::smoke::{PageCheck, PageDifference};
@@ -703,7 +701,7 @@ impl Journal {
         let path = dir.journal(&self.app);
         let mut body = serde_json::to_vec_pretty(self).expect("the journal serialises");
         body.push(b'\n');
-        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+        fsutil::blocking_io(|| fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE))
             .map_err(|e| JournalError::io(&path, "writing", e))
     }
 
@@ -723,7 +721,7 @@ impl Journal {
             .filter_map(|(k, v)| Some((k, v.as_ref()?)))
             .collect();
         let body = serde_json::to_vec_pretty(&kept).expect("a map of strings serialises");
-        fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE)
+        fsutil::blocking_io(|| fsutil::write_atomic(&path, &body, fsutil::PRIVATE_FILE))
             .map_err(|e| JournalError::io(&path, "writing", e))?;
         self.config_before = values
             .into_iter()
@@ -775,8 +773,7 @@ fn sha256_hex(value: &str) -> String {
 /// process exits.
 #[derive(Debug)]
 pub struct AppLock {
-    _file: File,
-    path: PathBuf,
+    lock: fsutil::FileLock,
 }
 
 impl AppLock {
@@ -784,38 +781,20 @@ impl AppLock {
     pub fn acquire(dir: &WorkDir, app: &str) -> Result<AppLock, JournalError> {
         dir.create()?;
         let path = dir.lock(app);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| JournalError::io(&path, "opening", e))?;
-        // SAFETY: flock on a file descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            return Err(JournalError::Locked {
+        match fsutil::FileLock::acquire(&path) {
+            Ok(lock) => Ok(AppLock { lock }),
+            Err(fsutil::LockError::Held { path, holder }) => Err(JournalError::Locked {
                 app: app.to_string(),
                 path,
-                holder: holder.trim().to_string(),
-            });
+                holder,
+            }),
+            Err(e) => Err(JournalError::Lock(e)),
         }
-        file.set_len(0)
-            .map_err(|e| JournalError::io(&path, "writing", e))?;
-        let _ = writeln!(
-            file,
-            "pid {} since {}",
-            std::process::id(),
-            Utc::now().to_rfc3339()
-        );
-        Ok(AppLock { _file: file, path })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.lock.path()
     }
 }
 
@@ -871,6 +850,9 @@ pub enum JournalError {
         /// Where an older herokurds left one.
         legacy: PathBuf,
     },
+    /// The app's lock file could not be opened, locked or written.
+    #[error(transparent)]
+    Lock(fsutil::LockError),
     /// Another process holds the app's lock.
     #[error("another herokurds process is migrating app {app} ({holder}); lock file {path}")]
     Locked {

@@ -9,6 +9,12 @@
 //! without changing anything. Each step is also a library call of its own
 //! module (`transfer`, `verify`, `s3`, `heroku`, `smoke`).
 //!
+//! Files: `run.rs` (run, resume: the loop over the steps), `rollback.rs`,
+//! `status.rs`, `steps.rs` (one method per step), `target.rs` (where the
+//! source and target URLs come from), `journal.rs` (the journal, the lock,
+//! [`WorkDir`]: every path), `summary.rs` (what the journal keeps of the
+//! long steps), `report.rs`, `error.rs`.
+//!
 //! ```text
 //!  1 preflight             10 check for writes
 //!  2 smoke baseline        11 attach old database under the backup alias
@@ -44,11 +50,12 @@ mod rollback;
 mod run;
 mod status;
 mod steps;
+pub mod summary;
 pub mod target;
 pub mod template;
 pub mod writes;
 
-pub use error::RunbookError;
+pub use error::{RunbookError, StepError};
 pub use journal::{
     AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,
 };
@@ -58,7 +65,7 @@ pub use report::Report;
 pub use rollback::{rollback, RollbackReport};
 pub use run::{resume, run, target_database};
 pub use status::{status, Status};
-pub use target::{resolve_target, EnvLookup, ResolvedTarget};
+pub use target::{resolve_target, EnvLookup, ResolvedTarget, TargetError};
 
 /// What the runbook needs from the outside world besides the plan: the
 /// Heroku client, where environment variables come from, AWS settings.

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::journal::{StepId, StepStatus};
-use super::report::TransferSummary;
-use super::steps::{Outcome, Runner, StepFailure};
+use super::steps::{Outcome, Runner};
+use super::summary::TransferSummary;
+use super::StepError;
 use super::{forward, Plan, RunbookEvent, TransferMode};
 use crate::progress::Progress;
 use crate::transfer::online::{self, OnlineEvent, OnlineMigration};
@@ -19,7 +20,7 @@ pub(crate) const CATCH_UP_GOAL: Duration = Duration::from_secs(2);
 /// than rounds apply would never reach the goal).
 pub(crate) const CATCH_UP_ROUNDS: u32 = 30;
 
-type StepResult = Result<Outcome, StepFailure>;
+type StepResult = Result<Outcome, StepError>;
 
 /// Whether the plan copies online.
 pub(super) fn is_online(plan: &Plan) -> bool {
@@ -43,7 +44,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         })
     }
 
-    fn online_options(&self, mode: ResumeMode) -> Result<TransferOptions, StepFailure> {
+    fn online_options(&self, mode: ResumeMode) -> Result<TransferOptions, StepError> {
         self.transfer_options(mode)
     }
 

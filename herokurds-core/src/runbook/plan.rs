@@ -169,6 +169,35 @@ impl Default for TransferSection {
     }
 }
 
+impl TransferSection {
+    /// The transfer's options this section asks for (jobs, split size,
+    /// excluded tables and extensions), with the PostgreSQL binaries from
+    /// `pg_bin_dir`: the one place the plan becomes [`TransferOptions`],
+    /// for `plan`'s checks and `run`'s copy alike. The caller adds the
+    /// work directory and resume mode.
+    ///
+    /// [`TransferOptions`]: crate::transfer::TransferOptions
+    pub fn options(
+        &self,
+        pg_bin_dir: Option<&std::path::Path>,
+    ) -> Result<crate::transfer::TransferOptions, crate::size::SizeError> {
+        let mut opts = crate::transfer::TransferOptions::new().jobs(self.jobs);
+        if let Some(size) = &self.split_tables_larger_than {
+            opts = opts.split_tables_larger_than(crate::size::parse_size(size)?);
+        }
+        for p in &self.exclude_tables {
+            opts = opts.exclude_table(p.clone());
+        }
+        for e in &self.exclude_extensions {
+            opts = opts.exclude_extension(e.clone());
+        }
+        if let Some(bin) = pg_bin_dir {
+            opts = opts.pg_bin_dir(bin.to_path_buf());
+        }
+        Ok(opts)
+    }
+}
+
 /// `[verify]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -749,5 +778,32 @@ password_secret = "arn:aws:secretsmanager:us-east-1:1:secret:rds"
             .unwrap_err()
             .to_string();
         assert!(missing.contains("nope.toml"), "{missing}");
+    }
+
+    #[test]
+    fn the_transfer_section_becomes_transfer_options_in_one_place() {
+        let t = TransferSection {
+            jobs: 3,
+            split_tables_larger_than: Some("2GB".into()),
+            exclude_tables: vec!["audit.*".into()],
+            exclude_extensions: vec!["pg_stat_statements".into()],
+            mode: TransferMode::Online,
+        };
+        let o = t
+            .options(Some(std::path::Path::new("/opt/pg/bin")))
+            .unwrap();
+        assert_eq!(o.get_jobs(), 3);
+        assert_eq!(o.get_split_threshold(), 2 << 30);
+        assert_eq!(o.get_exclude_tables(), ["audit.*"]);
+        assert_eq!(o.get_exclude_extensions(), ["pg_stat_statements"]);
+        assert_eq!(
+            o.get_pg_bin_dir(),
+            Some(std::path::Path::new("/opt/pg/bin"))
+        );
+        let bad = TransferSection {
+            split_tables_larger_than: Some("99999999999TB".into()),
+            ..TransferSection::default()
+        };
+        assert!(bad.options(None).is_err());
     }
 }

@@ -278,7 +278,7 @@ pub(super) async fn check(
             Some((s, t.url))
         }
         (s, t) => {
-            for e in [s.err(), t.err()]
+            for e in [s.err(), t.err().map(|e| e.to_string())]
                 .into_iter()
                 .flatten()
                 .filter(|e| !e.is_empty())
@@ -289,7 +289,14 @@ pub(super) async fn check(
         }
     };
     if let Some((s, t)) = &urls {
-        let mut opts = TransferOptions::new().jobs(plan.transfer.jobs);
+        let mut opts = match plan.transfer.options(ctx.pg_bin_dir.as_deref()) {
+            Ok(opts) => opts,
+            Err(e) => {
+                r.problems
+                    .push(format!("[transfer] split_tables_larger_than: {e}"));
+                TransferOptions::new().jobs(plan.transfer.jobs)
+            }
+        };
         let dir = super::WorkDir::new(&plan.work_dir);
         let earlier = dir.transfer(&app);
         if earlier.exists() {
@@ -303,15 +310,6 @@ pub(super) async fn check(
                 "the target holds the copy of an earlier attempt (state in {}); it will be dropped and copied again",
                 plan.work_dir.display()
             ));
-        }
-        for p in &plan.transfer.exclude_tables {
-            opts = opts.exclude_table(p.clone());
-        }
-        for e in &plan.transfer.exclude_extensions {
-            opts = opts.exclude_extension(e.clone());
-        }
-        if let Some(bin) = &ctx.pg_bin_dir {
-            opts = opts.pg_bin_dir(bin.clone());
         }
         let started = Instant::now();
         let checked = crate::transfer::preflight(s, t, &opts).await;

@@ -12,91 +12,7 @@ use super::journal::{Journal, JournalError, RunState, StepRecord, StepStatus, Wo
 use crate::fsutil;
 use crate::smoke::PageDifference;
 
-/// What the database copy did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TransferSummary {
-    /// Tables copied.
-    pub tables: usize,
-    /// Rows copied.
-    pub rows: u64,
-    /// Bytes of COPY data moved.
-    pub bytes: u64,
-    /// Wall seconds of the whole transfer.
-    pub seconds: f64,
-    /// Sequences set.
-    pub sequences: usize,
-    /// Large objects copied.
-    pub large_objects: u64,
-}
-
-impl From<&crate::transfer::TransferReport> for TransferSummary {
-    fn from(r: &crate::transfer::TransferReport) -> Self {
-        TransferSummary {
-            tables: r.tables.len(),
-            rows: r.rows(),
-            bytes: r.bytes(),
-            seconds: r.seconds,
-            sequences: r.sequences,
-            large_objects: r.large_objects as u64,
-        }
-    }
-}
-
-impl TransferSummary {
-    /// MB/s (MiB) over the whole transfer.
-    pub fn mb_per_second(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.bytes as f64 / 1_048_576.0 / self.seconds
-        } else {
-            0.0
-        }
-    }
-
-    /// Rows per second over the whole transfer.
-    pub fn rows_per_second(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.rows as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
-}
-
-/// What verification found.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VerifySummary {
-    /// Whether the target equals the source.
-    pub identical: bool,
-    /// Tables compared.
-    pub tables: usize,
-    /// Whether contents were checksummed (not just counted).
-    pub checksums: bool,
-    /// Each difference, naming its object.
-    pub differences: Vec<String>,
-    /// Wall seconds.
-    pub seconds: f64,
-}
-
-/// What one bucket sync did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct S3Summary {
-    /// `s3://` source.
-    pub source: String,
-    /// `s3://` target.
-    pub target: String,
-    /// Which pass: `presync` or `final`.
-    pub pass: String,
-    /// Objects copied.
-    pub copied: u64,
-    /// Objects already up to date.
-    pub skipped: u64,
-    /// Objects deleted at the target.
-    pub deleted: u64,
-    /// Objects that failed.
-    pub failed: u64,
-    /// Bytes copied.
-    pub bytes: u64,
-}
+pub use super::summary::{S3Summary, TransferSummary, VerifySummary};
 
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,7 +100,7 @@ impl Report {
         let json = dir.report(&self.app, "json");
         let body = serde_json::to_vec_pretty(self).expect("the report serialises");
         for (path, bytes) in [(&md, self.to_markdown().into_bytes()), (&json, body)] {
-            fsutil::write_atomic(path, &bytes, fsutil::PRIVATE_FILE)
+            fsutil::blocking_io(|| fsutil::write_atomic(path, &bytes, fsutil::PRIVATE_FILE))
                 .map_err(|e| JournalError::io(path, "writing", e))?;
         }
         Ok([md, json])

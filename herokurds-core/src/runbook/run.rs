@@ -4,7 +4,7 @@
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::error::RunbookError;
+use super::error::{RunbookError, StepError};
 use super::journal::{AppLock, Journal, OwnedObjects, RunState, StepId, StepStatus, WorkDir};
 use super::report::Report;
 use super::status::describe_state;
@@ -34,9 +34,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<Report, RunbookError> {
     let app = &plan.heroku.app;
-    let dir = WorkDir::new(&plan.work_dir);
-    let _lock = AppLock::acquire(&dir, app)?;
-    adopt_legacy_transfer(&dir, app, progress)?;
+    let (dir, _lock) = lock_app(plan, progress)?;
     let previous = Journal::load(&dir, app)?;
     if let Some(previous) = &previous {
         match &previous.state {
@@ -292,9 +290,7 @@ pub async fn resume(
     cancel: CancellationToken,
 ) -> Result<Report, RunbookError> {
     let app = &plan.heroku.app;
-    let dir = WorkDir::new(&plan.work_dir);
-    let _lock = AppLock::acquire(&dir, app)?;
-    adopt_legacy_transfer(&dir, app, progress)?;
+    let (dir, _lock) = lock_app(plan, progress)?;
     let journal = Journal::load(&dir, app)?.ok_or_else(|| RunbookError::WrongState {
         message: format!(
             "no migration of app {app} to resume (no journal at {}); start one with `herokurds run --config {}`",
@@ -394,19 +390,21 @@ async fn drive(
                     emit_finished(progress, &r.journal, number, step);
                     return Err(interrupted(&mut r, step).await);
                 }
-                r.journal.fail(step, failure.message.clone());
+                let reason = failure.to_string();
+                r.journal.fail(step, reason.clone());
                 r.journal.save(&r.dir)?;
                 emit_finished(progress, &r.journal, number, step);
                 return Err(if r.journal.cutover_started() {
                     RunbookError::CutoverIncomplete {
                         app: plan.heroku.app.clone(),
                         step,
-                        reason: failure.message,
+                        reason,
+                        cause: Box::new(failure),
                         state: describe_state(&r.journal, &plan.cutover.backup_alias),
                         plan: ctx.plan_path.clone(),
                     }
                 } else {
-                    abort(&mut r, step, failure.message).await?
+                    abort(&mut r, step, failure).await?
                 });
             }
         }
@@ -451,8 +449,9 @@ pub(super) async fn interrupted<P: Progress<RunbookEvent>>(
 pub(super) async fn abort<P: Progress<RunbookEvent>>(
     r: &mut Runner<'_, P>,
     step: StepId,
-    reason: String,
+    cause: StepError,
 ) -> Result<RunbookError, RunbookError> {
+    let reason = cause.to_string();
     let app = r.plan.heroku.app.clone();
     let (mut restored, mut failures) = restore_app(r.ctx, &app, &mut r.journal).await;
     match super::online::remove_capture(&r.journal, &r.source).await {
@@ -473,6 +472,7 @@ pub(super) async fn abort<P: Progress<RunbookEvent>>(
         app,
         step,
         reason,
+        cause: Box::new(cause),
         restored,
         restore_failures: failures,
     })
@@ -576,6 +576,18 @@ pub(super) async fn end_state(
         writes::mark(&client).await.ok(),
         owned_objects(&client).await.ok(),
     )
+}
+
+/// The plan's work directory and the app's lock, taken; a transfer state
+/// an older herokurds left in the wrong place is moved where it belongs.
+fn lock_app(
+    plan: &Plan,
+    progress: &impl Progress<RunbookEvent>,
+) -> Result<(WorkDir, AppLock), RunbookError> {
+    let dir = WorkDir::new(&plan.work_dir);
+    let lock = AppLock::acquire(&dir, &plan.heroku.app)?;
+    adopt_legacy_transfer(&dir, &plan.heroku.app, progress)?;
+    Ok((dir, lock))
 }
 
 /// Moves a transfer's state an older herokurds left in

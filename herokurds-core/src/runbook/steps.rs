@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::error::StepError;
 use super::journal::{Journal, StepId, StepStatus, WorkDir};
-use super::report::{S3Summary, TransferSummary, VerifySummary};
+use super::summary::{S3Summary, TransferSummary, VerifySummary};
 use super::{cutover, forward, writes, Context, Plan, RunbookEvent};
 use crate::pg::DbIdentity;
 use crate::progress::Progress;
 use crate::s3::{ClientSource, Filters, S3Location, SyncOptions};
-use crate::transfer::{ResumeMode, Snapshot, TransferOptions};
+use crate::transfer::{ResumeMode, Side, Snapshot};
 use crate::url::DatabaseUrl;
 use crate::verify::VerifyOptions;
 
@@ -25,24 +26,18 @@ pub(crate) enum Outcome {
     Skipped(String),
 }
 
-/// How a step ended badly.
-pub(crate) struct StepFailure {
-    /// Why, in words, naming the object.
-    pub message: String,
-}
+type StepResult = Result<Outcome, StepError>;
 
-impl<E: std::fmt::Display> From<E> for StepFailure {
-    fn from(e: E) -> Self {
-        StepFailure {
-            message: e.to_string(),
-        }
+/// The step refuses, saying why.
+fn fail(message: impl Into<String>) -> StepError {
+    StepError::Refused {
+        message: message.into(),
     }
 }
 
-type StepResult = Result<Outcome, StepFailure>;
-
-fn fail(message: impl Into<String>) -> StepFailure {
-    StepFailure {
+/// A check found a difference (exit code 1).
+fn different(message: impl Into<String>) -> StepError {
+    StepError::Different {
         message: message.into(),
     }
 }
@@ -97,7 +92,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     }
 
     async fn preflight(&mut self) -> StepResult {
-        let (report, _) = super::preflight::check(self.plan, self.ctx, false, true).await?;
+        let (report, _) = super::preflight::check(self.plan, self.ctx, false, true)
+            .await
+            .map_err(|e| StepError::Preflight(Box::new(e)))?;
         if !report.problems.is_empty() {
             return Err(fail(format!(
                 "{} problem(s): {}",
@@ -315,7 +312,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             })
         };
         let settled = tokio::select! {
-            s = writes::settle(&client, m.settle, m.settle_timeout, self.ctx.flush_wait, tick) => s?,
+            s = writes::settle(&client, m.settle, m.settle_timeout, self.ctx.flush_wait, tick) => s.map_err(StepError::write_mark(Side::Source))?,
             _ = self.cancel.cancelled() => return Err(fail("interrupted")),
         };
         match settled {
@@ -363,7 +360,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                         activity.transactions
                     ));
                 }
-                Err(fail(format!(
+                Err(different(format!(
                     "the source did not settle: still written {:.0} s after maintenance on ({}). \
                      Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, \
                      an outside client): list its process types in [maintenance] scale_down or stop it, \
@@ -378,7 +375,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
 
     /// Resume an interrupted copy, start over on an earlier attempt's
     /// (when `run` approved it), or start fresh.
-    pub(super) fn resume_mode(&self, before: StepStatus) -> Result<ResumeMode, StepFailure> {
+    pub(super) fn resume_mode(&self, before: StepStatus) -> Result<ResumeMode, StepError> {
         let work = self.dir.transfer(self.app());
         Ok(
             if matches!(before, StepStatus::Running | StepStatus::Failed) {
@@ -401,32 +398,20 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         )
     }
 
-    /// The plan's `[transfer]` as the copy's options.
+    /// The plan's `[transfer]` as the copy's options, with no more workers
+    /// than the source has connections to spare.
     pub(super) fn transfer_options(
         &self,
         mode: ResumeMode,
-    ) -> Result<TransferOptions, StepFailure> {
+    ) -> Result<crate::transfer::TransferOptions, StepError> {
         let t = &self.plan.transfer;
-        // No more workers than the source has connections to spare.
         let jobs = self.journal.jobs_cap.map_or(t.jobs, |cap| t.jobs.min(cap));
-        let mut opts = TransferOptions::new()
+        Ok(t.options(self.ctx.pg_bin_dir.as_deref())
+            .map_err(|e| fail(format!("[transfer] split_tables_larger_than: {e}")))?
             .jobs(jobs)
             .work_dir(self.dir.transfer_work_dir(self.app()))
             .resume_mode(mode)
-            .restart_target(self.journal.restart_approved.is_some());
-        if let Some(size) = &t.split_tables_larger_than {
-            opts = opts.split_tables_larger_than(crate::size::parse_size(size).map_err(fail)?);
-        }
-        for p in &t.exclude_tables {
-            opts = opts.exclude_table(p.clone());
-        }
-        for e in &t.exclude_extensions {
-            opts = opts.exclude_extension(e.clone());
-        }
-        if let Some(bin) = &self.ctx.pg_bin_dir {
-            opts = opts.pg_bin_dir(bin.clone());
-        }
-        Ok(opts)
+            .restart_target(self.journal.restart_approved.is_some()))
     }
 
     async fn transfer(&mut self, before: StepStatus) -> StepResult {
@@ -435,7 +420,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         }
         if self.journal.source_mark.is_none() {
             let client = crate::pg::connect(&self.source).await?.into_client();
-            self.journal.source_mark = Some(writes::mark(&client).await?);
+            self.journal.source_mark = Some(
+                writes::mark(&client)
+                    .await
+                    .map_err(StepError::write_mark(Side::Source))?,
+            );
             self.journal.save(&self.dir)?;
         }
         let opts = self.transfer_options(self.resume_mode(before)?)?;
@@ -493,7 +482,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
 
     /// Verifies the target against the source: in `snapshot` when given,
     /// else against the source as it is now.
-    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepFailure> {
+    async fn run_verify(&mut self, snapshot: Option<&str>) -> Result<VerifySummary, StepError> {
         let opts = self.verify_options(snapshot);
         let p = forward(self.progress, |e: &crate::verify::VerifyEvent| {
             RunbookEvent::Verify(e.clone())
@@ -551,7 +540,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         );
         if let Some(mark) = &self.journal.source_mark {
             let client = crate::pg::connect(&self.source).await?.into_client();
-            let now = writes::mark(&client).await?;
+            let now = writes::mark(&client)
+                .await
+                .map_err(StepError::write_mark(Side::Source))?;
             let activity = writes::compare(mark, &now);
             if !activity.is_quiet() {
                 why.push_str(&format!(
@@ -561,7 +552,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 ));
             }
         }
-        Err(fail(why))
+        Err(different(why))
     }
 
     async fn write_check(&mut self) -> StepResult {
@@ -574,7 +565,9 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             ));
         };
         let client = crate::pg::connect(&self.source).await?.into_client();
-        let activity = writes::check_since(&client, &mark, self.ctx.flush_wait).await?;
+        let activity = writes::check_since(&client, &mark, self.ctx.flush_wait)
+            .await
+            .map_err(StepError::write_mark(Side::Source))?;
         if activity.is_quiet() {
             return Ok(Outcome::Done(format!(
                 "no table changed on the source since the snapshot ({} transaction ids used)",
@@ -590,7 +583,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 activity.describe()
             )));
         }
-        Err(fail(format!(
+        Err(different(format!(
             "the source changed after the snapshot: {}; the copy would lose those writes. \
              Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, an outside client): \
              list its process types in [maintenance] scale_down or stop it, then run again",
@@ -633,7 +626,11 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     async fn set_config(&mut self) -> StepResult {
         if self.journal.target_mark.is_none() {
             let client = crate::pg::connect(&self.target).await?.into_client();
-            self.journal.target_mark = Some(writes::mark(&client).await?);
+            self.journal.target_mark = Some(
+                writes::mark(&client)
+                    .await
+                    .map_err(StepError::write_mark(Side::Target))?,
+            );
             self.journal.save(&self.dir)?;
         }
         Ok(Outcome::Done(
@@ -749,7 +746,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         Ok(Outcome::Done(words))
     }
 
-    fn old_addon(&self) -> Result<String, StepFailure> {
+    fn old_addon(&self) -> Result<String, StepError> {
         self.journal.old_addon.clone().ok_or_else(|| {
             fail("the journal does not name the old add-on (preflight did not finish)")
         })
@@ -766,7 +763,7 @@ pub(super) async fn restore_formation(
     ctx.heroku.scale(app, &updates).await.map(|_| ())
 }
 
-fn parse_location(text: &str) -> Result<S3Location, StepFailure> {
+fn parse_location(text: &str) -> Result<S3Location, StepError> {
     text.parse::<S3Location>()
         .map_err(|e| fail(format!("{text}: {e}")))
 }

@@ -46,6 +46,62 @@ impl std::fmt::Debug for ResolvedTarget {
     }
 }
 
+/// Why the target URL could not be built. Each variant names the plan key
+/// (or the instance, secret or variable) that failed, and keeps the
+/// underlying error as its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// An environment variable the plan names is not set.
+    #[error("{key}: environment variable {var} is not set{hint}")]
+    EnvNotSet {
+        /// The plan key (`target.url_env`, `target.password_env`).
+        key: &'static str,
+        /// The variable.
+        var: String,
+        /// What it should hold, when that helps.
+        hint: &'static str,
+    },
+    /// A URL, or the parts gathered, do not make a valid database URL.
+    #[error("{what}: {source}")]
+    Url {
+        /// What was being built or parsed, naming the key or variable.
+        what: String,
+        /// Why not.
+        #[source]
+        source: crate::url::UrlError,
+    },
+    /// The Pulumi export is unreadable, or lacks the RDS instance.
+    #[error("target.pulumi_export: {source}")]
+    Pulumi {
+        /// Why.
+        #[source]
+        source: crate::pulumi::PulumiError,
+    },
+    /// An AWS call (RDS, Secrets Manager) failed.
+    #[error("{what}: {source}")]
+    Aws {
+        /// The key or secret it served (`target.rds_instance`,
+        /// `target.password_secret`, the instance's managed secret).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: crate::aws::AwsError,
+    },
+    /// Nothing names where the password comes from.
+    #[error(
+        "target: {}; set target.password_env or target.password_secret",
+        match .rds_instance {
+            Some(id) => format!("RDS instance {id} has no managed master-user secret"),
+            None => "no password source".to_string(),
+        }
+    )]
+    NoPassword {
+        /// The RDS instance whose managed secret was looked for.
+        rds_instance: Option<String>,
+    },
+}
+
 /// Builds the target URL from a `[target]` section. Errors list every
 /// missing or malformed part and name the source that failed (the
 /// environment variable, the export file, the secret id, the instance).
@@ -53,19 +109,25 @@ pub async fn resolve_target(
     t: &TargetSection,
     env: &EnvLookup,
     aws: &ClientOptions,
-) -> Result<ResolvedTarget, String> {
+) -> Result<ResolvedTarget, TargetError> {
     let mut sources = Vec::new();
     if let Some(var) = &t.url_env {
-        let text = env(var).ok_or_else(|| {
-            format!("target.url_env: environment variable {var} is not set (it should hold the RDS DATABASE_URL)")
+        let text = env(var).ok_or_else(|| TargetError::EnvNotSet {
+            key: "target.url_env",
+            var: var.clone(),
+            hint: " (it should hold the RDS DATABASE_URL)",
         })?;
-        let mut url: DatabaseUrl = text
-            .parse()
-            .map_err(|e| format!("target.url_env: {var} is not a valid database URL: {e}"))?;
+        let mut url: DatabaseUrl = text.parse().map_err(|source| TargetError::Url {
+            what: format!("target.url_env: {var} is not a valid database URL"),
+            source,
+        })?;
         if t.sslmode.is_some() || t.sslrootcert.is_some() {
             let mut b = url.to_builder();
             apply_tls(&mut b, t);
-            url = b.build().map_err(|e| format!("target: {e}"))?;
+            url = b.build().map_err(|source| TargetError::Url {
+                what: "target".into(),
+                source,
+            })?;
         }
         sources.push(format!("URL from ${var}"));
         return Ok(ResolvedTarget { url, sources });
@@ -74,14 +136,18 @@ pub async fn resolve_target(
     let mut endpoint: Option<RdsEndpoint> = None;
     let mut managed_secret: Option<String> = None;
     if let Some(path) = &t.pulumi_export {
-        let export = crate::pulumi::StackExport::read(path)
-            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+        // A file read (or stdin): off the runtime's worker.
+        let owned = path.clone();
+        let export = tokio::task::spawn_blocking(move || crate::pulumi::StackExport::read(&owned))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|source| TargetError::Pulumi { source })?;
         let instance = export
             .rds_instance(t.pulumi_resource.as_deref())
-            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+            .map_err(|source| TargetError::Pulumi { source })?;
         let ep = instance
             .endpoint()
-            .map_err(|e| format!("target.pulumi_export: {e}"))?;
+            .map_err(|source| TargetError::Pulumi { source })?;
         sources.push(format!(
             "endpoint from pulumi export {} ({})",
             path.display(),
@@ -90,13 +156,16 @@ pub async fn resolve_target(
         managed_secret = instance.master_secret_arn();
         endpoint = Some(ep);
     } else if let Some(id) = &t.rds_instance {
-        let client = aws
-            .rds_client()
-            .await
-            .map_err(|e| format!("target.rds_instance: {e}"))?;
+        let client = aws.rds_client().await.map_err(|source| TargetError::Aws {
+            what: "target.rds_instance",
+            source,
+        })?;
         let info = crate::aws::rds_endpoint(&client, id)
             .await
-            .map_err(|e| format!("target.rds_instance: {e}"))?;
+            .map_err(|source| TargetError::Aws {
+                what: "target.rds_instance",
+                source,
+            })?;
         sources.push(format!("endpoint from RDS instance {id}"));
         managed_secret = info.master_secret_arn.clone();
         endpoint = Some(info.endpoint);
@@ -114,31 +183,28 @@ pub async fn resolve_target(
 
     let password: SecretString = if let Some(var) = &t.password_env {
         sources.push(format!("password from ${var}"));
-        SecretString::from(
-            env(var).ok_or_else(|| {
-                format!("target.password_env: environment variable {var} is not set")
-            })?,
-        )
+        SecretString::from(env(var).ok_or_else(|| TargetError::EnvNotSet {
+            key: "target.password_env",
+            var: var.clone(),
+            hint: "",
+        })?)
     } else {
         let (secret_id, what) = match (&t.password_secret, &managed_secret) {
             (Some(id), _) => (id.clone(), "target.password_secret"),
             (None, Some(arn)) => (arn.clone(), "the RDS instance's managed secret"),
             (None, None) => {
-                return Err(match &t.rds_instance {
-                    Some(id) => format!(
-                        "target: RDS instance {id} has no managed master-user secret; set target.password_env or target.password_secret"
-                    ),
-                    None => "target: no password source (set target.password_env or target.password_secret)".into(),
+                return Err(TargetError::NoPassword {
+                    rds_instance: t.rds_instance.clone(),
                 });
             }
         };
         let client = aws
             .secrets_client()
             .await
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|source| TargetError::Aws { what, source })?;
         let secret = crate::aws::fetch_db_secret(&client, &secret_id)
             .await
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|source| TargetError::Aws { what, source })?;
         sources.push(format!("password from secret {secret_id}"));
         // A rotation secret's user goes with its password (multi-user
         // rotation alternates users), so it wins over the master username.
@@ -170,7 +236,10 @@ pub async fn resolve_target(
         b.param(Param::SslMode.name(), "require");
     }
     apply_tls(&mut b, t);
-    let url = b.build().map_err(|e| format!("target: {e}"))?;
+    let url = b.build().map_err(|source| TargetError::Url {
+        what: "target".into(),
+        source,
+    })?;
     Ok(ResolvedTarget { url, sources })
 }
 
@@ -314,6 +383,7 @@ pub(super) async fn resolved_target(plan: &Plan, ctx: &Context) -> Result<Databa
     super::target::resolve_target(&plan.target, &*ctx.env, &ctx.aws_for(plan))
         .await
         .map(|t| t.url)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -361,12 +431,14 @@ mod tests {
         };
         let e = resolve_target(&t, &env_of(&[]), &ClientOptions::new())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("TARGET_DATABASE_URL is not set"), "{e}");
         let env = env_of(&[("TARGET_DATABASE_URL", "postgres://u:hunter2@h:99999/d")]);
         let e = resolve_target(&t, &env, &ClientOptions::new())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port") && !e.contains("hunter2"), "{e}");
     }
 
@@ -379,7 +451,8 @@ mod tests {
         };
         let e = resolve_target(&t, &env_of(&[("PW", "x")]), &ClientOptions::new())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("user") && e.contains("dbname"), "{e}");
     }
 

@@ -61,8 +61,7 @@ pub use filter::{FilterKind, Filters};
 pub use guard::{DeleteRefusal, DeleteRefusalReason, DELETE_GUARD_MIN};
 pub use location::{escape_key, S3Location};
 pub use options::{
-    parse_size, ClientSource, Sse, StorageClass, SyncOptions, GIB, MAX_PARTS, MAX_PART_SIZE, MIB,
-    MIN_PART_SIZE,
+    ClientSource, Sse, StorageClass, SyncOptions, GIB, MAX_PARTS, MAX_PART_SIZE, MIB, MIN_PART_SIZE,
 };
 pub use report::{
     DifferenceKind, KeyFailure, SyncEvent, SyncReport, VerifyDifference, VerifyReport,

@@ -380,29 +380,9 @@ impl SyncOptions {
     }
 }
 
-/// Parses a byte size: `1048576`, `8MB`, `8MiB`, `5GB`, `64k` (binary units,
-/// as `aws configure set s3.multipart_threshold` does); see [`crate::size`].
-pub fn parse_size(s: &str) -> Result<u64, S3Error> {
-    crate::size::parse_size(s).map_err(|reason| S3Error::InvalidOption {
-        option: "size",
-        reason,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("1048576").unwrap(), MIB);
-        assert_eq!(parse_size("8MB").unwrap(), 8 * MIB);
-        assert_eq!(parse_size("5GiB").unwrap(), 5 * GIB);
-        assert_eq!(parse_size("64k").unwrap(), 64 * 1024);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5XB").is_err());
-        assert!(parse_size("99999999999999999999").is_err());
-    }
 
     #[test]
     fn part_size_grows_past_ten_thousand_parts() {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::CopyFormat;
 use crate::pg::catalog::{quote_literal, TableInfo};
+pub(crate) use crate::pg::db_message as message;
 
 /// Which rows of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,29 +322,4 @@ fn caused_by_io(e: &tokio_postgres::Error) -> bool {
 pub(crate) fn is_row_security_refusal(e: &tokio_postgres::Error) -> bool {
     e.as_db_error()
         .is_some_and(|d| d.code().code() == "42501" && d.message().contains("row-level security"))
-}
-
-/// The server's message (with detail and hint), or the driver's.
-pub(crate) fn message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => {
-            let mut m = d.message().to_string();
-            if let Some(detail) = d.detail() {
-                m.push_str(&format!(" ({detail})"));
-            }
-            if let Some(hint) = d.hint() {
-                m.push_str(&format!("; hint: {hint}"));
-            }
-            m
-        }
-        None => {
-            let mut m = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                m.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            m
-        }
-    }
 }

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Which database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Which database: of a transfer, a verification, a runbook step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The database copied from (Heroku).
@@ -308,6 +308,22 @@ impl TransferError {
         move |e| TransferError::WorkDir {
             path: path.to_path_buf(),
             message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::fsutil::LockError> for TransferError {
+    fn from(e: crate::fsutil::LockError) -> Self {
+        let pid = e.pid();
+        match e {
+            crate::fsutil::LockError::Held { path, holder } => TransferError::Locked {
+                path,
+                pid: pid.map_or(holder, |p| p.to_string()),
+            },
+            crate::fsutil::LockError::Io { path, source, .. } => TransferError::WorkDir {
+                path,
+                message: source.to_string(),
+            },
         }
     }
 }

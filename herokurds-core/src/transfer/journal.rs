@@ -15,9 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -67,47 +65,6 @@ impl Paths {
     /// made 0700 too; parents that exist keep their mode.
     pub(crate) fn create(&self) -> io::Result<()> {
         fsutil::make_own_dir(&self.dir)
-    }
-}
-
-/// An exclusive `flock` on the lock file, released when dropped (or when
-/// the process dies, whatever the cause).
-#[derive(Debug)]
-pub(crate) struct Lock {
-    _file: fs::File,
-}
-
-/// Why the lock could not be taken.
-#[derive(Debug)]
-pub(crate) enum LockError {
-    /// Another live process holds it; its pid as it wrote it.
-    Held(String),
-    Io(io::Error),
-}
-
-impl Lock {
-    pub(crate) fn acquire(path: &Path) -> Result<Lock, LockError> {
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(LockError::Io)?;
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let holder = fs::read_to_string(path).unwrap_or_default();
-                return Err(LockError::Held(holder.trim().to_string()));
-            }
-            return Err(LockError::Io(err));
-        }
-        file.set_len(0).map_err(LockError::Io)?;
-        writeln!(file, "{}", std::process::id()).map_err(LockError::Io)?;
-        Ok(Lock { _file: file })
     }
 }
 
@@ -205,11 +162,23 @@ impl Journal {
         }
     }
 
-    /// Writes the journal atomically, mode 0600 ([`fsutil::write_atomic`]).
+    /// Writes the journal atomically, mode 0600 ([`fsutil::write_atomic`]),
+    /// off the async runtime's worker ([`fsutil::blocking_io`]).
     pub(crate) fn save(&mut self, paths: &Paths) -> io::Result<()> {
+        let bytes = self.stamped_bytes()?;
+        fsutil::blocking_io(|| Self::write(paths, &bytes))
+    }
+
+    /// Stamps `updated_at` and serialises the journal, for [`write`](Self::write).
+    pub(crate) fn stamped_bytes(&mut self) -> io::Result<Vec<u8>> {
         self.updated_at = chrono::Utc::now();
-        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        fsutil::write_atomic(&paths.journal, &bytes, fsutil::PRIVATE_FILE)
+        serde_json::to_vec_pretty(self).map_err(io::Error::other)
+    }
+
+    /// Writes serialised journal bytes atomically, mode 0600 (blocking:
+    /// async callers wrap it in [`fsutil::blocking_io`]).
+    pub(crate) fn write(paths: &Paths, bytes: &[u8]) -> io::Result<()> {
+        fsutil::write_atomic(&paths.journal, bytes, fsutil::PRIVATE_FILE)
     }
 
     /// Deletes the journal and everything derived from the archive.
@@ -317,12 +286,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::new(dir.path());
         paths.create().unwrap();
-        let first = Lock::acquire(&paths.lock).unwrap();
-        match Lock::acquire(&paths.lock) {
-            Err(LockError::Held(pid)) => assert_eq!(pid, std::process::id().to_string()),
-            other => panic!("{other:?}"),
-        }
+        let first = fsutil::FileLock::acquire(&paths.lock).unwrap();
+        let e = fsutil::FileLock::acquire(&paths.lock).unwrap_err();
+        assert_eq!(e.pid(), Some(std::process::id()), "{e}");
         drop(first);
-        Lock::acquire(&paths.lock).unwrap();
+        fsutil::FileLock::acquire(&paths.lock).unwrap();
     }
 }

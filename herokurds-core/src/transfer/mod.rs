@@ -55,7 +55,7 @@ mod worker;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{PreflightProblem, Side, TransferError};
-pub use options::{parse_size, CopyFormat, ResumeMode, RetryPolicy, TransferOptions};
+pub use options::{CopyFormat, ResumeMode, RetryPolicy, TransferOptions};
 pub use report::{
     ExtensionCheck, Phase, PreflightReport, Slice, SnapshotInfo, TableActivity, TableReport,
     TransferEvent, TransferReport,

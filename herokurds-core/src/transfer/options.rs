@@ -323,42 +323,9 @@ impl TransferOptions {
     }
 }
 
-/// Parses a size such as `1GB`, `512MiB`, `100k` or `1048576` into bytes
-/// (units are powers of 1024, as in PostgreSQL's settings).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 1GB, 512MB, 1048576)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
-    };
-    Ok((value * mult as f64) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("1GB"), Ok(1 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("100k"), Ok(102_400));
-        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
-        assert_eq!(parse_size("42"), Ok(42));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -153,9 +153,10 @@ pub(crate) async fn classify(
             .map(|e| e.obj_oid)
             .collect()
     };
-    let index_oids = oids_of(&["INDEX"], 1259);
-    let constraint_oids = oids_of(&["CONSTRAINT", "FK CONSTRAINT"], 2606);
-    let trigger_oids = oids_of(&["TRIGGER"], 2620);
+    use crate::pg::catalog::{PG_CLASS_OID, PG_CONSTRAINT_OID, PG_TRIGGER_OID};
+    let index_oids = oids_of(&["INDEX"], PG_CLASS_OID);
+    let constraint_oids = oids_of(&["CONSTRAINT", "FK CONSTRAINT"], PG_CONSTRAINT_OID);
+    let trigger_oids = oids_of(&["TRIGGER"], PG_TRIGGER_OID);
     // Fully qualified definitions, as pg_dump writes them; the setting is
     // undone (rolled back with a savepoint) so the snapshot's session is
     // left as the caller knows it.

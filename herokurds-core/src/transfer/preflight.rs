@@ -85,7 +85,7 @@ pub(crate) async fn check(
         source.major
     };
     let package = format!("postgresql-client-{needed}");
-    let tools = match tools::find(opts.get_pg_bin_dir(), needed) {
+    let tools = match tools::find(opts.get_pg_bin_dir(), needed).await {
         Ok(t) => Some(t),
         Err(ToolsProblem::Missing { searched }) => {
             problems.push(PreflightProblem::ToolsMissing { searched, package });

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{Endpoint, Role};
 use super::error::{Side, TransferError};
-use super::journal::{Journal, Lock, LockError, Paths};
+use super::journal::{Journal, Paths};
 use super::objects::{self, LargeObjectFailure};
 use super::options::{ResumeMode, TransferOptions};
 use super::plan::{self, EarlyItem, EarlySteps, PostDataPlan};
@@ -114,13 +114,7 @@ pub(crate) async fn run(
     cx.paths
         .create()
         .map_err(TransferError::work_dir(&cx.paths.dir))?;
-    let _lock = Lock::acquire(&cx.paths.lock).map_err(|e| match e {
-        LockError::Held(pid) => TransferError::Locked {
-            path: cx.paths.lock.clone(),
-            pid,
-        },
-        LockError::Io(e) => TransferError::work_dir(&cx.paths.lock)(e),
-    })?;
+    let _lock = crate::fsutil::FileLock::acquire(&cx.paths.lock)?;
     let (mut journal, resumed) = open_journal(&cx).await?;
 
     // 1. Preflight.

@@ -8,7 +8,7 @@
 //! packages put them, several side by side).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use tokio::process::Command;
 
 /// The pair of client tools the schema steps run.
 #[derive(Debug, Clone)]
@@ -48,13 +48,20 @@ pub(crate) fn parse_version(output: &str) -> Option<(u32, String)> {
     Some((major, version.to_string()))
 }
 
-fn probe(dir: &Path) -> Option<Tools> {
+/// Asks `dir`'s `pg_dump` its version (a child process, awaited: the
+/// runtime keeps serving other tasks meanwhile).
+async fn probe(dir: &Path) -> Option<Tools> {
     let pg_dump = dir.join("pg_dump");
     let pg_restore = dir.join("pg_restore");
     if !pg_dump.is_file() || !pg_restore.is_file() {
         return None;
     }
-    let out = Command::new(&pg_dump).arg("--version").output().ok()?;
+    let out = Command::new(&pg_dump)
+        .arg("--version")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
     let (major, version) = parse_version(&String::from_utf8_lossy(&out.stdout))?;
     Some(Tools {
         pg_dump,
@@ -102,9 +109,15 @@ fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
 
 /// Finds a `pg_dump`/`pg_restore` pair whose major version is at least
 /// `server_major`: the first suitable one in search order.
-pub(crate) fn find(explicit: Option<&Path>, server_major: u32) -> Result<Tools, ToolsProblem> {
+pub(crate) async fn find(
+    explicit: Option<&Path>,
+    server_major: u32,
+) -> Result<Tools, ToolsProblem> {
     let dirs = candidate_dirs(explicit);
-    let found: Vec<Tools> = dirs.iter().filter_map(|d| probe(d)).collect();
+    let mut found: Vec<Tools> = Vec::new();
+    for d in &dirs {
+        found.extend(probe(d).await);
+    }
     if let Some(t) = found.iter().find(|t| t.major >= server_major) {
         return Ok(t.clone());
     }
@@ -142,14 +155,46 @@ mod tests {
         assert_eq!(parse_version("no digits here"), None);
     }
 
-    #[test]
-    fn an_explicit_directory_is_the_only_one_searched() {
+    #[tokio::test]
+    async fn an_explicit_directory_is_the_only_one_searched() {
         let dir = tempfile::tempdir().unwrap();
-        match find(Some(dir.path()), 15) {
+        match find(Some(dir.path()), 15).await {
             Err(ToolsProblem::Missing { searched }) => {
                 assert_eq!(searched, dir.path().display().to_string())
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `pg_dump --version` was spawned with std's Command: the runtime's
+    /// thread stood still until it answered.
+    #[tokio::test(flavor = "current_thread")]
+    async fn asking_pg_dump_its_version_does_not_stall_the_runtime() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = "#!/bin/sh\nsleep 0.6\necho 'pg_dump (PostgreSQL) 15.18'\n";
+        for tool in ["pg_dump", "pg_restore"] {
+            let path = dir.path().join(tool);
+            std::fs::write(&path, script).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let tools = find(Some(dir.path()), 15).await.unwrap();
+        ticker.abort();
+        assert_eq!(tools.version, "15.18");
+        let n = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            n >= 10,
+            "the runtime ran other tasks only {n} times in 0.6 s"
+        );
     }
 }

@@ -152,20 +152,38 @@ impl Shared {
 
     /// Changes the journal; saves it now if `force`, else at most once a
     /// second (what is lost by a crash in between is redone idempotently).
+    ///
+    /// The journal's mutex is held only to change or serialise it, never
+    /// across the write: the write and its fsyncs run under `last_save`
+    /// (which keeps saves in order, each newer than the one before) and
+    /// off the runtime's worker ([`crate::fsutil::blocking_io`]), so other
+    /// workers keep copying meanwhile.
     pub(crate) fn journal_update(
         &self,
         force: bool,
         f: impl FnOnce(&mut Journal),
     ) -> Result<(), TransferError> {
-        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut j);
-        let mut last = self.last_save.lock().unwrap_or_else(|p| p.into_inner());
-        if force || last.elapsed() >= Duration::from_secs(1) {
-            j.save(&self.paths)
+        f(&mut self.journal.lock().unwrap_or_else(|p| p.into_inner()));
+        let due = |last: &Instant| force || last.elapsed() >= Duration::from_secs(1);
+        if !due(&self.last_save.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(());
+        }
+        crate::fsutil::blocking_io(|| {
+            let mut last = self.last_save.lock().unwrap_or_else(|p| p.into_inner());
+            if !due(&last) {
+                return Ok(());
+            }
+            let bytes = self
+                .journal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stamped_bytes();
+            bytes
+                .and_then(|b| Journal::write(&self.paths, &b))
                 .map_err(TransferError::work_dir(&self.paths.journal))?;
             *last = Instant::now();
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Saves the journal now.

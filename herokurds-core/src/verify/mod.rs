@@ -47,6 +47,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::pg::catalog::{CatalogError, TableFilter};
+pub(crate) use crate::pg::db_message;
 use crate::progress::Progress;
 use crate::url::DatabaseUrl;
 pub(crate) use data::tally_sql;
@@ -336,23 +337,6 @@ impl VerifyError {
             VerifyError::Snapshot { .. } => Some(Side::Source),
             _ => None,
         }
-    }
-}
-
-/// The server's message with its detail and hint, or the driver's error.
-pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut m = db.message().to_string();
-            if let Some(d) = db.detail() {
-                m.push_str(&format!(" ({d})"));
-            }
-            if let Some(h) = db.hint() {
-                m.push_str(&format!("; hint: {h}"));
-            }
-            m
-        }
-        None => e.to_string(),
     }
 }
 

@@ -10,24 +10,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Which database a fact comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The Heroku Postgres database being migrated.
-    Source,
-    /// The RDS database it was copied to.
-    Target,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        })
-    }
-}
+/// Which database a fact comes from (the transfer's [`Side`](crate::transfer::Side)).
+pub use crate::transfer::Side;
 
 /// One thing that is not the same on both sides, or could not be checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -92,7 +92,11 @@ impl SchemaFilter<'_> {
         if crate::transfer::online::capture::is_capture_object(&o.kind, &o.name) {
             return false;
         }
-        !(o.kind == "extension" && self.extensions.iter().any(|e| quote_ident(e) == o.name))
+        !(o.kind == "extension"
+            && self
+                .extensions
+                .iter()
+                .any(|e| crate::pg::catalog::quote_ident_as_server(e) == o.name))
     }
 }
 
@@ -180,23 +184,6 @@ pub(crate) fn diff(
     }
     differences.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     (compared, differences)
-}
-
-/// `quote_ident` as the server does it, for names compared with catalog
-/// output: quoted unless all lower-case letters, digits and underscores,
-/// not starting with a digit. (Reserved words are not known here; they are
-/// rare as extension names.)
-pub(crate) fn quote_ident(name: &str) -> String {
-    let plain = !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 #[cfg(test)]
@@ -301,9 +288,18 @@ mod tests {
 
     #[test]
     fn quote_ident_matches_the_server_for_plain_and_odd_names() {
-        assert_eq!(quote_ident("hstore"), "hstore");
-        assert_eq!(quote_ident("uuid-ossp"), "\"uuid-ossp\"");
-        assert_eq!(quote_ident("Mixed"), "\"Mixed\"");
-        assert_eq!(quote_ident("1x"), "\"1x\"");
+        assert_eq!(
+            crate::pg::catalog::quote_ident_as_server("hstore"),
+            "hstore"
+        );
+        assert_eq!(
+            crate::pg::catalog::quote_ident_as_server("uuid-ossp"),
+            "\"uuid-ossp\""
+        );
+        assert_eq!(
+            crate::pg::catalog::quote_ident_as_server("Mixed"),
+            "\"Mixed\""
+        );
+        assert_eq!(crate::pg::catalog::quote_ident_as_server("1x"), "\"1x\"");
     }
 }

@@ -763,7 +763,9 @@ pub async fn install_capture(
     opts: &TransferOptions,
     progress: &impl Progress<OnlineEvent>,
 ) -> Result<Vec<CapturedTable>, OnlineError> {
-    let c = Endpoint::source(source).connect(Role::SourceReader, "").await?;
+    let c = Endpoint::source(source)
+        .connect(Role::SourceReader, "")
+        .await?;
     install_on(&c, opts, progress).await
 }
 
