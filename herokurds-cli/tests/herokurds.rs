@@ -40,6 +40,7 @@ fn assert_no_secrets(stack: &DemoStack, out: &str) {
         stack.target.password().expose_secret().to_string(),
         stack.token().to_string(),
         stack.heroku.config_vars(DEMO_APP).unwrap()["SECRET_KEY"].clone(),
+        stack.heroku.config_vars(DEMO_APP).unwrap()["AWS_SECRET_ACCESS_KEY"].clone(),
     ] {
         assert!(!out.contains(&s), "output leaks a secret:\n{out}");
     }
@@ -60,14 +61,18 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("17. smoke compare") && t.contains("estimated maintenance window"),
+        t.contains("18. smoke compare")
+            && t.contains("CloudFront")
+            && t.contains("will switch origin")
+            && t.contains("estimated maintenance window"),
         "{t}"
     );
     assert_no_secrets(&stack, &t);
 
     let out = run(&stack, &["plan", "--config", plan, "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 18);
+    assert_eq!(v["cloudfront"][0]["origins"].as_array().unwrap().len(), 1);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 
     let out = run(&stack, &["status", "--config", plan], "");

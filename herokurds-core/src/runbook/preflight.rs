@@ -55,6 +55,10 @@ pub struct PlanReport {
     pub formation: Vec<(String, u32)>,
     /// Each bucket pair checked.
     pub buckets: Vec<String>,
+    /// What the app's own credentials may do on each target bucket.
+    pub app_access: Vec<super::AccessCheck>,
+    /// The CloudFront origins the cutover will switch.
+    pub cloudfront: Vec<crate::cloudfront::DistributionSwitch>,
     /// Each smoke page as it looks now.
     pub smoke: Vec<PageCheck>,
     /// Source read rate measured with one COPY stream, MB/s.
@@ -148,6 +152,8 @@ pub(super) async fn check(
         transfer: None,
         formation: Vec::new(),
         buckets: Vec::new(),
+        app_access: Vec::new(),
+        cloudfront: Vec::new(),
         smoke: Vec::new(),
         read_rate_mb_s: None,
         estimated_window_seconds: None,
@@ -350,6 +356,15 @@ pub(super) async fn check(
             }
         }
     }
+    let access = super::app_access::check(plan, ctx).await;
+    r.app_access = access.checks;
+    r.problems.extend(access.problems);
+    r.warnings.extend(access.warnings);
+    let (cloudfront, problems, warnings) =
+        super::cdn::plan_switches(plan, ctx, &plan.cloudfront).await;
+    r.cloudfront = cloudfront;
+    r.problems.extend(problems);
+    r.warnings.extend(warnings);
     if measure && !plan.smoke.urls.is_empty() {
         match crate::smoke::check_all(&plan.smoke.urls, &ctx.smoke, &crate::progress::NoProgress)
             .await
@@ -634,6 +649,21 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                     vars.extend(plan.cutover.config_vars.keys().cloned());
                     format!("set {} on {app}", vars.join(", "))
                 }
+                StepId::CloudfrontOrigins if plan.cloudfront.is_empty() => "skipped: no [[cloudfront]]".into(),
+                StepId::CloudfrontOrigins => r
+                    .cloudfront
+                    .iter()
+                    .map(|d| {
+                        let origins: Vec<String> = d.origins.iter().map(|o| o.to_string()).collect();
+                        format!(
+                            "distribution {}: {}; invalidate {}",
+                            d.distribution_id,
+                            if origins.is_empty() { "no origin on a source bucket".into() } else { origins.join(", ") },
+                            if d.paths.is_empty() { "/*".into() } else { d.paths.join(" ") }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 StepId::ReadBack => "read config back and compare; changes nothing".into(),
                 StepId::ScaleUp if plan.maintenance.scale_down.is_empty() => "skipped".into(),
                 StepId::ScaleUp => format!("scale {} back", plan.maintenance.scale_down.join(", ")),
