@@ -390,6 +390,11 @@ async fn a_distribution_on_the_old_bucket_serves_the_new_one_after_run_and_the_o
     assert_eq!(origin(moto, &id).await, new);
     assert_eq!(invalidations(moto, &id).await, 1);
 
+    // A crash between UpdateDistribution and saving the journal leaves the
+    // switch unmarked: rollback still finds the journaled old origin.
+    let mut j = j;
+    j.cloudfront[0].switched = false;
+    j.save(&dir).unwrap();
     let rolled = runbook::rollback(&plan, &ctx, &events).await.unwrap();
     assert_eq!(origin(moto, &id).await, old);
     assert!(

@@ -296,6 +296,14 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
             && stdout.contains("(estimated before the run: "),
         "{stdout}"
     );
+    // The demo's CloudFront distribution follows the bucket: planned,
+    // switched and reported, switched back by the rollback.
+    assert!(
+        stdout.contains("will switch origin")
+            && stdout.contains("## CloudFront")
+            && stdout.contains("## The app's access to the new buckets"),
+        "{stdout}"
+    );
     // The report's S3 table counts copied objects; the second run finds
     // them up to date.
     assert!(stdout.to_lowercase().contains("s3"), "{stdout}");

@@ -187,16 +187,18 @@ pub(super) async fn switch(
     Ok(words.join("; "))
 }
 
-/// Rollback: every journaled switched distribution back to its old
-/// origins, then invalidated. Returns one line per distribution; an
-/// error names the distribution and what to set by hand.
+/// Rollback: every journaled distribution back to its old origins, then
+/// invalidated. Also those not marked switched: the process may have died
+/// between UpdateDistribution and saving the journal; an origin still on
+/// the old bucket is left alone. Returns one line per distribution moved
+/// back, and each failure naming the distribution and what to set by hand.
 pub(super) async fn undo(
     plan: &Plan,
     ctx: &Context,
     journal: &mut Journal,
 ) -> (Vec<String>, Vec<String>) {
     let (mut done, mut failed) = (Vec::new(), Vec::new());
-    if !journal.cloudfront.iter().any(|d| d.switched) {
+    if !journal.cloudfront.iter().any(|d| !d.origins.is_empty()) {
         return (done, failed);
     }
     let client = match ctx.aws_for(plan).cloudfront_client().await {
@@ -211,7 +213,11 @@ pub(super) async fn undo(
         journal.app,
         journal.started_at.timestamp_millis()
     );
-    for d in journal.cloudfront.iter_mut().filter(|d| d.switched) {
+    for d in journal
+        .cloudfront
+        .iter_mut()
+        .filter(|d| !d.origins.is_empty())
+    {
         let by_hand = || {
             d.origins
                 .iter()
@@ -220,6 +226,7 @@ pub(super) async fn undo(
                 .join(", ")
         };
         match cloudfront::switch(&client, &d.distribution_id, &d.origins, Direction::Back).await {
+            Ok(0) if !d.switched => {}
             Ok(_) => {
                 d.switched = false;
                 let invalidated =
