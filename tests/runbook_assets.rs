@@ -263,6 +263,29 @@ async fn a_distribution_on_the_old_bucket_serves_the_new_one_after_run_and_the_o
     );
     assert_eq!(origin(moto, &id).await, old);
     let secret = var(&stack, "AWS_SECRET_ACCESS_KEY");
+    // The origin has its own connection settings: the switch keeps them.
+    // (moto 5.2 takes an origin access identity but does not return it, so
+    // the plan's warning about one is a unit test of `cloudfront`.)
+    let cf = moto.cloudfront_client();
+    let got = cf.get_distribution_config().id(&id).send().await.unwrap();
+    let etag = got.e_tag().unwrap().to_string();
+    let mut config = got.distribution_config.unwrap();
+    let o = &mut config.origins.as_mut().unwrap().items[0];
+    o.connection_attempts = Some(2);
+    o.connection_timeout = Some(7);
+    cf.update_distribution()
+        .id(&id)
+        .if_match(etag)
+        .distribution_config(config)
+        .send()
+        .await
+        .unwrap();
+    let kept = |cf: aws_sdk_cloudfront::Client, id: String| async move {
+        let got = cf.get_distribution_config().id(&id).send().await.unwrap();
+        let origins = got.distribution_config().unwrap().origins().unwrap();
+        let o = &origins.items()[0];
+        (o.connection_attempts(), o.connection_timeout())
+    };
 
     // plan shows the origin it will change, and changes nothing.
     let planned = runbook::preflight(&plan, &ctx).await.unwrap();
@@ -307,6 +330,11 @@ async fn a_distribution_on_the_old_bucket_serves_the_new_one_after_run_and_the_o
         .await
         .unwrap();
     assert_eq!(origin(moto, &id).await, new);
+    assert_eq!(
+        kept(moto.cloudfront_client(), id.clone()).await,
+        (Some(2), Some(7)),
+        "the origin's other settings are kept"
+    );
     assert_eq!(invalidations(moto, &id).await, 1);
     let invalidation = moto
         .cloudfront_client()

@@ -240,16 +240,29 @@ where
     }
 }
 
+/// What [`planned_switches`] found on a distribution.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PlannedSwitches {
+    /// Its origins on a source bucket, and what each becomes.
+    pub switches: Vec<OriginSwitch>,
+    /// Every origin, `id = domain/path`, for messages.
+    pub origins: Vec<String>,
+    /// Worth knowing before the switch: an origin that reads its bucket
+    /// through an origin access identity or control needs the new
+    /// bucket's policy to grant it.
+    pub warnings: Vec<String>,
+}
+
 /// The origins of `distribution_id` that are on a source bucket of
 /// `moves`, and what each becomes (see [`retarget`]); changes nothing.
-/// Also returns every origin's `domain/path`, for messages.
 pub async fn planned_switches(
     client: &aws_sdk_cloudfront::Client,
     distribution_id: &str,
     moves: &[BucketMove],
     region: Option<&str>,
     endpoint_host: Option<&str>,
-) -> Result<(Vec<OriginSwitch>, Vec<String>), CloudFrontError> {
+) -> Result<PlannedSwitches, CloudFrontError> {
     let out = client
         .get_distribution_config()
         .id(distribution_id)
@@ -261,15 +274,29 @@ pub async fn planned_switches(
         .and_then(|c| c.origins())
         .map(|o| o.items())
         .unwrap_or_default();
-    let mut switches = Vec::new();
-    let mut all = Vec::new();
+    let mut found = PlannedSwitches::default();
     for o in origins {
         let path = o.origin_path().unwrap_or("");
-        all.push(format!("{} = {}{path}", o.id(), o.domain_name()));
+        found
+            .origins
+            .push(format!("{} = {}{path}", o.id(), o.domain_name()));
         if let Some((new_domain, new_path)) =
             retarget(o.domain_name(), path, moves, region, endpoint_host)
         {
-            switches.push(OriginSwitch {
+            if let Some(identity) = access_identity(o) {
+                found.warnings.push(format!(
+                    "origin {} of CloudFront distribution {distribution_id} reads its bucket through {identity}: \
+                     the policy of bucket {} must grant it s3:GetObject before the cutover, or the distribution \
+                     answers 403 once it is switched",
+                    o.id(),
+                    moves
+                        .iter()
+                        .map(|m| m.target.bucket())
+                        .find(|b| new_domain.starts_with(&format!("{b}.")))
+                        .unwrap_or(&new_domain)
+                ));
+            }
+            found.switches.push(OriginSwitch {
                 origin_id: o.id().to_string(),
                 old_domain: o.domain_name().to_string(),
                 old_path: path.to_string(),
@@ -278,7 +305,21 @@ pub async fn planned_switches(
             });
         }
     }
-    Ok((switches, all))
+    Ok(found)
+}
+
+/// How an origin is allowed into its bucket, when CloudFront signs its
+/// requests (an origin access identity or control), in words.
+fn access_identity(o: &aws_sdk_cloudfront::types::Origin) -> Option<String> {
+    o.s3_origin_config()
+        .map(|c| c.origin_access_identity())
+        .filter(|i| !i.is_empty())
+        .map(|i| format!("origin access identity {i}"))
+        .or_else(|| {
+            o.origin_access_control_id()
+                .filter(|i| !i.is_empty())
+                .map(|i| format!("origin access control {i}"))
+        })
 }
 
 /// Moves the journaled `switches` of `distribution_id` in `direction`, on
@@ -449,6 +490,33 @@ mod tests {
         assert_eq!(
             retarget("odl-app.s3.eu-west-1.amazonaws.com", "", &m, None, None),
             Some(("ol-app.s3.eu-west-1.amazonaws.com".into(), String::new()))
+        );
+    }
+
+    #[test]
+    fn an_origin_signed_by_an_access_identity_or_control_is_told_apart() {
+        use aws_sdk_cloudfront::types::{Origin, S3OriginConfig};
+        let origin = |oai: &str, oac: Option<&str>| {
+            Origin::builder()
+                .id("S3-odl-app")
+                .domain_name("odl-app.s3.amazonaws.com")
+                .s3_origin_config(
+                    S3OriginConfig::builder()
+                        .origin_access_identity(oai)
+                        .build(),
+                )
+                .set_origin_access_control_id(oac.map(str::to_string))
+                .build()
+                .unwrap()
+        };
+        assert_eq!(access_identity(&origin("", None)), None);
+        assert_eq!(
+            access_identity(&origin("origin-access-identity/cloudfront/E1", None)).as_deref(),
+            Some("origin access identity origin-access-identity/cloudfront/E1")
+        );
+        assert_eq!(
+            access_identity(&origin("", Some("E2OAC"))).as_deref(),
+            Some("origin access control E2OAC")
         );
     }
 

@@ -81,7 +81,9 @@ pub(super) async fn plan_switches(
         )
         .await
         {
-            Ok((origins, all)) => {
+            Ok(found) => {
+                warnings.extend(found.warnings);
+                let (origins, all) = (found.switches, found.origins);
                 if origins.is_empty() {
                     warnings.push(format!(
                         "CloudFront distribution {} has no origin on an [[s3]] source bucket (its origins: {}); \
