@@ -77,6 +77,8 @@ pub struct PlanReport {
 
 /// Checks everything `run` needs without changing anything, measures the
 /// source's read rate, and lists the steps with what each will change.
+/// (The app's credentials are tried by writing and deleting one probe
+/// object under `herokurds-probe/` on each `[[s3]] target`.)
 pub async fn preflight(plan: &Plan, ctx: &Context) -> Result<PlanReport, super::RunbookError> {
     let (report, _) = check(plan, ctx, true, true).await?;
     Ok(report)
@@ -622,6 +624,9 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
         .enumerate()
         .map(|(i, &step)| {
             let change = match step {
+                StepId::Preflight if !plan.s3.is_empty() && plan.assets.check_app_credentials => {
+                    format!("check again, the app's keys on each new bucket too (a {} object written and deleted); changes nothing", super::PROBE_PREFIX)
+                }
                 StepId::Preflight => "check again; changes nothing".into(),
                 StepId::SmokeBaseline => format!("fetch {} page(s); changes nothing", plan.smoke.urls.len()),
                 StepId::S3Presync => s3("copy bulk before the window:"),
