@@ -81,6 +81,7 @@ fn secrets(stack: &DemoStack) -> Vec<String> {
         stack.target.password().expose_secret().to_string(),
         stack.token().to_string(),
         var(stack, "SECRET_KEY").unwrap(),
+        var(stack, "AWS_SECRET_ACCESS_KEY").unwrap(),
     ]
 }
 

@@ -306,6 +306,17 @@ pub fn plan_text(r: &PlanReport) -> String {
     for b in &r.buckets {
         t.push_str(&format!("bucket {b}\n"));
     }
+    for c in &r.app_access {
+        t.push_str(&format!("app's credentials: {c}\n"));
+    }
+    for d in &r.cloudfront {
+        for o in &d.origins {
+            t.push_str(&format!(
+                "CloudFront {} will switch {o}\n",
+                d.distribution_id
+            ));
+        }
+    }
     t.push_str("\nsteps:\n");
     for s in &r.steps {
         t.push_str(&format!(

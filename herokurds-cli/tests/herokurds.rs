@@ -40,6 +40,7 @@ fn assert_no_secrets(stack: &DemoStack, out: &str) {
         stack.target.password().expose_secret().to_string(),
         stack.token().to_string(),
         stack.heroku.config_vars(DEMO_APP).unwrap()["SECRET_KEY"].clone(),
+        stack.heroku.config_vars(DEMO_APP).unwrap()["AWS_SECRET_ACCESS_KEY"].clone(),
     ] {
         assert!(!out.contains(&s), "output leaks a secret:\n{out}");
     }
@@ -60,8 +61,10 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("20. smoke compare")
+        t.contains("21. smoke compare")
             && t.contains("4. online copy")
+            && t.contains("CloudFront")
+            && t.contains("will switch origin")
             && t.contains("estimated maintenance window"),
         "{t}"
     );
@@ -69,7 +72,8 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
 
     let out = run(&stack, &["plan", "--config", plan, "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 21);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 22);
+    assert_eq!(v["cloudfront"][0]["origins"].as_array().unwrap().len(), 1);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 
     let out = run(&stack, &["status", "--config", plan], "");
@@ -304,6 +308,14 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
     assert!(
         stdout.contains("**Downtime (maintenance mode):**")
             && stdout.contains("(estimated before the run: "),
+        "{stdout}"
+    );
+    // The demo's CloudFront distribution follows the bucket: planned,
+    // switched and reported, switched back by the rollback.
+    assert!(
+        stdout.contains("will switch origin")
+            && stdout.contains("## CloudFront")
+            && stdout.contains("## The app's access to the new buckets"),
         "{stdout}"
     );
     // The report's S3 table counts copied objects; the second run finds

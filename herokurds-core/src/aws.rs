@@ -14,7 +14,7 @@
 //!
 //! [`ClientOptions`] builds AWS clients from the standard credential chain
 //! (environment, profiles, SSO) with an optional profile, region and
-//! endpoint URL; it is shared with the `s3` module.
+//! endpoint URL; it is shared with the `s3` and `cloudfront` modules.
 
 use std::fmt;
 
@@ -250,6 +250,11 @@ impl ClientOptions {
     /// An RDS client.
     pub async fn rds_client(&self) -> Result<aws_sdk_rds::Client, AwsError> {
         Ok(aws_sdk_rds::Client::new(&self.load().await?))
+    }
+
+    /// A CloudFront client.
+    pub async fn cloudfront_client(&self) -> Result<aws_sdk_cloudfront::Client, AwsError> {
+        Ok(aws_sdk_cloudfront::Client::new(&self.load().await?))
     }
 }
 

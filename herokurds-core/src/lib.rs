@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod aws;
+pub mod cloudfront;
 pub mod duration;
 pub mod fsutil;
 pub mod heroku;

@@ -201,6 +201,9 @@ pub enum StepId {
     DetachDatabase,
     /// Set `DATABASE_URL` and the plan's config vars.
     SetConfig,
+    /// Switch the plan's CloudFront origins from the old buckets to the
+    /// new ones, and invalidate.
+    CloudfrontOrigins,
     /// Read the config back and compare.
     ReadBack,
     /// Restore the scaled-down process types.
@@ -216,7 +219,7 @@ pub enum StepId {
 
 impl StepId {
     /// All steps in order.
-    pub const ALL: [StepId; 21] = [
+    pub const ALL: [StepId; 22] = [
         StepId::Preflight,
         StepId::SmokeBaseline,
         StepId::S3Presync,
@@ -233,6 +236,7 @@ impl StepId {
         StepId::AttachBackup,
         StepId::DetachDatabase,
         StepId::SetConfig,
+        StepId::CloudfrontOrigins,
         StepId::ReadBack,
         StepId::ScaleUp,
         StepId::MaintenanceOff,
@@ -246,7 +250,11 @@ impl StepId {
     pub fn is_cutover(self) -> bool {
         matches!(
             self,
-            StepId::AttachBackup | StepId::DetachDatabase | StepId::SetConfig | StepId::ReadBack
+            StepId::AttachBackup
+                | StepId::DetachDatabase
+                | StepId::SetConfig
+                | StepId::CloudfrontOrigins
+                | StepId::ReadBack
         )
     }
 
@@ -269,6 +277,7 @@ impl StepId {
             StepId::AttachBackup => "attach old database under the backup alias",
             StepId::DetachDatabase => "detach the old DATABASE attachment",
             StepId::SetConfig => "set DATABASE_URL and config vars",
+            StepId::CloudfrontOrigins => "switch CloudFront origins",
             StepId::ReadBack => "read config back and compare",
             StepId::ScaleUp => "restore workers",
             StepId::MaintenanceOff => "maintenance off",
@@ -428,6 +437,14 @@ pub struct Journal {
     /// Copy workers the source's free connections allow (preflight).
     #[serde(default)]
     pub jobs_cap: Option<usize>,
+    /// What the app's own credentials were allowed to do on each target
+    /// bucket, as the preflight step checked it.
+    #[serde(default)]
+    pub app_access: Vec<super::app_access::AccessCheck>,
+    /// Each CloudFront distribution's switch: every origin's old and new
+    /// domain, journaled before the switch is sent.
+    #[serde(default)]
+    pub cloudfront: Vec<crate::cloudfront::DistributionSwitch>,
 }
 
 /// What an attempt left on the target, as the next attempt sees it.
@@ -513,6 +530,8 @@ impl Journal {
             restart_approved: None,
             estimated_window_seconds: None,
             jobs_cap: None,
+            app_access: Vec::new(),
+            cloudfront: Vec::new(),
         }
     }
 
@@ -537,26 +556,6 @@ impl Journal {
             end_mark: self.target_end_mark.clone(),
             end_owned: self.target_end_owned.clone(),
         })
-    }
-
-    /// Gives a journal written before some steps existed (the online
-    /// mode's) a pending record for each, in step order.
-    fn add_missing_steps(&mut self) {
-        for (i, id) in StepId::ALL.iter().copied().enumerate() {
-            if !self.steps.iter().any(|s| s.id == id) {
-                let at = i.min(self.steps.len());
-                self.steps.insert(
-                    at,
-                    StepRecord {
-                        id,
-                        status: StepStatus::Pending,
-                        started_at: None,
-                        finished_at: None,
-                        detail: None,
-                    },
-                );
-            }
-        }
     }
 
     /// The step that copies the database: [`StepId::OnlineCopy`] once it
@@ -692,6 +691,27 @@ impl Journal {
             });
         }
         Ok(Some(journal))
+    }
+
+    /// Gives steps added since the journal was written (a journal of an
+    /// earlier herokurds) a pending record in their place.
+    fn add_missing_steps(&mut self) {
+        for id in StepId::ALL {
+            if !self.steps.iter().any(|s| s.id == id) {
+                let at = self.steps.iter().position(|s| s.id > id);
+                let record = StepRecord {
+                    id,
+                    status: StepStatus::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    detail: None,
+                };
+                match at {
+                    Some(i) => self.steps.insert(i, record),
+                    None => self.steps.push(record),
+                }
+            }
+        }
     }
 
     /// Writes the journal atomically ([`fsutil::write_atomic`]), mode 0600.
@@ -1146,6 +1166,40 @@ mod tests {
         let (restore, by_hand) = j.config_to_restore(&dir);
         assert_eq!(by_hand, vec!["CDN_HOST".to_string()]);
         assert!(!restore.contains_key("CDN_HOST") && restore.contains_key("NEW_VAR"));
+    }
+
+    /// A journal written before the CloudFront step existed lacked its
+    /// record, and `step()` panicked on it ("every step has a record").
+    #[test]
+    fn a_journal_without_a_newer_step_reads_with_that_step_pending_in_its_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkDir::new(tmp.path());
+        let mut j = Journal::new("app-one");
+        for id in [StepId::Preflight, StepId::SetConfig, StepId::ReadBack] {
+            j.start(id);
+            j.finish(id, "done");
+        }
+        j.save(&dir).unwrap();
+        let mut old: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.journal("app-one")).unwrap()).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("cloudfront");
+        obj.remove("app_access");
+        obj["steps"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|s| s["id"] != "cloudfront_origins");
+        fs::write(dir.journal("app-one"), old.to_string()).unwrap();
+        let back = Journal::load(&dir, "app-one").unwrap().unwrap();
+        assert_eq!(
+            back.steps.iter().map(|s| s.id).collect::<Vec<_>>(),
+            StepId::ALL.to_vec()
+        );
+        assert_eq!(
+            back.step(StepId::CloudfrontOrigins).status,
+            StepStatus::Pending
+        );
+        assert!(back.is_finished(StepId::ReadBack) && back.cloudfront.is_empty());
     }
 
     #[test]

@@ -20,12 +20,17 @@
 //!  2 smoke baseline        11 attach old database under the backup alias
 //!  3 S3 pre-sync           12 detach the old DATABASE attachment
 //!  4 maintenance on        13 set DATABASE_URL and config vars
-//!  5 scale down workers    14 read config back and compare
-//!  6 settle in-flight      15 restore workers
-//!  7 database transfer     16 maintenance off
-//!  8 verify                17 smoke compare
-//!  9 S3 final sync
+//!  5 scale down workers    14 switch CloudFront origins
+//!  6 settle in-flight      15 read config back and compare
+//!  7 database transfer     16 restore workers
+//!  8 verify                17 maintenance off
+//!  9 S3 final sync         18 smoke compare
 //! ```
+//!
+//! Preflight also checks that the app's own AWS credentials (its config
+//! vars) may list, read, write and delete on each new bucket; step 14
+//! switches the plan's `[[cloudfront]]` origins from the old buckets to
+//! the new ones, and rollback switches them back.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +44,8 @@ use crate::heroku::Client;
 use crate::progress::Progress;
 use crate::smoke::{SmokeEvent, SmokeOptions};
 
+mod app_access;
+mod cdn;
 pub mod cutover;
 pub mod error;
 pub mod journal;
@@ -55,6 +62,7 @@ pub mod target;
 pub mod template;
 pub mod writes;
 
+pub use app_access::{AccessCheck, PROBE_PREFIX};
 pub use error::{RunbookError, StepError};
 pub use journal::{
     AppLock, EarlierCopy, Journal, JournalError, RunState, StepId, StepRecord, StepStatus, WorkDir,

@@ -37,6 +37,12 @@ pub struct Plan {
     /// Buckets to sync.
     #[serde(default)]
     pub s3: Vec<S3Section>,
+    /// The app's own access to the new buckets.
+    #[serde(default)]
+    pub assets: AssetsSection,
+    /// CloudFront distributions whose origins follow the buckets.
+    #[serde(default)]
+    pub cloudfront: Vec<CloudfrontSection>,
     /// AWS settings shared by S3, Secrets Manager and RDS look-ups.
     #[serde(default)]
     pub aws: AwsSection,
@@ -321,6 +327,55 @@ fn yes() -> bool {
     true
 }
 
+/// `[assets]`: how `plan` and `run` check that the app's own AWS
+/// credentials (its config vars) reach each `[[s3]] target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetsSection {
+    /// The config var holding the app's access key id (default
+    /// `AWS_ACCESS_KEY_ID`).
+    #[serde(default = "default_access_key_var")]
+    pub access_key_var: String,
+    /// The config var holding the app's secret access key (default
+    /// `AWS_SECRET_ACCESS_KEY`).
+    #[serde(default = "default_secret_key_var")]
+    pub secret_key_var: String,
+    /// List, get, put and delete on each target with the app's credentials
+    /// (default true).
+    #[serde(default = "yes")]
+    pub check_app_credentials: bool,
+}
+
+fn default_access_key_var() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_key_var() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+impl Default for AssetsSection {
+    fn default() -> Self {
+        AssetsSection {
+            access_key_var: default_access_key_var(),
+            secret_key_var: default_secret_key_var(),
+            check_app_credentials: true,
+        }
+    }
+}
+
+/// `[[cloudfront]]`: a distribution whose origins on an `[[s3]] source`
+/// bucket are switched to the target at the cutover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudfrontSection {
+    /// The distribution's id (`E2QWRUHAPOMQZL`).
+    pub distribution_id: String,
+    /// Paths invalidated after the switch (default `["/*"]`).
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
 /// `[aws]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -582,6 +637,37 @@ impl Plan {
                 }
             }
         }
+        for (key, name) in [
+            ("assets.access_key_var", &self.assets.access_key_var),
+            ("assets.secret_key_var", &self.assets.secret_key_var),
+        ] {
+            if !is_config_var_name(name) {
+                p.push(format!(
+                    "{key} {name:?}: config var names are letters, digits and _"
+                ));
+            }
+        }
+        for (i, cf) in self.cloudfront.iter().enumerate() {
+            if cf.distribution_id.is_empty()
+                || !cf
+                    .distribution_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric())
+            {
+                p.push(format!(
+                    "cloudfront[{i}].distribution_id {:?}: a distribution id is letters and digits, like E2QWRUHAPOMQZL",
+                    cf.distribution_id
+                ));
+            }
+            for path in cf.paths.iter().filter(|p| !p.starts_with('/')) {
+                p.push(format!(
+                    "cloudfront[{i}].paths {path:?}: invalidation paths start with /"
+                ));
+            }
+        }
+        if !self.cloudfront.is_empty() && self.s3.is_empty() {
+            p.push("[[cloudfront]] switches origins from [[s3]] source buckets to their targets, and the plan has no [[s3]]".into());
+        }
         for url in &self.smoke.urls {
             if let Err(e) = crate::smoke::validate_url(url) {
                 p.push(format!("smoke.urls: {e}"));
@@ -726,6 +812,39 @@ urls = ["ftp://x/"]
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert!(!all.contains("target.host"), "{all}");
+    }
+
+    #[test]
+    fn assets_and_cloudfront_keys_parse_with_defaults_and_are_checked() {
+        let plan = Plan::parse(EXAMPLE).unwrap();
+        assert_eq!(plan.assets, AssetsSection::default());
+        assert_eq!(plan.assets.access_key_var, "AWS_ACCESS_KEY_ID");
+        assert!(plan.assets.check_app_credentials && plan.cloudfront.is_empty());
+        let text = format!(
+            "{EXAMPLE}\n[assets]\naccess_key_var = \"S3_KEY\"\ncheck_app_credentials = false\n\
+             [[cloudfront]]\ndistribution_id = \"E2QWRUHAPOMQZL\"\npaths = [\"/media/*\"]\n"
+        );
+        let plan = Plan::parse(&text).unwrap();
+        assert_eq!(plan.assets.access_key_var, "S3_KEY");
+        assert_eq!(plan.assets.secret_key_var, "AWS_SECRET_ACCESS_KEY");
+        assert!(!plan.assets.check_app_credentials);
+        assert_eq!(plan.cloudfront[0].paths, ["/media/*"]);
+        let bad = format!(
+            "{EXAMPLE}\n[assets]\nsecret_key_var = \"MY-SECRET\"\n\
+             [[cloudfront]]\ndistribution_id = \"E2/x\"\npaths = [\"media/*\"]\n"
+        );
+        let err = Plan::parse(&bad).unwrap_err().to_string();
+        for needle in [
+            "assets.secret_key_var \"MY-SECRET\"",
+            "cloudfront[0].distribution_id \"E2/x\"",
+            "cloudfront[0].paths \"media/*\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+        let no_s3 = EXAMPLE.split("[[s3]]").next().unwrap().to_string()
+            + "[[cloudfront]]\ndistribution_id = \"E2QWRUHAPOMQZL\"\n";
+        let err = Plan::parse(&no_s3).unwrap_err().to_string();
+        assert!(err.contains("the plan has no [[s3]]"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct PlanReport {
     pub formation: Vec<(String, u32)>,
     /// Each bucket pair checked.
     pub buckets: Vec<String>,
+    /// What the app's own credentials may do on each target bucket.
+    pub app_access: Vec<super::AccessCheck>,
+    /// The CloudFront origins the cutover will switch.
+    pub cloudfront: Vec<crate::cloudfront::DistributionSwitch>,
     /// Each smoke page as it looks now.
     pub smoke: Vec<PageCheck>,
     /// Source read rate measured with one COPY stream, MB/s.
@@ -78,6 +82,8 @@ pub struct PlanReport {
 
 /// Checks everything `run` needs without changing anything, measures the
 /// source's read rate, and lists the steps with what each will change.
+/// (The app's credentials are tried by writing and deleting one probe
+/// object under `herokurds-probe/` on each `[[s3]] target`.)
 pub async fn preflight(plan: &Plan, ctx: &Context) -> Result<PlanReport, super::RunbookError> {
     let (report, _) = check(plan, ctx, true, true).await?;
     Ok(report)
@@ -153,6 +159,8 @@ pub(super) async fn check(
         transfer: None,
         formation: Vec::new(),
         buckets: Vec::new(),
+        app_access: Vec::new(),
+        cloudfront: Vec::new(),
         smoke: Vec::new(),
         read_rate_mb_s: None,
         estimated_window_seconds: None,
@@ -389,6 +397,15 @@ pub(super) async fn check(
             }
         }
     }
+    let access = super::app_access::check(plan, ctx).await;
+    r.app_access = access.checks;
+    r.problems.extend(access.problems);
+    r.warnings.extend(access.warnings);
+    let (cloudfront, problems, warnings) =
+        super::cdn::plan_switches(plan, ctx, &plan.cloudfront).await;
+    r.cloudfront = cloudfront;
+    r.problems.extend(problems);
+    r.warnings.extend(warnings);
     if measure && !plan.smoke.urls.is_empty() {
         match crate::smoke::check_all(&plan.smoke.urls, &ctx.smoke, &crate::progress::NoProgress)
             .await
@@ -647,6 +664,9 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
         .enumerate()
         .map(|(i, &step)| {
             let change = match step {
+                StepId::Preflight if !plan.s3.is_empty() && plan.assets.check_app_credentials => {
+                    format!("check again, the app's keys on each new bucket too (a {} object written and deleted); changes nothing", super::PROBE_PREFIX)
+                }
                 StepId::Preflight => "check again; changes nothing".into(),
                 StepId::SmokeBaseline => format!("fetch {} page(s); changes nothing", plan.smoke.urls.len()),
                 StepId::S3Presync => s3("copy bulk before the window:"),
@@ -697,6 +717,21 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                     vars.extend(plan.cutover.config_vars.keys().cloned());
                     format!("set {} on {app}", vars.join(", "))
                 }
+                StepId::CloudfrontOrigins if plan.cloudfront.is_empty() => "skipped: no [[cloudfront]]".into(),
+                StepId::CloudfrontOrigins => r
+                    .cloudfront
+                    .iter()
+                    .map(|d| {
+                        let origins: Vec<String> = d.origins.iter().map(|o| o.to_string()).collect();
+                        format!(
+                            "distribution {}: {}; invalidate {}",
+                            d.distribution_id,
+                            if origins.is_empty() { "no origin on a source bucket".into() } else { origins.join(", ") },
+                            if d.paths.is_empty() { "/*".into() } else { d.paths.join(" ") }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 StepId::ReadBack => "read config back and compare; changes nothing".into(),
                 StepId::ScaleUp if plan.maintenance.scale_down.is_empty() => "skipped".into(),
                 StepId::ScaleUp => format!("scale {} back", plan.maintenance.scale_down.join(", ")),

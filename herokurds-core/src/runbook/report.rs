@@ -43,6 +43,12 @@ pub struct Report {
     pub smoke_pages: usize,
     /// How pages changed after the cutover.
     pub smoke_differences: Vec<PageDifference>,
+    /// What the app's own credentials may do on each target bucket.
+    #[serde(default)]
+    pub app_access: Vec<super::AccessCheck>,
+    /// The CloudFront origins switched (and whether they still are).
+    #[serde(default)]
+    pub cloudfront: Vec<crate::cloudfront::DistributionSwitch>,
 }
 
 /// One step line of the report.
@@ -88,6 +94,8 @@ impl Report {
             s3: j.s3.clone(),
             smoke_pages: j.smoke_before.len(),
             smoke_differences: j.smoke_differences.clone(),
+            app_access: j.app_access.clone(),
+            cloudfront: j.cloudfront.clone(),
         }
     }
 
@@ -193,6 +201,33 @@ impl Report {
                     s.failed,
                     s.bytes as f64 / 1_048_576.0
                 ));
+            }
+        }
+        if !self.app_access.is_empty() {
+            md.push_str("\n## The app's access to the new buckets\n");
+            for c in &self.app_access {
+                md.push_str(&format!("- {c}\n"));
+            }
+        }
+        if !self.cloudfront.is_empty() {
+            md.push_str("\n## CloudFront\n");
+            for d in &self.cloudfront {
+                md.push_str(&format!(
+                    "- distribution {}{}{}\n",
+                    d.distribution_id,
+                    if d.switched {
+                        ""
+                    } else {
+                        " (not switched, or switched back)"
+                    },
+                    d.invalidation_id
+                        .as_deref()
+                        .map(|i| format!(", invalidation {i}"))
+                        .unwrap_or_default()
+                ));
+                for o in &d.origins {
+                    md.push_str(&format!("  - {o}\n"));
+                }
             }
         }
         if self.smoke_pages > 0 {

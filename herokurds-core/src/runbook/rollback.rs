@@ -297,6 +297,12 @@ pub async fn rollback(
     .await
     .map_err(|e| step_err("switching back to the old add-on", &e))?;
     report.actions.extend(undone);
+    let (switched_back, cloudfront_failures) = super::cdn::undo(plan, ctx, &mut journal).await;
+    report.actions.extend(switched_back);
+    for f in cloudfront_failures {
+        progress.event(&RunbookEvent::Warning { message: f.clone() });
+        report.actions.push(format!("NOT DONE: {f}"));
+    }
     if !formation_after.is_empty() {
         let q: Vec<(String, u32)> = formation_after.clone().into_iter().collect();
         restore_formation(ctx, &app, &q)

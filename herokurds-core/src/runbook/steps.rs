@@ -83,6 +83,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             StepId::AttachBackup => self.attach_backup().await,
             StepId::DetachDatabase => self.detach_database().await,
             StepId::SetConfig => self.set_config().await,
+            StepId::CloudfrontOrigins => self.cloudfront().await,
             StepId::ReadBack => self.read_back().await,
             StepId::ScaleUp => self.scale_up().await,
             StepId::MaintenanceOff => self.maintenance_off().await,
@@ -129,6 +130,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         j.maintenance_was_on = report.maintenance_on;
         j.estimated_window_seconds = report.estimated_window_seconds;
         j.jobs_cap = report.connections.map(|b| b.jobs_cap);
+        j.app_access = report.app_access.clone();
         Ok(Outcome::Done(format!(
             "app {}, add-on {} ({}), {} tables, {:.1} MB{}",
             report.app,
@@ -641,6 +643,17 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 &self.plan.cutover.config_vars,
             )
             .await?,
+        ))
+    }
+
+    async fn cloudfront(&mut self) -> StepResult {
+        if self.plan.cloudfront.is_empty() {
+            return Ok(Outcome::Skipped("no [[cloudfront]] in the plan".into()));
+        }
+        Ok(Outcome::Done(
+            super::cdn::switch(self.plan, self.ctx, &mut self.journal, &self.dir)
+                .await
+                .map_err(fail)?,
         ))
     }
 

@@ -240,6 +240,15 @@ pub fn plan_template(facts: Option<&AppFacts>) -> String {
         }
     }
     line("");
+    line("# [assets]                              # plan and run check the app's own AWS keys on each target:");
+    line("# access_key_var = \"AWS_ACCESS_KEY_ID\"  # list, get, put and delete a herokurds-probe/ key");
+    line("# secret_key_var = \"AWS_SECRET_ACCESS_KEY\"");
+    line("# check_app_credentials = true");
+    line("");
+    line("# [[cloudfront]]                        # origins on an [[s3]] source bucket move to its target");
+    line("# distribution_id = \"E2QWRUHAPOMQZL\"    # at the cutover, back on rollback");
+    line("# paths = [\"/*\"]                        # invalidated after the switch");
+    line("");
     line("[smoke]                                 # pages fetched before and after, compared");
     match &f.web_url {
         Some(url) => {
@@ -263,6 +272,23 @@ mod tests {
         assert_eq!(plan.heroku.app, PLACEHOLDER_APP);
         assert_eq!(plan.target.url_env.as_deref(), Some("TARGET_DATABASE_URL"));
         assert!(plan.s3.is_empty() && plan.smoke.urls.is_empty());
+        // The commented keys parse when uncommented.
+        let uncommented = text
+            .replace("# [assets]", "[assets]")
+            .replace("# access_key_var", "access_key_var")
+            .replace("# secret_key_var", "secret_key_var")
+            .replace("# check_app_credentials", "check_app_credentials")
+            .replace("# [[s3]]", "[[s3]]")
+            .replace("# source =", "source =")
+            .replace("# target =", "target =")
+            .replace("# [[cloudfront]]", "[[cloudfront]]")
+            .replace("# distribution_id", "distribution_id")
+            .replace("# paths", "paths");
+        let plan = Plan::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(plan.cloudfront[0].distribution_id, "E2QWRUHAPOMQZL");
+        assert_eq!(plan.cloudfront[0].paths, ["/*"]);
+        assert!(plan.assets.check_app_credentials);
+        assert_eq!(plan.assets.secret_key_var, "AWS_SECRET_ACCESS_KEY");
     }
 
     #[test]

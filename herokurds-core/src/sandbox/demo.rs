@@ -6,7 +6,9 @@
 //! - an RDS-like target cluster, empty;
 //! - the Heroku emulator with the app, its Postgres add-on attached as
 //!   `DATABASE` and `HEROKU_POSTGRESQL_YELLOW`, config vars and dynos;
-//! - a moto server with the app's asset bucket and an empty new one;
+//! - a moto server with the app's asset bucket, an empty new one, and a
+//!   CloudFront distribution serving the old bucket; the app's own AWS
+//!   keys are config vars (moto accepts any);
 //! - the sample app's web site, whose pages read the app's *current*
 //!   `DATABASE_URL` and bucket through the emulator.
 //!
@@ -75,6 +77,7 @@ pub struct DemoStack {
     /// The sample app's site.
     pub web: DemoWebApp,
     token: String,
+    distribution_id: Option<String>,
     work: tempfile::TempDir,
     options: DemoOptions,
 }
@@ -134,6 +137,15 @@ impl DemoStack {
         } else {
             None
         };
+        let distribution_id = match &moto {
+            Some(moto) => Some(moto.create_s3_distribution(OLD_BUCKET).await.map_err(|e| {
+                SandboxError::Failed {
+                    what: "creating the demo's CloudFront distribution".into(),
+                    log_tail: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
 
         let mut formation = BTreeMap::new();
         formation.insert("web".to_string(), 1);
@@ -148,6 +160,14 @@ impl DemoStack {
                     OLD_BUCKET.to_string(),
                 ),
                 ("SECRET_KEY".to_string(), super::postgres::random_token(32)),
+                (
+                    "AWS_ACCESS_KEY_ID".to_string(),
+                    format!("AKIA{}", super::postgres::random_token(16).to_uppercase()),
+                ),
+                (
+                    "AWS_SECRET_ACCESS_KEY".to_string(),
+                    super::postgres::random_token(40),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -189,6 +209,7 @@ impl DemoStack {
             moto,
             web,
             token,
+            distribution_id,
             work,
             options,
         })
@@ -197,6 +218,11 @@ impl DemoStack {
     /// The Heroku API token the emulator accepts.
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The CloudFront distribution serving the old bucket (with moto).
+    pub fn distribution_id(&self) -> Option<&str> {
+        self.distribution_id.as_deref()
     }
 
     /// A directory for the journal and the plan file, deleted with the stack.
@@ -229,6 +255,9 @@ impl DemoStack {
                 "config_vars = {{ AWS_STORAGE_BUCKET_NAME = \"{NEW_BUCKET}\" }}\n\n\
                  [[s3]]\nsource = \"s3://{OLD_BUCKET}\"\ntarget = \"s3://{NEW_BUCKET}\"\ndelete = true\n"
             ));
+        }
+        if let Some(id) = &self.distribution_id {
+            t.push_str(&format!("\n[[cloudfront]]\ndistribution_id = \"{id}\"\n"));
         }
         t.push_str(&format!(
             "\n[smoke]\nurls = [\"{0}/\", \"{0}/program/scm/\", \"{0}/program/sds/\"]\n",

@@ -1,4 +1,5 @@
-//! A throwaway moto server: local S3, Secrets Manager and RDS APIs.
+//! A throwaway moto server: local S3, Secrets Manager, RDS, CloudFront
+//! and IAM APIs.
 //!
 //! herokurds never talks to real AWS in tests, benches or the demo. Instead it
 //! starts moto (`moto_server`, installed into the workspace's `.venv/` by
@@ -184,26 +185,173 @@ impl MotoServer {
         LocalS3::s3_client(self)
     }
 
-    /// A Secrets Manager client for this server.
-    pub fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
-        let config = aws_sdk_secretsmanager::Config::builder()
+    /// The SDK configuration every client for this server shares: its
+    /// endpoint, dummy credentials, region `us-east-1`.
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(MOTO_REGION))
             .endpoint_url(self.endpoint_url())
-            .credentials_provider(Self::credentials())
-            .build();
-        aws_sdk_secretsmanager::Client::from_conf(config)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Self::credentials()),
+            )
+            .build()
+    }
+
+    /// A Secrets Manager client for this server.
+    pub fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config())
     }
 
     /// An RDS client for this server.
     pub fn rds_client(&self) -> aws_sdk_rds::Client {
-        let config = aws_sdk_rds::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(MOTO_REGION))
-            .endpoint_url(self.endpoint_url())
-            .credentials_provider(Self::credentials())
-            .build();
-        aws_sdk_rds::Client::from_conf(config)
+        aws_sdk_rds::Client::new(&self.sdk_config())
+    }
+
+    /// A CloudFront client for this server.
+    pub fn cloudfront_client(&self) -> aws_sdk_cloudfront::Client {
+        aws_sdk_cloudfront::Client::new(&self.sdk_config())
+    }
+
+    /// Creates a CloudFront distribution with one S3 origin on `bucket`
+    /// (`<bucket>.s3.amazonaws.com`, id `S3-<bucket>`) and returns its id.
+    pub async fn create_s3_distribution(&self, bucket: &str) -> Result<String, MotoError> {
+        use aws_sdk_cloudfront::types::{
+            DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
+            ViewerProtocolPolicy,
+        };
+        let what = || format!("CreateDistribution for {bucket}");
+        let built = |e: aws_sdk_cloudfront::error::BuildError| MotoError::Request {
+            what: what(),
+            reason: e.to_string(),
+        };
+        let origin_id = format!("S3-{bucket}");
+        let config = DistributionConfig::builder()
+            .caller_reference(format!("herokurds-sandbox-{bucket}"))
+            .comment(format!("assets of {bucket}"))
+            .enabled(true)
+            .origins(
+                Origins::builder()
+                    .quantity(1)
+                    .items(
+                        Origin::builder()
+                            .id(&origin_id)
+                            .domain_name(format!("{bucket}.s3.amazonaws.com"))
+                            .origin_path("")
+                            .s3_origin_config(
+                                S3OriginConfig::builder().origin_access_identity("").build(),
+                            )
+                            .build()
+                            .map_err(built)?,
+                    )
+                    .build()
+                    .map_err(built)?,
+            )
+            .default_cache_behavior(
+                DefaultCacheBehavior::builder()
+                    .target_origin_id(&origin_id)
+                    .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                    .build()
+                    .map_err(built)?,
+            )
+            .build()
+            .map_err(built)?;
+        let out = self
+            .cloudfront_client()
+            .create_distribution()
+            .distribution_config(config)
+            .send()
+            .await
+            .map_err(|e| MotoError::Request {
+                what: what(),
+                reason: crate::aws::sdk_failure(&e).reason,
+            })?;
+        Ok(out
+            .distribution()
+            .map(|d| d.id().to_string())
+            .unwrap_or_default())
+    }
+
+    /// Turns moto's IAM enforcement on or off (`POST /moto-api/reset-auth`):
+    /// when on, every request must be signed with the access key of an IAM
+    /// user made by [`iam_user`](Self::iam_user) whose policies allow it;
+    /// [`credentials`](Self::credentials) are refused then.
+    pub async fn enforce_iam(&self, on: bool) -> Result<(), MotoError> {
+        let body = if on { "0" } else { "inf" };
+        let request = reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.endpoint_url()))
+            .body(body);
+        send(request, format!("reset-auth {body}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates IAM user `name` with the inline policy `policy` (a JSON
+    /// policy document) and an access key, and returns the key. Needs IAM
+    /// enforcement off ([`enforce_iam`](Self::enforce_iam)).
+    pub async fn iam_user(
+        &self,
+        name: &str,
+        policy: &serde_json::Value,
+    ) -> Result<Credentials, MotoError> {
+        self.iam("CreateUser", &[("UserName", name)]).await?;
+        self.put_user_policy(name, policy).await?;
+        let xml = self.iam("CreateAccessKey", &[("UserName", name)]).await?;
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = xml.find(&open)? + open.len();
+            let end = xml[start..].find(&format!("</{tag}>"))? + start;
+            Some(xml[start..end].to_string())
+        };
+        match (field("AccessKeyId"), field("SecretAccessKey")) {
+            (Some(id), Some(secret)) => Ok(Credentials::new(id, secret, None, None, "moto-iam")),
+            _ => Err(MotoError::Request {
+                what: format!("CreateAccessKey {name}"),
+                reason: "the answer holds no access key".into(),
+            }),
+        }
+    }
+
+    /// Replaces the inline policy of IAM user `name` (needs IAM enforcement off).
+    pub async fn put_user_policy(
+        &self,
+        name: &str,
+        policy: &serde_json::Value,
+    ) -> Result<(), MotoError> {
+        self.iam(
+            "PutUserPolicy",
+            &[
+                ("UserName", name),
+                ("PolicyName", "herokurds-sandbox"),
+                ("PolicyDocument", &policy.to_string()),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One unsigned IAM Query API request; the answer's XML.
+    async fn iam(&self, action: &str, params: &[(&str, &str)]) -> Result<String, MotoError> {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let mut body = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            body.push_str(&format!(
+                "&{k}={}",
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            ));
+        }
+        let request = reqwest::Client::new()
+            .post(format!("{}/", self.endpoint_url()))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header(
+                "Authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential={MOTO_ACCESS_KEY}/20240101/{MOTO_REGION}/iam/aws4_request, \
+                     SignedHeaders=host, Signature=0"
+                ),
+            )
+            .body(body);
+        send(request, format!("IAM {action}")).await
     }
 
     /// Creates a bucket (in `us-east-1`).
@@ -261,6 +409,24 @@ impl LocalS3 for MotoServer {
 
     fn process_group(&self) -> u32 {
         MotoServer::process_group(self)
+    }
+}
+
+/// Sends a set-up request; the answer's body, or what went wrong naming `what`.
+async fn send(request: reqwest::RequestBuilder, what: String) -> Result<String, MotoError> {
+    let response = request.send().await.map_err(|e| MotoError::Request {
+        what: what.clone(),
+        reason: e.to_string(),
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(MotoError::Request {
+            what,
+            reason: format!("HTTP {status}: {text}"),
+        })
     }
 }
 
