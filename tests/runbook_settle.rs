@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use herokurds_core::runbook::{
     self, Journal, RunState, RunbookError, RunbookEvent, StepId, StepStatus, WorkDir,
 };
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_ADDON, DEMO_APP};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_ADDON, DEMO_APP};
 use tokio_util::sync::CancellationToken;
 
 async fn start() -> DemoStack {
@@ -25,7 +25,7 @@ fn database_url(stack: &DemoStack) -> String {
     stack.heroku.config_vars(DEMO_APP).unwrap()["DATABASE_URL"].clone()
 }
 
-async fn learners(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
+async fn learners(pg: &herokurds_testkit::LocalPostgres) -> i64 {
     pg.owner_client()
         .await
         .unwrap()
@@ -36,7 +36,7 @@ async fn learners(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
 }
 
 /// Tables, indexes and sequences in `public`.
-async fn public_relations(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
+async fn public_relations(pg: &herokurds_testkit::LocalPostgres) -> i64 {
     pg.owner_client()
         .await
         .unwrap()

@@ -6,10 +6,10 @@
 
 use herokurds_core::progress::NoProgress;
 use herokurds_core::runbook::{self, Journal, RunState, StepId, WorkDir};
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP, TARGET_URL_ENV};
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::url::{DatabaseUrl, Param, SslMode};
 use herokurds_core::verify::{self, VerifyOptions};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP, TARGET_URL_ENV};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 

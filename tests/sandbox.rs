@@ -1,7 +1,7 @@
 //! The sandbox clusters look like Heroku Postgres and RDS where it matters:
 //! TLS required, scram passwords, a non-superuser owner.
 
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
 async fn owner_facts(pg: &LocalPostgres) -> (bool, bool, String, String) {

@@ -116,8 +116,8 @@ ANALYZE;
 "#;
 
 async fn loaded_pair() -> (
-    herokurds_core::sandbox::LocalPostgres,
-    herokurds_core::sandbox::LocalPostgres,
+    herokurds_testkit::LocalPostgres,
+    herokurds_testkit::LocalPostgres,
 ) {
     let (src, tgt) = pair().await;
     load(&src, SCHEMA).await;

@@ -3,7 +3,7 @@
 //! rows from the owner.
 
 use herokurds_core::pg::catalog::{self, TableFilter, TableKind};
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 
 const SCHEMA: &str = r#"
 CREATE EXTENSION hstore;

@@ -5,8 +5,8 @@
 use std::process::{Command, Stdio};
 
 use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::verify::{self, Detail, Side, VerifyEvent, VerifyOptions, VerifyReport};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;

@@ -6,6 +6,7 @@
 //! difference, 2 an error.
 
 pub mod confirm;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod heroku_input;
 pub mod heroku_render;

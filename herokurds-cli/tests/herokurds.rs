@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP};
 use secrecy::ExposeSecret;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds");

@@ -14,16 +14,13 @@
 //! - [`pg`]: connecting over TLS with a diagnosis in words, catalog queries.
 //! - [`transfer`]: the streaming, consistent, parallel database copy.
 //! - [`verify`]: proof that the target equals the source.
-//! - [`heroku`]: the Heroku Platform API client (and, with the `emulator`
-//!   feature, a stateful emulator of it).
+//! - [`heroku`]: the Heroku Platform API client.
 //! - [`s3`]: server-side bucket sync.
 //! - [`aws`] and [`pulumi`]: where the RDS endpoint and password come from.
 //! - [`smoke`]: page checks before and after the cutover.
 //! - [`runbook`]: the whole migration as numbered, journaled steps.
 //! - [`progress`]: the event trait the binaries render.
 //! - [`fsutil`]: private (0600/0700), atomic file writes.
-//! - `sandbox` (feature `sandbox`): throwaway local servers for tests,
-//!   benches and the demo.
 #![deny(missing_docs)]
 
 pub mod aws;
@@ -35,8 +32,6 @@ pub mod progress;
 pub mod pulumi;
 pub mod runbook;
 pub mod s3;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 pub mod size;
 pub mod smoke;
 pub mod transfer;

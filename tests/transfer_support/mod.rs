@@ -7,11 +7,11 @@ use std::sync::Mutex;
 
 use herokurds_core::pg::catalog::{self, TableFilter};
 use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::transfer::{
     self, TransferError, TransferEvent, TransferOptions, TransferReport,
 };
 use herokurds_core::url::DatabaseUrl;
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 

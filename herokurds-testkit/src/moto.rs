@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use herokurds_core::sandbox::moto::MotoServer;
+//! use herokurds_testkit::moto::MotoServer;
 //! let moto = MotoServer::start()?;
 //! let s3 = moto.s3_client();
 //! # let _ = s3; Ok(()) }
