@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use herokurds_core::pg::binaries::{self, BinariesError};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
@@ -602,7 +603,8 @@ fn db_message(e: &tokio_postgres::Error) -> String {
 }
 
 /// Where the PostgreSQL server binaries are: `HEROKURDS_PGBIN` (unless
-/// empty), then the directory of `initdb` on `PATH`, then the newest
+/// empty), else herokurds' one search ([`herokurds_core::pg::binaries`]):
+/// the directory of `initdb` on `PATH`, then the newest
 /// `/usr/lib/postgresql/*/bin`.
 pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
     find_pg_bin_in(
@@ -610,7 +612,7 @@ pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
         std::env::var_os("PATH"),
-        Path::new("/usr/lib/postgresql"),
+        Path::new(binaries::VERSIONS_ROOT),
     )
 }
 
@@ -623,51 +625,26 @@ fn find_pg_bin_in(
     versions_root: &Path,
 ) -> Result<PathBuf, SandboxError> {
     const PROGRAMS: [&str; 3] = ["initdb", "postgres", "psql"];
-    let missing = |d: &Path| PROGRAMS.into_iter().find(|b| !d.join(b).is_file());
-    if let Some(d) = pgbin {
-        return match missing(&d) {
-            None => Ok(d),
-            Some(program) => Err(SandboxError::MissingProgram {
-                program: program.into(),
-                searched: format!(
-                    "HEROKURDS_PGBIN={}; unset it to search PATH and {}/*/bin",
-                    d.display(),
-                    versions_root.display()
-                ),
-                package: "postgresql".into(),
-            }),
-        };
-    }
-    for d in std::env::split_paths(&path.unwrap_or_default()) {
-        let Ok(initdb) = fs::canonicalize(d.join("initdb")) else {
-            continue;
-        };
-        if let Some(parent) = initdb.parent().filter(|p| missing(p).is_none()) {
-            return Ok(parent.to_path_buf());
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            missing(&bin).is_none().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| SandboxError::MissingProgram {
+    match binaries::search_in(pgbin.as_deref(), &PROGRAMS, path.as_deref(), versions_root) {
+        Ok(dirs) => Ok(dirs.into_iter().next().expect("search finds one or fails")),
+        Err(BinariesError::NotInDir { program, dir }) => Err(SandboxError::MissingProgram {
+            program,
+            searched: format!(
+                "HEROKURDS_PGBIN={}; unset it to search PATH and {}/*/bin",
+                dir.display(),
+                versions_root.display()
+            ),
+            package: "postgresql".into(),
+        }),
+        Err(_) => Err(SandboxError::MissingProgram {
             program: "initdb".into(),
             searched: format!(
                 "HEROKURDS_PGBIN unset, PATH, {}/*/bin",
                 versions_root.display()
             ),
             package: "postgresql".into(),
-        })
+        }),
+    }
 }
 
 fn server_major(bin: &Path) -> Result<u32, SandboxError> {
