@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use herokurds_core::url::DatabaseUrl;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
@@ -447,6 +448,18 @@ impl LocalPostgres {
         self.options.tls.then(|| self.dir.path().join("ca.crt"))
     }
 
+    /// The owner's connection URL to the database as a [`DatabaseUrl`]:
+    /// the same as [`url`](Self::url), typed.
+    ///
+    /// # Panics
+    /// Never for the URLs a cluster makes (it is checked by a test).
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.url()
+            .expose_secret()
+            .parse()
+            .expect("a sandbox cluster's URL parses")
+    }
+
     /// The owner's connection URL to the database, **with** the password,
     /// `sslmode=require` when TLS is on (else `disable`).
     pub fn url(&self) -> SecretString {
@@ -575,24 +588,35 @@ impl LocalPostgres {
         Ok(())
     }
 
-    /// Stops the server (fast shutdown) and waits for it to exit. Dropping
-    /// does the same; this form reports failures.
-    pub fn stop(&self) -> Result<(), SandboxError> {
-        let mut guard = self.postmaster.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(keeper) = guard.take() {
-            let _ = keeper.stop.send(());
-            keeper.thread.join().map_err(|_| SandboxError::Failed {
+    /// Stops the server (fast shutdown) and waits for it to exit, off the
+    /// async runtime's threads. Dropping does the same, blocking; this form
+    /// reports failures. Stopping a stopped cluster does nothing.
+    pub async fn stop(&self) -> Result<(), SandboxError> {
+        let Some(keeper) = self.take_keeper() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || keeper.stop())
+            .await
+            .map_err(|e| SandboxError::Failed {
                 what: "stopping postgres".into(),
-                log_tail: "the keeper thread panicked".into(),
-            })?;
-        }
-        Ok(())
+                log_tail: e.to_string(),
+            })?
+    }
+
+    /// The blocking form of [`stop`](Self::stop), for non-async callers.
+    pub fn stop_blocking(&self) -> Result<(), SandboxError> {
+        self.take_keeper().map_or(Ok(()), Keeper::stop)
+    }
+
+    fn take_keeper(&self) -> Option<Keeper> {
+        let mut guard = self.postmaster.lock().unwrap_or_else(|p| p.into_inner());
+        guard.take()
     }
 }
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        let _ = self.stop();
+        let _ = self.stop_blocking();
     }
 }
 

@@ -66,8 +66,8 @@ pub(super) fn write_config(
 /// postmaster's parent-death signal is tied to this thread, so it must live
 /// exactly as long as the cluster.
 pub(super) struct Keeper {
-    pub(super) stop: mpsc::Sender<()>,
-    pub(super) thread: std::thread::JoinHandle<()>,
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Keeper {
@@ -110,8 +110,21 @@ impl Keeper {
     }
 }
 
+impl Keeper {
+    /// Tells the keeper thread to shut the postmaster down and waits for it.
+    pub(super) fn stop(self) -> Result<(), SandboxError> {
+        let _ = self.stop.send(());
+        self.thread.join().map_err(|_| SandboxError::Failed {
+            what: "stopping postgres".into(),
+            log_tail: "the keeper thread panicked".into(),
+        })
+    }
+}
+
 /// SIGINT ("fast" shutdown), then SIGKILL after 30 s.
 fn fast_shutdown(child: &mut Child) {
+    // SAFETY: kill(2) only sends a signal; the pid is our own child's,
+    // not yet waited for, so it names the postmaster.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }

@@ -6,17 +6,14 @@ use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::os_user::OsUser;
+use super::os_user::{effective_uid, OsUser};
 use super::{io_err, tail, SandboxError};
 
 /// The `initdb` template for this PostgreSQL version and OS user, made
 /// once and cached under the temp dir (made aside and renamed into place, so
 /// concurrent test processes never see a half-made template).
 pub(super) fn template_dir(bin: &Path, major: u32, user: &OsUser) -> Result<PathBuf, SandboxError> {
-    let uid = user
-        .ids
-        .map(|(u, _)| u)
-        .unwrap_or_else(|| unsafe { libc::geteuid() });
+    let uid = user.ids.map(|(u, _)| u).unwrap_or_else(effective_uid);
     let root = std::env::temp_dir().join(format!("herokurds-pg-template-{major}-{uid}-v1"));
     if root.join("data").join("PG_VERSION").is_file() {
         return Ok(root.join("data"));
