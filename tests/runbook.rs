@@ -4,11 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use herokurds_core::runbook::{
-    self, Journal, RunState, RunbookError, RunbookEvent, StepId, WorkDir,
-};
-use herokurds_core::transfer::TransferEvent;
-use herokurds_core::url::DatabaseUrl;
+use herokurds::runbook::{self, Journal, RunState, RunbookError, RunbookEvent, StepId, WorkDir};
+use herokurds::transfer::TransferEvent;
+use herokurds::url::DatabaseUrl;
 use herokurds_testkit::demo::{
     DemoOptions, DemoStack, DEMO_ADDON, NEW_BUCKET, OLD_BUCKET, TARGET_URL_ENV,
 };
@@ -19,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Default, Clone)]
 struct Events(Arc<Mutex<Vec<String>>>);
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Events {
+impl herokurds::progress::Progress<RunbookEvent> for Events {
     fn event(&self, e: &RunbookEvent) {
         self.0
             .lock()
@@ -575,7 +573,7 @@ async fn a_heroku_outage_during_the_cutover_is_retried_then_reported_and_resume_
     let report = runbook::resume(
         &plan,
         &ctx,
-        &herokurds_core::progress::NoProgress,
+        &herokurds::progress::NoProgress,
         CancellationToken::new(),
     )
     .await
@@ -626,7 +624,7 @@ async fn plan_names_every_problem_and_changes_nothing() {
     let err = runbook::run(
         &plan,
         &stack.context(),
-        &herokurds_core::progress::NoProgress,
+        &herokurds::progress::NoProgress,
         CancellationToken::new(),
     )
     .await

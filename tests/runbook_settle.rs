@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herokurds_core::runbook::{
+use herokurds::runbook::{
     self, Journal, RunState, RunbookError, RunbookEvent, StepId, StepStatus, WorkDir,
 };
 use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_ADDON, DEMO_APP};
@@ -57,7 +57,7 @@ struct Watch {
     settling_events: Arc<AtomicU64>,
 }
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Watch {
+impl herokurds::progress::Progress<RunbookEvent> for Watch {
     fn event(&self, e: &RunbookEvent) {
         match e {
             RunbookEvent::MaintenanceOn { .. } => {

@@ -2,7 +2,7 @@
 //! table to copy, which columns, and whether row-level security would hide
 //! rows from the owner.
 
-use herokurds_core::pg::catalog::{self, TableFilter, TableKind};
+use herokurds::pg::catalog::{self, TableFilter, TableKind};
 use herokurds_testkit::{LocalPostgres, PostgresOptions};
 
 const SCHEMA: &str = r#"

@@ -1,6 +1,9 @@
 //! Helpers shared by the transfer tests: sandbox pairs, URLs, and a
 //! table-by-table, sequence-by-sequence comparison read as superuser on
 //! both sides (so row-level security hides nothing from it).
+//!
+//! herokurds-cli's tests include this file too, and they see the library
+//! only as `herokurds_core`: hence that name here, not `herokurds`.
 #![allow(dead_code)]
 
 use std::sync::Mutex;
