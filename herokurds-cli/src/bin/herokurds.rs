@@ -189,7 +189,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(a) if a.restart_target => {
             if !yes {
-                herokurds_cli::confirm::restart_target(
+                herokurds_cli::prompts::restart_target(
                     &runbook::target_database(&plan, &ctx).await?,
                 )?;
             }
@@ -223,7 +223,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(_) | Command::Resume(_) | Command::Rollback(_) if !yes => {
-            herokurds_cli::runbook_render::confirm(&plan.heroku.app)?;
+            herokurds_cli::prompts::app_change(&plan.heroku.app)?;
             run_command(cli.command, &plan, &ctx, &render, cancel, json).await
         }
         command => run_command(command, &plan, &ctx, &render, cancel, json).await,
