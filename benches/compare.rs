@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use herokurds::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
-use herokurds::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
 struct Config {

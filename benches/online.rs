@@ -28,11 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herokurds::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use herokurds::progress::NoProgress;
-use herokurds::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds::transfer::online;
 use herokurds::transfer::TransferOptions;
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
 struct Config {

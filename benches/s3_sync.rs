@@ -25,9 +25,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use herokurds::sandbox::moto::MotoServer;
-use herokurds::sandbox::s3s_fs::S3sFsServer;
-use herokurds::sandbox::LocalS3;
+use herokurds_testkit::moto::MotoServer;
+use herokurds_testkit::s3s_fs::S3sFsServer;
+use herokurds_testkit::LocalS3;
 
 struct Config {
     /// Which servers, in order (`moto`, `s3s-fs`).

@@ -6,8 +6,8 @@
 //! cargo run --example heroku_addons -- --demo     # against an in-process emulator
 //! ```
 
-use herokurds::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use herokurds::heroku::Client;
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use secrecy::ExposeSecret;
 
 /// The host of a `postgres://user:password@host:port/db` URL.

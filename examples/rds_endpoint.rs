@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use herokurds::aws::ClientOptions;
 use herokurds::runbook::plan::TargetSection;
 use herokurds::runbook::resolve_target;
-use herokurds::sandbox::demo::moto_client_options;
-use herokurds::sandbox::moto::MotoServer;
+use herokurds_testkit::demo::moto_client_options;
+use herokurds_testkit::moto::MotoServer;
 
 #[derive(Default)]
 struct Args {

@@ -77,7 +77,7 @@ async fn from_env() -> Option<(DatabaseUrl, DatabaseUrl)> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    use herokurds::sandbox::{LocalPostgres, PostgresOptions};
+    use herokurds_testkit::{LocalPostgres, PostgresOptions};
     use secrecy::ExposeSecret;
 
     let mut sandboxes = None;

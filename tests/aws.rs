@@ -1,7 +1,7 @@
 //! Secrets Manager and RDS look-ups against a real moto server.
 
 use herokurds::aws::{fetch_db_secret, rds_endpoint, AwsError, SecretFormat};
-use herokurds::sandbox::moto::MotoServer;
+use herokurds_testkit::moto::MotoServer;
 use secrecy::ExposeSecret;
 
 fn moto() -> MotoServer {

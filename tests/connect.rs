@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use herokurds::pg::{self, ConnectError};
-use herokurds::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds::url::{DatabaseUrl, SslMode};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 /// A password that is easy to spot if it leaks, and awkward to encode.

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herokurds::heroku::emulator::{Emulator, Fault, Seed, SeedAddon, SeedApp};
 use herokurds::heroku::{Client, HerokuError, RetryPolicy};
+use herokurds_testkit::emulator::{Emulator, Fault, Seed, SeedAddon, SeedApp};
 use secrecy::{ExposeSecret, SecretString};
 
 const APP: &str = "micromasters-ci";

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use herokurds::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "emulator-test-token";

@@ -1,8 +1,8 @@
 //! `Client::from_env` reads the token and URL like Heroku's CLI. This file
 //! holds one test because it changes the process environment.
 
-use herokurds::heroku::emulator::{Emulator, Seed, SeedApp};
 use herokurds::heroku::{Client, HerokuError};
+use herokurds_testkit::emulator::{Emulator, Seed, SeedApp};
 
 const VARS: &[&str] = &["HEROKU_API_KEY", "HEROKU_API_URL", "HEROKU_HOST", "NETRC"];
 

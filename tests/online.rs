@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::LocalPostgres;
-use herokurds_core::transfer::online::{OnlineError, OnlineMigration};
-use herokurds_core::transfer::TransferOptions;
-use herokurds_core::verify::VerifyOptions;
+use herokurds::progress::NoProgress;
+use herokurds::transfer::online::{OnlineError, OnlineMigration};
+use herokurds::transfer::TransferOptions;
+use herokurds::verify::VerifyOptions;
+use herokurds_testkit::LocalPostgres;
 use tokio_util::sync::CancellationToken;
 use transfer_support::{assert_same, herokurds_objects, load, pair, url};
 

@@ -4,14 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use herokurds_core::runbook::{
-    self, Journal, RunState, RunbookError, RunbookEvent, StepId, WorkDir,
-};
-use herokurds_core::sandbox::demo::{
+use herokurds::runbook::{self, Journal, RunState, RunbookError, RunbookEvent, StepId, WorkDir};
+use herokurds::transfer::TransferEvent;
+use herokurds::url::DatabaseUrl;
+use herokurds_testkit::demo::{
     DemoOptions, DemoStack, DEMO_ADDON, NEW_BUCKET, OLD_BUCKET, TARGET_URL_ENV,
 };
-use herokurds_core::transfer::TransferEvent;
-use herokurds_core::url::DatabaseUrl;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Default, Clone)]
 struct Events(Arc<Mutex<Vec<String>>>);
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Events {
+impl herokurds::progress::Progress<RunbookEvent> for Events {
     fn event(&self, e: &RunbookEvent) {
         self.0
             .lock()
@@ -37,7 +35,7 @@ impl Events {
 fn database_url(stack: &DemoStack) -> DatabaseUrl {
     stack
         .heroku
-        .config_vars(herokurds_core::sandbox::demo::DEMO_APP)
+        .config_vars(herokurds_testkit::demo::DEMO_APP)
         .unwrap()["DATABASE_URL"]
         .parse()
         .unwrap()
@@ -46,20 +44,20 @@ fn database_url(stack: &DemoStack) -> DatabaseUrl {
 fn var(stack: &DemoStack, name: &str) -> Option<String> {
     stack
         .heroku
-        .config_vars(herokurds_core::sandbox::demo::DEMO_APP)
+        .config_vars(herokurds_testkit::demo::DEMO_APP)
         .unwrap()
         .get(name)
         .cloned()
 }
 
-fn url_of(pg: &herokurds_core::sandbox::LocalPostgres) -> DatabaseUrl {
+fn url_of(pg: &herokurds_testkit::LocalPostgres) -> DatabaseUrl {
     pg.url().expose_secret().parse().unwrap()
 }
 
 fn attachments(stack: &DemoStack) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = stack
         .heroku
-        .attachments(herokurds_core::sandbox::demo::DEMO_APP)
+        .attachments(herokurds_testkit::demo::DEMO_APP)
         .into_iter()
         .map(|a| (a.name.clone(), a.addon.clone()))
         .collect();
@@ -91,7 +89,7 @@ fn assert_no_secrets(stack: &DemoStack, what: &str, text: &str) {
     }
 }
 
-async fn count(pg: &herokurds_core::sandbox::LocalPostgres, sql: &str) -> i64 {
+async fn count(pg: &herokurds_testkit::LocalPostgres, sql: &str) -> i64 {
     pg.owner_client()
         .await
         .unwrap()
@@ -569,7 +567,7 @@ async fn a_transfer_journal_left_in_transfer_transfer_by_an_older_herokurds_is_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_heroku_outage_during_the_cutover_is_retried_then_reported_and_resume_finishes() {
-    use herokurds_core::heroku::emulator::Fault;
+    use herokurds_testkit::emulator::Fault;
     let stack = stack_without_s3().await;
     let (plan, ctx) = (stack.plan(), stack.context());
     let emulator = &stack.heroku;
@@ -612,7 +610,7 @@ async fn a_heroku_outage_during_the_cutover_is_retried_then_reported_and_resume_
     let report = runbook::resume(
         &plan,
         &ctx,
-        &herokurds_core::progress::NoProgress,
+        &herokurds::progress::NoProgress,
         CancellationToken::new(),
     )
     .await
@@ -663,7 +661,7 @@ async fn plan_names_every_problem_and_changes_nothing() {
     let err = runbook::run(
         &plan,
         &stack.context(),
-        &herokurds_core::progress::NoProgress,
+        &herokurds::progress::NoProgress,
         CancellationToken::new(),
     )
     .await
@@ -838,7 +836,7 @@ async fn an_aborted_copy_is_started_over_only_while_nothing_else_wrote_on_the_ta
     // Another target than the one the earlier copy was made on: what that
     // attempt recorded proves nothing about it.
     {
-        use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+        use herokurds_testkit::{LocalPostgres, PostgresOptions};
         let other = LocalPostgres::start(PostgresOptions::rds()).await.unwrap();
         let other_url = other.url().expose_secret().to_string();
         let elsewhere = ctx
@@ -871,7 +869,7 @@ async fn an_aborted_copy_is_started_over_only_while_nothing_else_wrote_on_the_ta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resume_refuses_a_target_other_than_the_journaled_one_naming_both() {
-    use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+    use herokurds_testkit::{LocalPostgres, PostgresOptions};
     let (stack, err) = interrupted_during_the_transfer().await;
     let (plan, ctx) = (stack.plan(), stack.context());
     assert!(matches!(err, RunbookError::Interrupted { .. }), "{err}");

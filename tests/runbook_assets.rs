@@ -5,17 +5,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use herokurds_core::aws::ClientOptions;
-use herokurds_core::runbook::{self, Journal, RunState, RunbookEvent, StepId, StepStatus, WorkDir};
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP, NEW_BUCKET, OLD_BUCKET};
-use herokurds_core::sandbox::moto::MotoServer;
+use herokurds::aws::ClientOptions;
+use herokurds::runbook::{self, Journal, RunState, RunbookEvent, StepId, StepStatus, WorkDir};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP, NEW_BUCKET, OLD_BUCKET};
+use herokurds_testkit::moto::MotoServer;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default, Clone)]
 struct Events(Arc<Mutex<Vec<String>>>);
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Events {
+impl herokurds::progress::Progress<RunbookEvent> for Events {
     fn event(&self, e: &RunbookEvent) {
         self.0
             .lock()

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herokurds_core::runbook::{
+use herokurds::runbook::{
     self, Journal, RunState, RunbookError, RunbookEvent, StepId, StepStatus, TransferMode, WorkDir,
 };
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP};
 use tokio_util::sync::CancellationToken;
 use transfer_support::{assert_same, herokurds_objects};
 
@@ -32,7 +32,7 @@ struct Watch {
     rounds: Arc<AtomicU64>,
 }
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Watch {
+impl herokurds::progress::Progress<RunbookEvent> for Watch {
     fn event(&self, e: &RunbookEvent) {
         match e {
             RunbookEvent::MaintenanceOn { .. } => {
@@ -41,7 +41,7 @@ impl herokurds_core::progress::Progress<RunbookEvent> for Watch {
                     .unwrap()
                     .get_or_insert_with(Instant::now);
             }
-            RunbookEvent::Online(herokurds_core::transfer::online::OnlineEvent::RoundApplied {
+            RunbookEvent::Online(herokurds::transfer::online::OnlineEvent::RoundApplied {
                 ..
             }) => {
                 self.rounds.fetch_add(1, Ordering::Relaxed);
@@ -124,7 +124,7 @@ async fn an_online_run_under_writes_moves_the_app_with_a_window_of_seconds_and_l
         "catch-up and window rounds"
     );
     // The app now runs on the target, which holds every write.
-    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+    let db: herokurds::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
         ["DATABASE_URL"]
         .parse()
         .unwrap();
@@ -167,7 +167,7 @@ async fn an_online_run_whose_source_keeps_being_written_aborts_with_maintenance_
         "{restored:?}"
     );
     assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
-    let db: herokurds_core::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
+    let db: herokurds::url::DatabaseUrl = stack.heroku.config_vars(DEMO_APP).unwrap()
         ["DATABASE_URL"]
         .parse()
         .unwrap();
@@ -188,7 +188,7 @@ async fn an_online_run_rolled_back_before_the_cutover_removes_capture() {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let stopper = move |e: &RunbookEvent| {
-        if let RunbookEvent::Online(herokurds_core::transfer::online::OnlineEvent::RoundApplied {
+        if let RunbookEvent::Online(herokurds::transfer::online::OnlineEvent::RoundApplied {
             ..
         }) = e
         {
@@ -203,7 +203,7 @@ async fn an_online_run_rolled_back_before_the_cutover_removes_capture() {
         !herokurds_objects(&stack.source).await.is_empty(),
         "capture stays while resumable"
     );
-    let r = runbook::rollback(&plan, &ctx, &herokurds_core::progress::NoProgress)
+    let r = runbook::rollback(&plan, &ctx, &herokurds::progress::NoProgress)
         .await
         .unwrap();
     assert!(

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herokurds_core::runbook::{
+use herokurds::runbook::{
     self, Journal, RunState, RunbookError, RunbookEvent, StepId, StepStatus, WorkDir,
 };
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_ADDON, DEMO_APP};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_ADDON, DEMO_APP};
 use tokio_util::sync::CancellationToken;
 
 async fn start() -> DemoStack {
@@ -25,7 +25,7 @@ fn database_url(stack: &DemoStack) -> String {
     stack.heroku.config_vars(DEMO_APP).unwrap()["DATABASE_URL"].clone()
 }
 
-async fn learners(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
+async fn learners(pg: &herokurds_testkit::LocalPostgres) -> i64 {
     pg.owner_client()
         .await
         .unwrap()
@@ -36,7 +36,7 @@ async fn learners(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
 }
 
 /// Tables, indexes and sequences in `public`.
-async fn public_relations(pg: &herokurds_core::sandbox::LocalPostgres) -> i64 {
+async fn public_relations(pg: &herokurds_testkit::LocalPostgres) -> i64 {
     pg.owner_client()
         .await
         .unwrap()
@@ -57,7 +57,7 @@ struct Watch {
     settling_events: Arc<AtomicU64>,
 }
 
-impl herokurds_core::progress::Progress<RunbookEvent> for Watch {
+impl herokurds::progress::Progress<RunbookEvent> for Watch {
     fn event(&self, e: &RunbookEvent) {
         match e {
             RunbookEvent::MaintenanceOn { .. } => {

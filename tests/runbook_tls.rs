@@ -4,12 +4,12 @@
 //! checks TLS as the transfer does; the app gets a `DATABASE_URL` built for
 //! it; a malformed URL's password never reaches the journal.
 
-use herokurds_core::progress::NoProgress;
-use herokurds_core::runbook::{self, Journal, RunState, StepId, WorkDir};
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP, TARGET_URL_ENV};
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
-use herokurds_core::url::{DatabaseUrl, Param, SslMode};
-use herokurds_core::verify::{self, VerifyOptions};
+use herokurds::progress::NoProgress;
+use herokurds::runbook::{self, Journal, RunState, StepId, WorkDir};
+use herokurds::url::{DatabaseUrl, Param, SslMode};
+use herokurds::verify::{self, VerifyOptions};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP, TARGET_URL_ENV};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,7 @@ async fn the_app_gets_a_database_url_built_for_it_without_the_operators_files() 
         journal.steps
     );
     // The app can use it.
-    assert!(herokurds_core::pg::connect(&app).await.unwrap().tls());
+    assert!(herokurds::pg::connect(&app).await.unwrap().tls());
 }
 
 /// Issue 13 item 3: plan warns about plaintext written in a URL (naming the
@@ -244,10 +244,10 @@ async fn verify_names_written_plaintext_and_unverified_servers_like_the_transfer
         "{warnings}"
     );
     // The same words as the transfer's preflight.
-    let transfer = herokurds_core::transfer::preflight(
+    let transfer = herokurds::transfer::preflight(
         &source_url,
         &target_url,
-        &herokurds_core::transfer::TransferOptions::new().pg_bin_dir(source.bin_dir()),
+        &herokurds::transfer::TransferOptions::new().pg_bin_dir(source.bin_dir()),
     )
     .await
     .unwrap();

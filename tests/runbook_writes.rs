@@ -2,8 +2,8 @@
 //! truncate, a large object) are seen and named; what is not a user write
 //! (ANALYZE, VACUUM, a checkpoint, reads, a temporary table) is not.
 
-use herokurds_core::runbook::writes::{self, WriteMark};
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds::runbook::writes::{self, WriteMark};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 
 async fn mark(pg: &LocalPostgres) -> WriteMark {
     // A fresh session, as the runbook's check opens one.

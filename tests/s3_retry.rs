@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use herokurds::progress::NoProgress;
 use herokurds::s3::{sync, ClientSource, S3Location, SyncOptions};
-use herokurds::sandbox::moto::MotoServer;
+use herokurds_testkit::moto::MotoServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@
 //! once for both servers is declared with `on_both_s3_servers!` and runs as
 //! `<name>::moto` and `<name>::s3s_fs`. The others run on moto only,
 //! because s3s-fs 0.14 lacks what they test (see
-//! `herokurds_core::sandbox::s3s_fs` for the list): object tagging, storage
+//! `herokurds_testkit::s3s_fs` for the list): object tagging, storage
 //! classes, server-side encryption, ListMultipartUploads (and herokurds'
 //! multipart copy reads the source's tags first); its listing has no ETags
 //! (so verify can only compare sizes), ignores `encoding-type=url` while
@@ -24,9 +24,9 @@ use herokurds::s3::{
     sync, verify, ClientSource, DeleteRefusal, DeleteRefusalReason, DifferenceKind, Filters,
     S3Error, S3Location, Sse, SyncEvent, SyncOptions, SyncReport, VerifyReport, MIB,
 };
-use herokurds::sandbox::moto::MotoServer;
-use herokurds::sandbox::s3s_fs::S3sFsServer;
-use herokurds::sandbox::LocalS3;
+use herokurds_testkit::moto::MotoServer;
+use herokurds_testkit::s3s_fs::S3sFsServer;
+use herokurds_testkit::LocalS3;
 use tokio_util::sync::CancellationToken;
 
 fn moto() -> MotoServer {
@@ -372,7 +372,7 @@ async fn a_changed_source_object_is_copied_again_with_its_new_tags() {
     assert_eq!(report.copied, 1);
 }
 
-herokurds::on_both_s3_servers!(dry_run_changes_nothing_and_delete_removes_extra_keys);
+herokurds_testkit::on_both_s3_servers!(dry_run_changes_nothing_and_delete_removes_extra_keys);
 async fn dry_run_changes_nothing_and_delete_removes_extra_keys(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     put(&moto, "src", &[("keep/a.txt", "a"), ("new.txt", "new")]).await;
@@ -568,7 +568,7 @@ async fn a_failing_key_is_reported_the_rest_copy_and_nothing_is_deleted() {
     assert_eq!(key_count(&moto, "dst").await, 21);
 }
 
-herokurds::on_both_s3_servers!(prefixes_map_onto_prefixes_and_filters_choose_keys);
+herokurds_testkit::on_both_s3_servers!(prefixes_map_onto_prefixes_and_filters_choose_keys);
 async fn prefixes_map_onto_prefixes_and_filters_choose_keys(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     let objects = [
@@ -752,7 +752,7 @@ async fn verify_compares_kms_encrypted_objects_by_size_only() {
     assert_eq!(heads.0.load(Ordering::SeqCst), 5);
 }
 
-herokurds::on_both_s3_servers!(a_missing_bucket_stops_the_run_and_is_named);
+herokurds_testkit::on_both_s3_servers!(a_missing_bucket_stops_the_run_and_is_named);
 async fn a_missing_bucket_stops_the_run_and_is_named(moto: impl LocalS3) {
     buckets(&moto, &["src"]).await;
     put(&moto, "src", &[("a", "a")]).await;
@@ -771,7 +771,7 @@ async fn a_missing_bucket_stops_the_run_and_is_named(moto: impl LocalS3) {
     assert!(text.contains("NoSuchBucket"), "{text}");
 }
 
-herokurds::on_both_s3_servers!(a_cancelled_run_stops_and_resumes_where_it_left_off);
+herokurds_testkit::on_both_s3_servers!(a_cancelled_run_stops_and_resumes_where_it_left_off);
 async fn a_cancelled_run_stops_and_resumes_where_it_left_off(moto: impl LocalS3) {
     buckets(&moto, &["src", "dst"]).await;
     let objects = (0..300).map(|i| (format!("{i:03}"), b"data".to_vec()));

@@ -1,7 +1,7 @@
 //! The sandbox clusters look like Heroku Postgres and RDS where it matters:
 //! TLS required, scram passwords, a non-superuser owner.
 
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
 async fn owner_facts(pg: &LocalPostgres) -> (bool, bool, String, String) {
@@ -70,6 +70,21 @@ async fn heroku_shape_owner_is_not_superuser_and_tls_is_required() {
         .unwrap();
     assert!(!row.get::<_, bool>(0), "heroku_owner must be NOCREATEROLE");
     assert!(!row.get::<_, bool>(1), "heroku_owner must be NOCREATEDB");
+
+    // The typed URL is the same URL, and the library connects with it over TLS.
+    let url = pg.database_url();
+    assert_eq!(url.port(), pg.port());
+    assert_eq!(url.user(), pg.owner());
+    assert_eq!(url.dbname(), pg.database());
+    let session = herokurds::pg::connect(&url).await.unwrap();
+    assert!(session.tls());
+    drop(session);
+
+    // stop() waits for the server to exit; a second stop() does nothing.
+    let port = pg.port();
+    pg.stop().await.unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    pg.stop().await.unwrap();
 }
 
 #[tokio::test]

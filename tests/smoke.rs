@@ -8,8 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
-use herokurds_core::progress::NoProgress;
-use herokurds_core::smoke::{check_all, compare, SmokeOptions};
+use herokurds::progress::NoProgress;
+use herokurds::smoke::{check_all, compare, SmokeOptions};
 
 async fn serve(broken: Arc<AtomicBool>) -> String {
     let b = broken.clone();

@@ -5,8 +5,8 @@
 
 mod transfer_support;
 
-use herokurds_core::progress::NoProgress;
-use herokurds_core::transfer::{self, CopyFormat, TransferEvent, TransferOptions};
+use herokurds::progress::NoProgress;
+use herokurds::transfer::{self, CopyFormat, TransferEvent, TransferOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use transfer_support::{assert_same, copy, load, pair, url, Events};
@@ -116,8 +116,8 @@ ANALYZE;
 "#;
 
 async fn loaded_pair() -> (
-    herokurds_core::sandbox::LocalPostgres,
-    herokurds_core::sandbox::LocalPostgres,
+    herokurds_testkit::LocalPostgres,
+    herokurds_testkit::LocalPostgres,
 ) {
     let (src, tgt) = pair().await;
     load(&src, SCHEMA).await;

@@ -2,8 +2,8 @@
 //! table to copy, which columns, and whether row-level security would hide
 //! rows from the owner.
 
-use herokurds_core::pg::catalog::{self, TableFilter, TableKind};
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds::pg::catalog::{self, TableFilter, TableKind};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 
 const SCHEMA: &str = r#"
 CREATE EXTENSION hstore;

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::LocalPostgres;
-use herokurds_core::transfer::{
+use herokurds::progress::NoProgress;
+use herokurds::transfer::{
     self, ResumeMode, RetryPolicy, TransferError, TransferEvent, TransferOptions,
 };
-use herokurds_core::url::DatabaseUrl;
+use herokurds::url::DatabaseUrl;
+use herokurds_testkit::LocalPostgres;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use transfer_support::{assert_same, copy, load, pair, url, Events};

@@ -5,8 +5,8 @@ mod transfer_support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
-use herokurds_core::transfer::{self, PreflightProblem, TransferError, TransferOptions};
+use herokurds::transfer::{self, PreflightProblem, TransferError, TransferOptions};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use transfer_support::{assert_same, copy, load, pair, url};
 
 async fn table_count(pg: &LocalPostgres) -> i64 {

@@ -4,9 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
-use herokurds_core::verify::{self, Detail, Side, VerifyEvent, VerifyOptions, VerifyReport};
+use herokurds::progress::NoProgress;
+use herokurds::verify::{self, Detail, Side, VerifyEvent, VerifyOptions, VerifyReport};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -483,8 +483,8 @@ async fn excluded_tables_are_left_out_of_schema_and_data() {
 }
 
 async fn verify_urls(
-    source: &herokurds_core::url::DatabaseUrl,
-    target: &herokurds_core::url::DatabaseUrl,
+    source: &herokurds::url::DatabaseUrl,
+    target: &herokurds::url::DatabaseUrl,
     options: &VerifyOptions,
 ) -> VerifyReport {
     verify::run(
@@ -498,7 +498,7 @@ async fn verify_urls(
     .unwrap_or_else(|e| panic!("verify: {e}"))
 }
 
-fn database_url(pg: &LocalPostgres) -> herokurds_core::url::DatabaseUrl {
+fn database_url(pg: &LocalPostgres) -> herokurds::url::DatabaseUrl {
     pg.url()
         .expose_secret()
         .parse()
@@ -507,7 +507,7 @@ fn database_url(pg: &LocalPostgres) -> herokurds_core::url::DatabaseUrl {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_transfer_verifies_identical_on_its_snapshot_while_the_source_moves_on() {
-    use herokurds_core::transfer::{self, Snapshot, TransferOptions};
+    use herokurds::transfer::{self, Snapshot, TransferOptions};
     let pair = clusters().await;
     let owner = pair.source.owner_client().await.unwrap();
     owner.batch_execute(FIXTURE).await.unwrap();
@@ -566,7 +566,7 @@ async fn a_real_transfer_verifies_identical_on_its_snapshot_while_the_source_mov
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extension_excluded_from_the_transfer_is_excluded_from_the_check() {
-    use herokurds_core::transfer::{self, TransferOptions};
+    use herokurds::transfer::{self, TransferOptions};
     let (source, target) = tokio::join!(
         LocalPostgres::start(PostgresOptions::heroku().heroku_ext(true)),
         LocalPostgres::start(PostgresOptions::rds())

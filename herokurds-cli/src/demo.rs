@@ -1,10 +1,10 @@
 //! `herokurds demo`: the real `run` path, then `rollback`, then `run
-//! --restart-target` again, on local sandboxes (see `herokurds_core::sandbox::demo`).
+//! --restart-target` again, on local sandboxes (see `herokurds_testkit::demo`).
 
 use std::process::ExitCode;
 
 use herokurds_core::runbook::{self, RunbookError};
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack};
+use herokurds_testkit::demo::{DemoOptions, DemoStack};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ use crate::{print_json, println_safe};
 /// report; everything is stopped and deleted at the end, also when
 /// `cancel` fires (Ctrl-C) half-way.
 pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
-    let s3 = herokurds_core::sandbox::moto::find_moto_server().is_ok();
+    let s3 = herokurds_testkit::moto::find_moto_server().is_ok();
     // Headers on stdout, with the bodies they head (progress is on stderr).
     let say = |s: String| {
         if !json {
@@ -37,7 +37,7 @@ pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Re
     let ctx = stack.context().plan_path(plan_path.display().to_string());
     say(format!(
         "sandbox up: app {} on {}, its site at {}\nplan: {}\n",
-        herokurds_core::sandbox::demo::DEMO_APP,
+        herokurds_testkit::demo::DEMO_APP,
         stack.heroku.url(),
         stack.web.url(),
         plan_path.display()

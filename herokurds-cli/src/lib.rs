@@ -5,14 +5,17 @@
 //! Exit codes are the same everywhere: 0 success, 1 a check found a
 //! difference, 2 an error.
 
-pub mod confirm;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod heroku_input;
 pub mod heroku_render;
 pub mod init;
+pub mod prompts;
 pub mod runbook_render;
+pub mod s3_input;
 pub mod s3_render;
 pub mod transfer_render;
+pub mod url_input;
 pub mod url_render;
 pub mod verify_render;
 

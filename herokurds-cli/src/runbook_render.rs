@@ -433,17 +433,6 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
     t
 }
 
-/// Asks the operator to type the app's name, as Heroku's CLI does.
-pub fn confirm(app: &str) -> anyhow::Result<()> {
-    let warning =
-        format!("This changes app {app} (maintenance mode, DATABASE attachment, config vars).");
-    if crate::confirm::typed(&warning, app, std::io::stdin().lock())? {
-        Ok(())
-    } else {
-        Err(herokurds_core::runbook::RunbookError::NotConfirmed.into())
-    }
-}
-
 /// Writes `report.md` and `report.json` (0600) into the plan's work dir.
 pub fn save_report(
     plan: &herokurds_core::runbook::Plan,

@@ -1,38 +1,15 @@
-//! Rendering for `herokurds-s3-sync`: ordered filters from the command
-//! line, progress bars, dry-run lines, failures and the summary.
+//! Rendering for `herokurds-s3-sync`: progress bars, dry-run lines,
+//! failures and the summary.
 
 use std::io::IsTerminal;
 
-use clap::ArgMatches;
 use herokurds_core::progress::Progress;
-use herokurds_core::s3::{
-    escape_key, FilterKind, Filters, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport,
-};
+use herokurds_core::s3::{escape_key, S3Error, S3Location, SyncEvent, SyncReport, VerifyReport};
 use indicatif::{
     HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
 
 use crate::{println_safe, EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
-
-/// The `--exclude`/`--include` rules in the order they were given (the
-/// last matching rule wins, so order matters across both flags).
-pub fn ordered_filters(matches: &ArgMatches) -> Result<Filters, S3Error> {
-    let mut rules: Vec<(usize, FilterKind, String)> = Vec::new();
-    for (id, kind) in [
-        ("exclude", FilterKind::Exclude),
-        ("include", FilterKind::Include),
-    ] {
-        let values = matches.get_many::<String>(id).into_iter().flatten();
-        let indices = matches.indices_of(id).into_iter().flatten();
-        rules.extend(indices.zip(values).map(|(i, v)| (i, kind, v.clone())));
-    }
-    rules.sort_by_key(|(i, _, _)| *i);
-    rules
-        .into_iter()
-        .try_fold(Filters::new(), |f, (_, kind, pattern)| {
-            f.push(kind, &pattern)
-        })
-}
 
 /// Receives sync events: progress bars on a terminal, `(dryrun)` lines on
 /// stdout, failures on stderr.

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use herokurds_core::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use herokurds_core::runbook::Plan;
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 
 const HEROKURDS: &str = env!("CARGO_BIN_EXE_herokurds");
 const TRANSFER: &str = env!("CARGO_BIN_EXE_herokurds-transfer");

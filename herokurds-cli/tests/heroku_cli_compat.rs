@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use herokurds_core::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
+use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 
 const TOKEN: &str = "compat-token-0c1d";
 const APP: &str = "micromasters-ci";

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use herokurds_core::sandbox::demo::{DemoOptions, DemoStack, DEMO_APP};
+use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP};
 use secrecy::ExposeSecret;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds");
@@ -444,7 +444,7 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
 }
 
 /// A table's rows in one string, for comparing both sides.
-async fn table_digest(pg: &herokurds_core::sandbox::LocalPostgres, table: &str) -> (i64, String) {
+async fn table_digest(pg: &herokurds_testkit::LocalPostgres, table: &str) -> (i64, String) {
     let row = pg
         .owner_client()
         .await

@@ -5,14 +5,14 @@
 //! classes), SSE-KMS (no encryption), per-side profiles (s3s-fs accepts
 //! one access key), keys with `+` and `%` (its listing ignores
 //! `encoding-type=url`) and an ETag difference (its listing has no ETags);
-//! see `herokurds_core::sandbox::s3s_fs`.
+//! see `herokurds_testkit::s3s_fs`.
 
 use std::process::{Command, Output};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
-use herokurds_core::sandbox::moto::MotoServer;
-use herokurds_core::sandbox::LocalS3;
+use herokurds_testkit::moto::MotoServer;
+use herokurds_testkit::LocalS3;
 use serde_json::Value;
 
 fn moto() -> MotoServer {
@@ -79,7 +79,7 @@ async fn json_report_and_exit_zero_then_nothing_to_do() {
     assert_eq!(report["verify"]["checked"], 3);
 }
 
-herokurds_core::on_both_s3_servers!(
+herokurds_testkit::on_both_s3_servers!(
     terminated_mid_sync_stops_cleanly_and_a_rerun_finishes,
     flavor = "multi_thread",
     worker_threads = 2
@@ -136,7 +136,7 @@ async fn terminated_mid_sync_stops_cleanly_and_a_rerun_finishes(moto: impl Local
     assert_eq!(moto.keys("dst").await.unwrap(), keys);
 }
 
-herokurds_core::on_both_s3_servers!(dryrun_prints_each_action_like_aws_and_changes_nothing);
+herokurds_testkit::on_both_s3_servers!(dryrun_prints_each_action_like_aws_and_changes_nothing);
 async fn dryrun_prints_each_action_like_aws_and_changes_nothing(moto: impl LocalS3) {
     seed(&moto, "src", &["keep.txt", "new file.txt"]).await;
     seed(&moto, "dst", &["keep.txt", "stale.txt"]).await;
@@ -319,7 +319,7 @@ async fn verify_difference_exits_one() {
     );
 }
 
-herokurds_core::on_both_s3_servers!(json_report_has_the_five_counts_on_every_path);
+herokurds_testkit::on_both_s3_servers!(json_report_has_the_five_counts_on_every_path);
 async fn json_report_has_the_five_counts_on_every_path(moto: impl LocalS3) {
     seed(&moto, "src", &["one", "two"]).await;
     seed(&moto, "dst", &["stale"]).await;
@@ -375,7 +375,7 @@ async fn verify_accepts_a_kms_encrypted_copy_by_size_and_says_so() {
     assert_eq!(report["verify"]["matched"], 1, "{report}");
 }
 
-herokurds_core::on_both_s3_servers!(filters_apply_in_command_line_order);
+herokurds_testkit::on_both_s3_servers!(filters_apply_in_command_line_order);
 async fn filters_apply_in_command_line_order(moto: impl LocalS3) {
     seed(&moto, "src", &["a.jpg", "b.png", "dir/c.jpg"]).await;
     moto.create_bucket("dst").await.unwrap();

@@ -46,8 +46,8 @@ fn text(out: &Output) -> String {
 /// Starts a `--json` run and reads its NDJSON until the first table is in;
 /// returns the running child and the lines read.
 async fn start_until_first_table(
-    src: &herokurds_core::sandbox::LocalPostgres,
-    tgt: &herokurds_core::sandbox::LocalPostgres,
+    src: &herokurds_testkit::LocalPostgres,
+    tgt: &herokurds_testkit::LocalPostgres,
     work: &std::path::Path,
 ) -> (std::process::Child, Vec<String>) {
     let mut child = command(src.url().expose_secret(), tgt.url().expose_secret(), work)
@@ -87,8 +87,8 @@ async fn start_until_first_table(
 /// finishes it, skipping what was done, and the target equals the source.
 /// Returns everything the runs printed.
 async fn resume_finishes(
-    src: &herokurds_core::sandbox::LocalPostgres,
-    tgt: &herokurds_core::sandbox::LocalPostgres,
+    src: &herokurds_testkit::LocalPostgres,
+    tgt: &herokurds_testkit::LocalPostgres,
     work: &std::path::Path,
 ) -> String {
     let (s_url, t_url) = (
@@ -129,8 +129,8 @@ async fn resume_finishes(
 }
 
 fn assert_no_password(
-    src: &herokurds_core::sandbox::LocalPostgres,
-    tgt: &herokurds_core::sandbox::LocalPostgres,
+    src: &herokurds_testkit::LocalPostgres,
+    tgt: &herokurds_testkit::LocalPostgres,
     printed: &[&str],
 ) {
     for p in [src.password(), tgt.password()] {
@@ -390,7 +390,7 @@ async fn pg_variables_of_the_callers_environment_do_not_reach_pg_dump_or_pg_rest
          INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100) i;",
     )
     .await;
-    let bare = |pg: &herokurds_core::sandbox::LocalPostgres| {
+    let bare = |pg: &herokurds_testkit::LocalPostgres| {
         let url = pg.url().expose_secret().to_string();
         assert!(
             url.ends_with("?sslmode=require"),

@@ -7,8 +7,8 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::url::DatabaseUrl;
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use herokurds_core::sandbox::moto::MotoServer;
+use herokurds_testkit::moto::MotoServer;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds-url");

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
 const SCHEMA: &str = "

@@ -650,6 +650,16 @@ const RETRYABLE_CODES: &[&str] = &[
     "InternalError",
 ];
 
+/// An AWS SDK error in words, as herokurds' own errors put it:
+/// `code: message (HTTP status)` for a service's answer, else the
+/// client-side cause (no credentials, a timeout, a refused connection).
+pub fn sdk_error_reason<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    sdk_failure(err).reason
+}
+
 /// Describes any AWS SDK error without dependency types leaking out.
 pub(crate) fn sdk_failure<E>(err: &SdkError<E, HttpResponse>) -> SdkFailure
 where

@@ -14,8 +14,7 @@
 //! - [`pg`]: connecting over TLS with a diagnosis in words, catalog queries.
 //! - [`transfer`]: the streaming, consistent, parallel database copy.
 //! - [`verify`]: proof that the target equals the source.
-//! - [`heroku`]: the Heroku Platform API client (and, with the `emulator`
-//!   feature, a stateful emulator of it).
+//! - [`heroku`]: the Heroku Platform API client.
 //! - [`s3`]: server-side bucket sync.
 //! - [`aws`] and [`pulumi`]: where the RDS endpoint and password come from.
 //! - [`smoke`]: page checks before and after the cutover.
@@ -23,8 +22,6 @@
 //! - [`progress`]: the event trait the binaries render.
 //! - [`fsutil`]: private (0600/0700), atomic file writes and the lock file.
 //! - [`size`]: byte sizes as operators write them (`1GB`).
-//! - `sandbox` (feature `sandbox`): throwaway local servers for tests,
-//!   benches and the demo.
 #![deny(missing_docs)]
 
 pub mod aws;
@@ -37,8 +34,6 @@ pub mod progress;
 pub mod pulumi;
 pub mod runbook;
 pub mod s3;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 pub mod size;
 pub mod smoke;
 pub mod transfer;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # s3s-fs: a multi-threaded Rust S3 server over a directory (a bucket is a
 # folder), installed from crates.io into $ROOT/.cache/s3s-fs. The S3 sync
-# tests run against it as well as moto (herokurds_core::sandbox::s3s_fs),
+# tests run against it as well as moto (herokurds_testkit::s3s_fs),
 # and benches/s3_sync.rs measures against both: moto serves one request at
 # a time, which caps every client near the same speed. Idempotent: a no-op
 # once the pinned version is there. Building it takes about 2 minutes on an

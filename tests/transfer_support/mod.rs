@@ -1,17 +1,20 @@
 //! Helpers shared by the transfer tests: sandbox pairs, URLs, and a
 //! table-by-table, sequence-by-sequence comparison read as superuser on
 //! both sides (so row-level security hides nothing from it).
+//!
+//! herokurds-cli's tests include this file too, and they see the library
+//! only as `herokurds_core`: hence that name here, not `herokurds`.
 #![allow(dead_code)]
 
 use std::sync::Mutex;
 
 use herokurds_core::pg::catalog::{self, TableFilter};
 use herokurds_core::progress::NoProgress;
-use herokurds_core::sandbox::{LocalPostgres, PostgresOptions};
 use herokurds_core::transfer::{
     self, TransferError, TransferEvent, TransferOptions, TransferReport,
 };
 use herokurds_core::url::DatabaseUrl;
+use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 

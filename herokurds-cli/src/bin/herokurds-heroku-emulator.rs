@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use herokurds_core::heroku::emulator::{Emulator, Seed};
+use herokurds_testkit::emulator::{Emulator, Seed};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Serve a stateful emulator of the Heroku Platform API on a loopback port.

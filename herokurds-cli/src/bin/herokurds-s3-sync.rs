@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use herokurds_cli::s3_render::{exit_code, ordered_filters, stopped, summary, SyncRenderer};
+use herokurds_cli::s3_input::ordered_filters;
+use herokurds_cli::s3_render::{exit_code, stopped, summary, SyncRenderer};
 use herokurds_cli::{init_tracing_verbose, print_json, report_error, EXIT_ERROR};
 use herokurds_core::aws::ClientOptions;
 use herokurds_core::s3::{sync, ClientSource, S3Location, Sse, StorageClass, SyncOptions};

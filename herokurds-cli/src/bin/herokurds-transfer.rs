@@ -167,7 +167,7 @@ async fn run(args: Args, render: &TransferRender) -> anyhow::Result<ExitCode> {
             _ => ResumeMode::Fresh,
         });
     if args.restart_target && !args.yes && !args.preflight_only {
-        herokurds_cli::confirm::restart_target(target.dbname())?;
+        herokurds_cli::prompts::restart_target(target.dbname())?;
     }
     if let Some(n) = args.index_jobs {
         opts = opts.index_jobs(n);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use herokurds_cli::url_input;
 use herokurds_cli::url_render::{self as render, parts_json, parts_lines};
 use herokurds_cli::{init_tracing, print_json, println_safe, report_error, EXIT_OK};
 use herokurds_core::pg;
@@ -152,10 +153,10 @@ async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (password, note) = if args.password_secret.is_some() {
         (None, None)
     } else {
-        render::read_password(args.password_env.as_deref(), args.password_stdin)?
+        url_input::read_password(args.password_env.as_deref(), args.password_stdin)?
     };
     let mut builder = if from_aws {
-        match render::resolve_from_aws(&args_target(&args), password.clone()).await {
+        match url_input::resolve_from_aws(&args_target(&args), password.clone()).await {
             Ok(url) => url.to_builder(),
             Err(message) => return Ok(render::report_message(&message, args.json)),
         }
@@ -226,7 +227,7 @@ fn args_target(a: &BuildArgs) -> herokurds_core::runbook::plan::TargetSection {
 }
 
 fn parse(url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
-    let url = match render::url_text(url)?.parse::<DatabaseUrl>() {
+    let url = match url_input::url_text(url)?.parse::<DatabaseUrl>() {
         Ok(url) => url,
         Err(err) => return Ok(render::report_url_error(&err, json, &[])),
     };
@@ -241,7 +242,7 @@ fn parse(url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn check(url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
-    let url = match render::url_text(url)?.parse::<DatabaseUrl>() {
+    let url = match url_input::url_text(url)?.parse::<DatabaseUrl>() {
         Ok(url) => url,
         Err(err) => return Ok(render::report_url_error(&err, json, &[])),
     };

@@ -74,6 +74,7 @@ enum Command {
     /// Where the journal stands, where DATABASE_URL points, maintenance state.
     Status(PlanArgs),
     /// Run, roll back and run again on local sandboxes (PostgreSQL binaries needed).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
 
@@ -133,6 +134,7 @@ struct InitArgs {
     force: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(clap::Args)]
 struct DemoArgs {
     /// Rows of the demo's extra `events` table (more = a longer copy).
@@ -165,6 +167,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         "interrupt: finishing the current unit of work, then stopping (resumable)",
     );
     match &cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => return herokurds_cli::demo::run(args.rows, json, cancel).await,
         Command::Init(a) => {
             return herokurds_cli::init::run(a.app.as_deref(), &a.output, a.force).await
@@ -176,7 +179,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(RunArgs { change: a, .. })
         | Command::Resume(a)
         | Command::Rollback(RollbackArgs { change: a, .. }) => (&a.plan, a.yes),
-        Command::Demo(_) | Command::Init(_) => unreachable!("handled above"),
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => unreachable!("handled above"),
+        Command::Init(_) => unreachable!("handled above"),
     };
     let plan = Plan::load(&args.config)?;
     let heroku = Client::from_env().context("setting up the Heroku API client")?;
@@ -184,7 +189,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(a) if a.restart_target => {
             if !yes {
-                herokurds_cli::confirm::restart_target(
+                herokurds_cli::prompts::restart_target(
                     &runbook::target_database(&plan, &ctx).await?,
                 )?;
             }
@@ -218,7 +223,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(_) | Command::Resume(_) | Command::Rollback(_) if !yes => {
-            herokurds_cli::runbook_render::confirm(&plan.heroku.app)?;
+            herokurds_cli::prompts::app_change(&plan.heroku.app)?;
             run_command(cli.command, &plan, &ctx, &render, cancel, json).await
         }
         command => run_command(command, &plan, &ctx, &render, cancel, json).await,

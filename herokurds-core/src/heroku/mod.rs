@@ -1,11 +1,11 @@
 //! The Heroku Platform API: a client for what the migration changes on
-//! Heroku, and (feature `emulator`) a stateful emulator to test it against.
+//! Heroku. Its emulator, to test against, is in the `herokurds-testkit` crate.
 //!
 //! The runbook's Heroku CLI steps (`config:get/set`, `addons`,
 //! `maintenance:on/off`, `addons:attach --as`, `addons:detach`,
 //! `pg:promote`) become calls on one [`Client`], so herokurds needs no
 //! Heroku CLI and every change is read back through the same API. Heroku's
-//! real API cannot be reached from tests, hence [`emulator`]: the same paths,
+//! real API cannot be reached from tests, hence `herokurds_testkit::emulator`: the same paths,
 //! shapes, errors and attachment rules, served on a loopback port.
 //!
 //! ```no_run
@@ -20,8 +20,7 @@
 //! ```
 //!
 //! Layout: [`ClientBuilder`] and [`RetryPolicy`] (token, URL, retries),
-//! [`Client`] (operations), [`HerokuError`], the resource types, and
-//! `emulator`.
+//! [`Client`] (operations), [`HerokuError`], and the resource types.
 
 mod client;
 mod config;
@@ -29,9 +28,6 @@ mod error;
 mod netrc;
 mod postgres;
 mod types;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;
 
 pub use client::{Client, ACCEPT_V3, NEXT_RANGE, RATE_LIMIT_REMAINING};
 pub use config::{ClientBuilder, RetryPolicy, DEFAULT_API_URL};

@@ -7,6 +7,7 @@
 //! fix ([`ConnectError`]). What is accepted of a session's TLS, and warned
 //! about, is [`tls_concerns`].
 
+pub mod binaries;
 pub mod catalog;
 mod connect;
 mod identity;

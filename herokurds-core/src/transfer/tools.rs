@@ -2,13 +2,14 @@
 //! source server.
 //!
 //! `pg_dump` refuses servers newer than itself ("server version mismatch"),
-//! and it says so only when it runs; the preflight asks first. The search
-//! order is an explicit directory if given, else `PATH`, then the newest
-//! `/usr/lib/postgresql/*/bin` (where Debian's `postgresql-client-NN`
-//! packages put them, several side by side).
+//! and it says so only when it runs; the preflight asks first. Where they
+//! are looked for is [`crate::pg::binaries`]: an explicit directory if
+//! given, else `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
+
+use crate::pg::binaries::{self, BinariesError};
 
 /// The pair of client tools the schema steps run.
 #[derive(Debug, Clone)]
@@ -71,49 +72,22 @@ async fn probe(dir: &Path) -> Option<Tools> {
     })
 }
 
-/// Directories to search, in order: `explicit` alone if given, else the
-/// directory of each `pg_dump` on `PATH` (symlinks resolved, as Debian's
-/// `pg_wrapper` links there), then `/usr/lib/postgresql/*/bin` newest first.
-fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(dir) = explicit {
-        return vec![dir.to_path_buf()];
-    }
-    let mut dirs = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            let exe = d.join("pg_dump");
-            if exe.is_file() {
-                let real = std::fs::canonicalize(&exe).unwrap_or(exe);
-                // pg_wrapper (a Perl script) picks a version itself; use the
-                // real binaries instead.
-                let is_wrapper = real.file_name().is_some_and(|n| n == "pg_wrapper");
-                if !is_wrapper {
-                    if let Some(parent) = real.parent() {
-                        dirs.push(parent.to_path_buf());
-                    }
-                }
-            }
-        }
-    }
-    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .collect();
-    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
-    dirs.extend(versioned.into_iter().map(|(_, d)| d));
-    dirs.dedup();
-    dirs
-}
-
 /// Finds a `pg_dump`/`pg_restore` pair whose major version is at least
-/// `server_major`: the first suitable one in search order.
+/// `server_major`: the first suitable one in [`crate::pg::binaries`]'
+/// search order.
 pub(crate) async fn find(
     explicit: Option<&Path>,
     server_major: u32,
 ) -> Result<Tools, ToolsProblem> {
-    let dirs = candidate_dirs(explicit);
+    let dirs = binaries::search(explicit, &["pg_dump", "pg_restore"]).map_err(|e| {
+        let searched = match e {
+            BinariesError::NotInDir { dir, .. } => dir.display().to_string(),
+            BinariesError::NotFound { versions_root, .. } => {
+                format!("PATH, {}/*/bin", versions_root.display())
+            }
+        };
+        ToolsProblem::Missing { searched }
+    })?;
     let mut found: Vec<Tools> = Vec::new();
     for d in &dirs {
         found.extend(probe(d).await);

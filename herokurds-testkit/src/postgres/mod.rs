@@ -12,21 +12,34 @@
 //! As root, the server runs as the `postgres` OS user (initdb refuses root).
 //! The postmaster is started with a parent-death signal, so a test process
 //! that is killed does not leave servers behind.
+//!
+//! Layout: options, errors and the cluster's handle here; which binaries
+//! ([`discovery`]), the OS user ([`os_user`]), the cached `initdb` template
+//! ([`template`]) and the server process ([`postmaster`]) in submodules.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::net::TcpListener;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
+use herokurds_core::url::DatabaseUrl;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
+
+mod discovery;
+mod os_user;
+mod postmaster;
+mod template;
+
+use discovery::{find_pg_bin, server_major};
+use os_user::OsUser;
+use postmaster::{write_config, Keeper};
+use template::{copy_tree, template_dir};
 
 /// What the cluster's owner role looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,14 +235,6 @@ pub struct LocalPostgres {
     bin: PathBuf,
     major: u32,
     postmaster: Mutex<Option<Keeper>>,
-}
-
-/// The thread that started the postmaster and waits to stop it. The
-/// postmaster's parent-death signal is tied to this thread, so it must live
-/// exactly as long as the cluster.
-struct Keeper {
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
 }
 
 impl fmt::Debug for LocalPostgres {
@@ -443,6 +448,18 @@ impl LocalPostgres {
         self.options.tls.then(|| self.dir.path().join("ca.crt"))
     }
 
+    /// The owner's connection URL to the database as a [`DatabaseUrl`]:
+    /// the same as [`url`](Self::url), typed.
+    ///
+    /// # Panics
+    /// Never for the URLs a cluster makes (it is checked by a test).
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.url()
+            .expose_secret()
+            .parse()
+            .expect("a sandbox cluster's URL parses")
+    }
+
     /// The owner's connection URL to the database, **with** the password,
     /// `sslmode=require` when TLS is on (else `disable`).
     pub fn url(&self) -> SecretString {
@@ -571,24 +588,35 @@ impl LocalPostgres {
         Ok(())
     }
 
-    /// Stops the server (fast shutdown) and waits for it to exit. Dropping
-    /// does the same; this form reports failures.
-    pub fn stop(&self) -> Result<(), SandboxError> {
-        let mut guard = self.postmaster.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(keeper) = guard.take() {
-            let _ = keeper.stop.send(());
-            keeper.thread.join().map_err(|_| SandboxError::Failed {
+    /// Stops the server (fast shutdown) and waits for it to exit, off the
+    /// async runtime's threads. Dropping does the same, blocking; this form
+    /// reports failures. Stopping a stopped cluster does nothing.
+    pub async fn stop(&self) -> Result<(), SandboxError> {
+        let Some(keeper) = self.take_keeper() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || keeper.stop())
+            .await
+            .map_err(|e| SandboxError::Failed {
                 what: "stopping postgres".into(),
-                log_tail: "the keeper thread panicked".into(),
-            })?;
-        }
-        Ok(())
+                log_tail: e.to_string(),
+            })?
+    }
+
+    /// The blocking form of [`stop`](Self::stop), for non-async callers.
+    pub fn stop_blocking(&self) -> Result<(), SandboxError> {
+        self.take_keeper().map_or(Ok(()), Keeper::stop)
+    }
+
+    fn take_keeper(&self) -> Option<Keeper> {
+        let mut guard = self.postmaster.lock().unwrap_or_else(|p| p.into_inner());
+        guard.take()
     }
 }
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        let _ = self.stop();
+        let _ = self.stop_blocking();
     }
 }
 
@@ -598,381 +626,6 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_string(),
         None => e.to_string(),
-    }
-}
-
-/// Where the PostgreSQL server binaries are: `HEROKURDS_PGBIN` (unless
-/// empty), then the directory of `initdb` on `PATH`, then the newest
-/// `/usr/lib/postgresql/*/bin`.
-pub(crate) fn find_pg_bin() -> Result<PathBuf, SandboxError> {
-    find_pg_bin_in(
-        std::env::var_os("HEROKURDS_PGBIN")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from),
-        std::env::var_os("PATH"),
-        Path::new("/usr/lib/postgresql"),
-    )
-}
-
-/// [`find_pg_bin`] with its three places given. A `HEROKURDS_PGBIN` that
-/// lacks the binaries is an error naming it, not a silent fall-back to
-/// another version.
-fn find_pg_bin_in(
-    pgbin: Option<PathBuf>,
-    path: Option<std::ffi::OsString>,
-    versions_root: &Path,
-) -> Result<PathBuf, SandboxError> {
-    const PROGRAMS: [&str; 3] = ["initdb", "postgres", "psql"];
-    let missing = |d: &Path| PROGRAMS.into_iter().find(|b| !d.join(b).is_file());
-    if let Some(d) = pgbin {
-        return match missing(&d) {
-            None => Ok(d),
-            Some(program) => Err(SandboxError::MissingProgram {
-                program: program.into(),
-                searched: format!(
-                    "HEROKURDS_PGBIN={}; unset it to search PATH and {}/*/bin",
-                    d.display(),
-                    versions_root.display()
-                ),
-                package: "postgresql".into(),
-            }),
-        };
-    }
-    for d in std::env::split_paths(&path.unwrap_or_default()) {
-        let Ok(initdb) = fs::canonicalize(d.join("initdb")) else {
-            continue;
-        };
-        if let Some(parent) = initdb.parent().filter(|p| missing(p).is_none()) {
-            return Ok(parent.to_path_buf());
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            missing(&bin).is_none().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| SandboxError::MissingProgram {
-            program: "initdb".into(),
-            searched: format!(
-                "HEROKURDS_PGBIN unset, PATH, {}/*/bin",
-                versions_root.display()
-            ),
-            package: "postgresql".into(),
-        })
-}
-
-fn server_major(bin: &Path) -> Result<u32, SandboxError> {
-    let out = Command::new(bin.join("postgres"))
-        .arg("--version")
-        .output()
-        .map_err(io_err("running postgres --version"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|w| w.split('.').next()?.parse().ok())
-        .ok_or_else(|| SandboxError::Failed {
-            what: "reading the server version".into(),
-            log_tail: text.to_string(),
-        })
-}
-
-/// The OS account the server runs as: ourselves, or `postgres` when we are
-/// root (the server refuses to run as root).
-struct OsUser {
-    ids: Option<(u32, u32)>,
-    name: String,
-}
-
-impl OsUser {
-    fn current_or_postgres() -> Result<Self, SandboxError> {
-        if unsafe { libc::geteuid() } != 0 {
-            return Ok(OsUser {
-                ids: None,
-                name: std::env::var("USER").unwrap_or_else(|_| "current user".into()),
-            });
-        }
-        let name = std::env::var("HEROKURDS_PG_OS_USER").unwrap_or_else(|_| "postgres".into());
-        let cname = std::ffi::CString::new(name.clone()).expect("user name has no NUL");
-        let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-        if pw.is_null() {
-            return Err(SandboxError::MissingProgram {
-                program: format!("OS user `{name}` (the server cannot run as root)"),
-                searched: "/etc/passwd".into(),
-                package: "postgresql".into(),
-            });
-        }
-        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-        Ok(OsUser {
-            ids: Some((uid, gid)),
-            name,
-        })
-    }
-
-    fn command(&self, program: impl AsRef<Path>) -> Command {
-        let mut cmd = Command::new(program.as_ref());
-        if let Some((uid, gid)) = self.ids {
-            cmd.uid(uid).gid(gid);
-        }
-        cmd
-    }
-
-    fn chown_tree(&self, path: &Path) -> Result<(), SandboxError> {
-        let Some((uid, gid)) = self.ids else {
-            return Ok(());
-        };
-        let walk = |p: &Path| std::os::unix::fs::lchown(p, Some(uid), Some(gid));
-        fn visit(p: &Path, f: &dyn Fn(&Path) -> io::Result<()>) -> io::Result<()> {
-            f(p)?;
-            if p.is_dir() && !p.is_symlink() {
-                for e in fs::read_dir(p)? {
-                    visit(&e?.path(), f)?;
-                }
-            }
-            Ok(())
-        }
-        visit(path, &walk).map_err(io_err(format!(
-            "giving {} to OS user {}",
-            path.display(),
-            self.name
-        )))
-    }
-}
-
-/// The `initdb` template for this PostgreSQL version and OS user, made
-/// once and cached under the temp dir (made aside and renamed into place, so
-/// concurrent test processes never see a half-made template).
-fn template_dir(bin: &Path, major: u32, user: &OsUser) -> Result<PathBuf, SandboxError> {
-    let uid = user
-        .ids
-        .map(|(u, _)| u)
-        .unwrap_or_else(|| unsafe { libc::geteuid() });
-    let root = std::env::temp_dir().join(format!("herokurds-pg-template-{major}-{uid}-v1"));
-    if root.join("data").join("PG_VERSION").is_file() {
-        return Ok(root.join("data"));
-    }
-    let staging = tempfile::Builder::new()
-        .prefix("herokurds-pg-template-")
-        .tempdir()
-        .map_err(io_err("creating the initdb template dir"))?;
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
-        .map_err(io_err("opening the initdb template dir"))?;
-    let data = staging.path().join("data");
-    fs::create_dir(&data).map_err(io_err("creating the template data dir"))?;
-    user.chown_tree(&data)?;
-    let out = user
-        .command(bin.join("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=reject",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "-N",
-        ])
-        .output()
-        .map_err(io_err("running initdb"))?;
-    if !out.status.success() {
-        return Err(SandboxError::Failed {
-            what: format!("initdb as OS user {}", user.name),
-            log_tail: tail(&String::from_utf8_lossy(&out.stderr), 20),
-        });
-    }
-    let staged = staging.keep();
-    match fs::rename(&staged, &root) {
-        Ok(()) => {}
-        // Another process won the race: use theirs, drop ours.
-        Err(_) if root.join("data").join("PG_VERSION").is_file() => {
-            let _ = fs::remove_dir_all(&staged);
-        }
-        Err(e) => return Err(io_err("caching the initdb template")(e)),
-    }
-    Ok(root.join("data"))
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SandboxError> {
-    fn visit(from: &Path, to: &Path) -> io::Result<()> {
-        let meta = fs::symlink_metadata(from)?;
-        if meta.is_dir() {
-            fs::create_dir(to)?;
-            fs::set_permissions(to, meta.permissions())?;
-            for e in fs::read_dir(from)? {
-                let e = e?;
-                visit(&e.path(), &to.join(e.file_name()))?;
-            }
-        } else if meta.file_type().is_symlink() {
-            symlink(fs::read_link(from)?, to)?;
-        } else {
-            fs::copy(from, to)?;
-        }
-        Ok(())
-    }
-    visit(from, to).map_err(io_err(format!(
-        "copying the initdb template to {}",
-        to.display()
-    )))
-}
-
-fn write_config(
-    data: &Path,
-    socket_dir: &Path,
-    port: u16,
-    o: &PostgresOptions,
-) -> Result<(), SandboxError> {
-    let mut conf = fs::read_to_string(data.join("postgresql.conf"))
-        .map_err(io_err("reading postgresql.conf"))?;
-    if let Some(i) = conf.find("\n# herokurds sandbox\n") {
-        conf.truncate(i);
-    }
-    conf.push_str("\n# herokurds sandbox\n");
-    let mut set = |k: &str, v: &str| conf.push_str(&format!("{k} = {v}\n"));
-    set("port", &port.to_string());
-    set("listen_addresses", "'127.0.0.1'");
-    set(
-        "unix_socket_directories",
-        &quote_literal(&socket_dir.display().to_string()),
-    );
-    let auth = if o.md5 { "md5" } else { "scram-sha-256" };
-    set("password_encryption", &quote_literal(auth));
-    set("max_connections", "100");
-    set("shared_buffers", "128MB");
-    set("max_wal_size", "2GB");
-    set("logging_collector", "off");
-    set("log_min_messages", "warning");
-    if !o.durable {
-        set("fsync", "off");
-        set("synchronous_commit", "off");
-        set("full_page_writes", "off");
-    }
-    if o.tls {
-        set("ssl", "on");
-        set("ssl_cert_file", "'server.crt'");
-        set("ssl_key_file", "'server.key'");
-    }
-    for (k, v) in &o.settings {
-        set(k, v);
-    }
-    fs::write(data.join("postgresql.conf"), conf).map_err(io_err("writing postgresql.conf"))?;
-    let mut hba = String::from("local all postgres trust\n");
-    if o.tls_only {
-        hba.push_str(&format!("hostssl all all 127.0.0.1/32 {auth}\n"));
-        hba.push_str("hostnossl all all 127.0.0.1/32 reject\n");
-    } else {
-        hba.push_str(&format!("host all all 127.0.0.1/32 {auth}\n"));
-    }
-    fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))
-}
-
-impl Keeper {
-    /// Starts the postmaster from a new thread and waits until it is ready.
-    fn start(bin: &Path, data: &Path, dir: &Path, user: &OsUser) -> Result<Keeper, SandboxError> {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop, stop_rx) = mpsc::channel::<()>();
-        let (bin, data, dir) = (bin.to_path_buf(), data.to_path_buf(), dir.to_path_buf());
-        let cmd = user.command(bin.join("postgres"));
-        let thread = std::thread::Builder::new()
-            .name("herokurds-postmaster".into())
-            .spawn(move || match start_postmaster(cmd, &data, &dir) {
-                Ok(mut child) => {
-                    let _ = ready_tx.send(Ok(()));
-                    // Wait for stop() or for the cluster to be dropped.
-                    let _ = stop_rx.recv();
-                    fast_shutdown(&mut child);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
-            .map_err(io_err("starting the postmaster thread"))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Keeper { stop, thread }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => Err(SandboxError::Failed {
-                what: "starting postgres".into(),
-                log_tail: "the postmaster thread panicked".into(),
-            }),
-        }
-    }
-}
-
-/// SIGINT ("fast" shutdown), then SIGKILL after 30 s.
-fn fast_shutdown(child: &mut Child) {
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-/// Starts `postgres -D data` as a child that dies with the calling thread,
-/// and waits until `postmaster.pid` says "ready".
-fn start_postmaster(mut cmd: Command, data: &Path, dir: &Path) -> Result<Child, SandboxError> {
-    let log = dir.join("server.log");
-    let log_file = fs::File::create(&log).map_err(io_err("creating server.log"))?;
-    let log_err = log_file.try_clone().map_err(io_err("opening server.log"))?;
-    cmd.arg("-D")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err);
-    // SAFETY: prctl and setsid are async-signal-safe. The closure runs after
-    // the uid change, which would otherwise clear the death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(io_err("starting postgres"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().map_err(io_err("waiting for postgres"))? {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            return Err(SandboxError::Failed {
-                what: format!("postgres ({status})"),
-                log_tail: tail(&text, 20),
-            });
-        }
-        let pid_file = fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
-        if pid_file.lines().nth(7).map(str::trim) == Some("ready") {
-            return Ok(child);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(SandboxError::Failed {
-                what: "postgres did not become ready within 60 s".into(),
-                log_tail: tail(&fs::read_to_string(&log).unwrap_or_default(), 20),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1006,72 +659,4 @@ fn quote_ident(s: &str) -> String {
 
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A directory with empty files named like the server binaries.
-    fn fake_bin(dir: &Path, programs: &[&str]) -> PathBuf {
-        fs::create_dir_all(dir).unwrap();
-        for p in programs {
-            fs::write(dir.join(p), "").unwrap();
-        }
-        dir.to_path_buf()
-    }
-
-    #[test]
-    fn a_pgbin_without_the_binaries_is_named_not_skipped() {
-        let root = tempfile::tempdir().unwrap();
-        fake_bin(&root.path().join("15/bin"), &["initdb", "postgres", "psql"]);
-        let wrong = fake_bin(&root.path().join("wrong"), &["initdb", "psql"]);
-        let err = find_pg_bin_in(Some(wrong.clone()), None, root.path()).unwrap_err();
-        let text = err.to_string();
-        assert!(text.starts_with("postgres not found"), "{text}");
-        assert!(
-            text.contains(&format!("HEROKURDS_PGBIN={}", wrong.display())),
-            "{text}"
-        );
-        assert!(text.contains("`postgresql`"), "{text}");
-        let right = root.path().join("15/bin");
-        assert_eq!(
-            find_pg_bin_in(Some(right.clone()), None, root.path()).unwrap(),
-            right
-        );
-    }
-
-    #[test]
-    fn path_then_the_newest_installed_version() {
-        let root = tempfile::tempdir().unwrap();
-        let all = ["initdb", "postgres", "psql"];
-        for v in ["9", "14", "16"] {
-            fake_bin(&root.path().join(v).join("bin"), &all);
-        }
-        fake_bin(&root.path().join("17/bin"), &["initdb"]); // incomplete
-        let newest = find_pg_bin_in(None, None, root.path()).unwrap();
-        assert_eq!(newest, root.path().join("16/bin"));
-
-        let on_path = fake_bin(&root.path().join("custom"), &all);
-        let path = std::env::join_paths([root.path().join("nothing"), on_path.clone()]).unwrap();
-        let found = find_pg_bin_in(None, Some(path), root.path()).unwrap();
-        assert_eq!(found, fs::canonicalize(on_path).unwrap());
-    }
-
-    #[test]
-    fn nothing_installed_names_every_place_searched_and_the_package() {
-        let root = tempfile::tempdir().unwrap();
-        let err = find_pg_bin_in(None, Some("".into()), root.path()).unwrap_err();
-        let text = err.to_string();
-        assert!(text.starts_with("initdb not found"), "{text}");
-        assert!(text.contains("PATH"), "{text}");
-        assert!(
-            text.contains(&format!("{}/*/bin", root.path().display())),
-            "{text}"
-        );
-        assert!(
-            text.contains("install the Debian package `postgresql`"),
-            "{text}"
-        );
-    }
 }

@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use herokurds_core::sandbox::moto::MotoServer;
+//! use herokurds_testkit::moto::MotoServer;
 //! let moto = MotoServer::start()?;
 //! let s3 = moto.s3_client();
 //! # let _ = s3; Ok(()) }
@@ -264,7 +264,7 @@ impl MotoServer {
             .await
             .map_err(|e| MotoError::Request {
                 what: what(),
-                reason: crate::aws::sdk_failure(&e).reason,
+                reason: herokurds_core::aws::sdk_error_reason(&e),
             })?;
         Ok(out
             .distribution()

@@ -1,4 +1,8 @@
-//! Throwaway local servers for tests, benches and `herokurds demo`.
+//! # herokurds-testkit
+//!
+//! Throwaway local servers for herokurds' tests, benches and `herokurds
+//! demo`. Not published: a production build of herokurds-cli pulls it in
+//! only through its `demo` feature.
 //!
 //! Everything herokurds talks to has a real local counterpart here, started
 //! on a free loopback port and stopped on drop: PostgreSQL clusters shaped
@@ -6,10 +10,11 @@
 //! S3 and Secrets Manager ([`moto`]), and s3s-fs, a faster S3 with fewer
 //! operations ([`s3s_fs`]); both S3 servers are a [`LocalS3`]. The Heroku
 //! Platform API, which has no local implementation, is emulated by
-//! `heroku::emulator`.
+//! [`emulator`]. [`demo`] starts them all as one migration's world.
+#![deny(missing_docs)]
 
-#[cfg(feature = "emulator")]
 pub mod demo;
+pub mod emulator;
 mod local_s3;
 pub mod moto;
 mod postgres;

@@ -1,4 +1,4 @@
-//! A stateful emulator of the Heroku Platform API (feature `emulator`).
+//! A stateful emulator of the Heroku Platform API.
 //!
 //! Heroku's API cannot be reached from tests or demos, so this serves the
 //! part herokurds and Heroku's own CLI use, on a loopback port, with the
@@ -60,7 +60,7 @@ use tokio::task::JoinHandle;
 pub use seed::{Seed, SeedAddon, SeedApp, SeedAttachment};
 pub use world::AttachmentView;
 
-use super::{ClientBuilder, RetryPolicy};
+use herokurds_core::heroku::{ClientBuilder, RetryPolicy};
 use server::{lock, Control, Shared};
 use world::World;
 

@@ -18,8 +18,8 @@ use secrecy::ExposeSecret;
 use tokio::sync::oneshot;
 
 use super::SandboxError;
-use crate::heroku::Client;
-use crate::url::DatabaseUrl;
+use herokurds_core::heroku::Client;
+use herokurds_core::url::DatabaseUrl;
 
 /// The running web app; stopped on drop.
 pub struct DemoWebApp {
@@ -111,7 +111,7 @@ async fn current(state: &AppState) -> Result<(tokio_postgres::Client, String, St
         .map(|b| b.expose_secret().to_string())
         .unwrap_or_default();
     let host = url.host().to_string();
-    let client = crate::pg::connect(&url)
+    let client = herokurds_core::pg::connect(&url)
         .await
         .map_err(|e| page_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("database: {e}")))?
         .into_client();

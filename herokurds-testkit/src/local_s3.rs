@@ -174,7 +174,7 @@ where
     LocalS3Error {
         server,
         what,
-        reason: crate::aws::sdk_failure(error).reason,
+        reason: herokurds_core::aws::sdk_error_reason(error),
     }
 }
 
@@ -184,10 +184,10 @@ where
 /// skips). Arguments after the name go to `#[tokio::test(...)]`.
 ///
 /// ```text
-/// herokurds_core::on_both_s3_servers!(a_rerun_copies_nothing);
+/// herokurds_testkit::on_both_s3_servers!(a_rerun_copies_nothing);
 /// async fn a_rerun_copies_nothing(s3: impl LocalS3) { /* ... */ }
 ///
-/// herokurds_core::on_both_s3_servers!(big_one, flavor = "multi_thread", worker_threads = 2);
+/// herokurds_testkit::on_both_s3_servers!(big_one, flavor = "multi_thread", worker_threads = 2);
 /// async fn big_one(s3: impl LocalS3) { /* ... */ }
 /// ```
 #[macro_export]
@@ -196,14 +196,14 @@ macro_rules! on_both_s3_servers {
         mod $case {
             #[tokio::test$(($($test_arg)*))?]
             async fn moto() {
-                let server = $crate::sandbox::moto::MotoServer::start()
+                let server = $crate::moto::MotoServer::start()
                     .unwrap_or_else(|e| panic!("{e}"));
                 super::$case(server).await
             }
 
             #[tokio::test$(($($test_arg)*))?]
             async fn s3s_fs() {
-                let server = $crate::sandbox::s3s_fs::S3sFsServer::start()
+                let server = $crate::s3s_fs::S3sFsServer::start()
                     .unwrap_or_else(|e| panic!("{e}"));
                 super::$case(server).await
             }

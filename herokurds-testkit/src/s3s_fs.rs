@@ -23,8 +23,8 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use herokurds_core::sandbox::s3s_fs::S3sFsServer;
-//! use herokurds_core::sandbox::LocalS3;
+//! use herokurds_testkit::s3s_fs::S3sFsServer;
+//! use herokurds_testkit::LocalS3;
 //! let server = S3sFsServer::start()?;
 //! let s3 = server.s3_client();
 //! # let _ = s3; Ok(()) }

@@ -22,9 +22,9 @@ use secrecy::ExposeSecret;
 use super::moto::MotoServer;
 use super::webapp::DemoWebApp;
 use super::{LocalPostgres, PostgresOptions, SandboxError};
-use crate::aws::ClientOptions;
-use crate::heroku::emulator::{Emulator, Seed, SeedAddon, SeedApp};
-use crate::runbook::{Context, Plan};
+use crate::emulator::{Emulator, Seed, SeedAddon, SeedApp};
+use herokurds_core::aws::ClientOptions;
+use herokurds_core::runbook::{Context, Plan};
 
 /// The demo app's name on the emulator.
 pub const DEMO_APP: &str = "micromasters-demo";
@@ -282,7 +282,7 @@ impl DemoStack {
     }
 
     /// A Heroku client for the emulator.
-    pub fn heroku_client(&self) -> crate::heroku::Client {
+    pub fn heroku_client(&self) -> herokurds_core::heroku::Client {
         self.heroku
             .client_builder(&self.token)
             .build()
@@ -363,7 +363,7 @@ async fn fill_buckets(moto: &MotoServer, assets: usize) -> Result<(), SandboxErr
             .await
             .map_err(|e| SandboxError::Failed {
                 what: format!("PutBucketPolicy {bucket}"),
-                log_tail: crate::aws::sdk_failure(&e).reason,
+                log_tail: herokurds_core::aws::sdk_error_reason(&e),
             })?;
     }
     let mut objects: Vec<(String, Vec<u8>)> = ["scm", "dedp", "sds", "fin"]

@@ -1,5 +1,6 @@
-//! Typed confirmations: before a change that cannot be undone, the
-//! operator types a name (the app, the database), as Heroku's CLI asks.
+//! The questions the binaries ask on the terminal: typed confirmations.
+//! Before a change that cannot be undone, the operator types a name (the
+//! app, the database), as Heroku's CLI asks.
 
 use std::io::{BufRead, Write};
 
@@ -25,5 +26,16 @@ pub fn restart_target(dbname: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("not confirmed: the target database {dbname} was left as it is")
+    }
+}
+
+/// Asks the operator to type the app's name, as Heroku's CLI does.
+pub fn app_change(app: &str) -> anyhow::Result<()> {
+    let warning =
+        format!("This changes app {app} (maintenance mode, DATABASE attachment, config vars).");
+    if typed(&warning, app, std::io::stdin().lock())? {
+        Ok(())
+    } else {
+        Err(herokurds_core::runbook::RunbookError::NotConfirmed.into())
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::seed::{Seed, SeedAddon, SeedApp, SeedAttachment};
 use super::EmulatorError;
-use crate::heroku::types::POSTGRES_SERVICE;
+use herokurds_core::heroku::POSTGRES_SERVICE;
 
 /// Colours Heroku uses for `HEROKU_POSTGRESQL_<COLOUR>` attachment names.
 const COLOURS: &[&str] = &[

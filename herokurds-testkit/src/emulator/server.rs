@@ -502,7 +502,11 @@ pub(crate) fn save(shared: &Shared) {
         return;
     };
     let text = lock(&shared.world).to_seed().to_json();
-    let result = crate::fsutil::write_atomic(&path, text.as_bytes(), crate::fsutil::PRIVATE_FILE);
+    let result = herokurds_core::fsutil::write_atomic(
+        &path,
+        text.as_bytes(),
+        herokurds_core::fsutil::PRIVATE_FILE,
+    );
     if let Err(e) = result {
         tracing::warn!(path = %path.display(), error = %e, "cannot save emulator state");
     }
