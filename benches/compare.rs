@@ -47,6 +47,9 @@ use herokurds_testkit::emulator::{Emulator, Seed, SeedAddon, SeedApp};
 use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 
+mod common;
+use common::{pg_options, release_bin};
+
 struct Config {
     size_mb: u64,
     jobs: usize,
@@ -71,31 +74,6 @@ fn parse_args() -> Config {
         }
     }
     config
-}
-
-/// A herokurds binary: in `$HEROKURDS_BIN_DIR`, else next to this bench
-/// (target/release/deps/compare-HASH -> target/release).
-fn release_bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HEROKURDS_BIN_DIR").map(PathBuf::from);
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = dir
-        .or_else(|| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
-        .map(|d| d.join(name))
-        .expect("a target directory");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --release -p herokurds-cli",
-        bin.display()
-    );
-    bin
-}
-
-fn pg_options(pg: PostgresOptions) -> PostgresOptions {
-    pg.durable(true)
-        .setting("shared_buffers", "256MB")
-        .setting("maintenance_work_mem", "256MB")
-        .setting("max_wal_size", "2GB")
-        .setting("checkpoint_timeout", "15min")
 }
 
 /// The app's tables, about 40% of the dataset (`:ncust` customers).

@@ -43,10 +43,14 @@ pub const ROW_TRIGGER: &str = "herokurds_capture";
 pub const TRUNCATE_TRIGGER: &str = "herokurds_capture_truncate";
 
 /// How long capture DDL waits for a table lock before giving up and
-/// trying again: it must never queue the app's writes behind it for long.
-const LOCK_TIMEOUT: &str = "3s";
+/// trying again. `CREATE TRIGGER` and `DROP TRIGGER` queue behind the
+/// app's writers, and the app's next writes queue behind them: the wait
+/// must stay short, and below the server's `deadlock_timeout` (1 s by
+/// default), so that herokurds gives up before any of the app's sessions
+/// runs the deadlock check and is the one cancelled.
+const LOCK_TIMEOUT: &str = "500ms";
 /// How often installing or removing capture on one table is tried.
-const LOCK_ATTEMPTS: u32 = 10;
+const LOCK_ATTEMPTS: u32 = 60;
 
 /// Whether a schema object (as the verification names it: `kind` and
 /// qualified name) is one of herokurds' capture objects.
@@ -365,17 +369,43 @@ async fn with_lock_retries(client: &Client, sql: &str, what: &str) -> Result<(),
                     return Err(OnlineError::query(Side::Source, what.to_string())(e));
                 }
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// Removes every capture object from the database `client` is on: the
-/// schema with `CASCADE` (the log, the registry, the functions and every
-/// trigger calling one). Waits for table locks as [`install`] does.
+/// Removes every capture object from the database `client` is on. First
+/// the triggers, one table per transaction (each takes that table's lock
+/// alone, with [`LOCK_TIMEOUT`], so it never holds one table while waiting
+/// for another: the app's multi-table transactions cannot deadlock with
+/// it), then the schema with `CASCADE` (the log, the registry, the
+/// functions: nothing the app touches once no trigger calls them).
 /// Removing what is not there is not an error.
 pub async fn remove(client: &Client) -> Result<(), OnlineError> {
+    let tables = client
+        .query(
+            "SELECT DISTINCT t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t
+             JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = $1",
+            &[&CAPTURE_SCHEMA],
+        )
+        .await
+        .map_err(OnlineError::query(Side::Source, "listing capture triggers"))?;
+    for row in &tables {
+        let table: String = row.get(0);
+        with_lock_retries(
+            client,
+            &format!(
+                "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}",
+                quote_ident(ROW_TRIGGER),
+                quote_ident(TRUNCATE_TRIGGER)
+            ),
+            &format!("removing capture from {table}"),
+        )
+        .await?;
+    }
     with_lock_retries(
         client,
         &format!(
