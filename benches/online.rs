@@ -24,7 +24,6 @@
 //! cargo bench --bench online -- [--scales "60 180"] [--seconds 20] [--rate 150] [--jobs 2]
 //! ```
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
