@@ -117,6 +117,13 @@ pub struct WindowEstimate {
     pub api_seconds: f64,
     /// The final S3 sync: the buckets' listings, from the timed checks.
     pub s3_seconds: f64,
+    /// The settle step on a quiet source: the plan's `settle` interval.
+    pub settle_seconds: f64,
+    /// Online mode: the copy and the whole verification happen before the
+    /// window, so the rows, indexes and verification count nothing here
+    /// (the last catch-up round and the checks of what changed are in
+    /// `checks_seconds`).
+    pub online: bool,
     /// The sum.
     pub total_seconds: f64,
 }
@@ -437,6 +444,8 @@ pub(super) async fn check(
                 read_mb_s: rate,
                 write_mb_s: target.map(|p| p.0),
                 index_mb_s: target.map(|p| p.1),
+                settle_seconds: plan.maintenance.settle.as_secs_f64(),
+                online: super::online::is_online(plan),
                 ..WindowEstimate::default()
             },
             &timed,
@@ -478,12 +487,16 @@ fn estimate_window(
     e.checks_seconds = 3.0 * timed.transfer_checks;
     e.api_seconds = WINDOW_API_CALLS * timed.api_call;
     e.s3_seconds = 2.0 * timed.bucket_listings;
+    if e.online {
+        (e.copy_seconds, e.index_seconds, e.verify_seconds) = (0.0, 0.0, 0.0);
+    }
     e.total_seconds = e.copy_seconds
         + e.index_seconds
         + e.verify_seconds
         + e.checks_seconds
         + e.api_seconds
-        + e.s3_seconds;
+        + e.s3_seconds
+        + e.settle_seconds;
     e
 }
 
@@ -759,6 +772,40 @@ mod tests {
             index_mb_s: write,
             ..WindowEstimate::default()
         }
+    }
+
+    /// Online mode copies and verifies before the window: its estimate
+    /// does not grow with the database; the settle interval is in both.
+    #[test]
+    fn an_online_window_does_not_grow_with_size_and_both_modes_count_the_settle() {
+        let t = Timed::default();
+        let online = |bytes| {
+            estimate_window(
+                bytes,
+                bytes,
+                2,
+                WindowEstimate {
+                    online: true,
+                    settle_seconds: 2.0,
+                    ..rates(100.0, Some(50.0))
+                },
+                &t,
+            )
+            .total_seconds
+        };
+        assert_eq!(online(100 << 20), online(100 << 30));
+        assert!(online(1 << 30) >= 2.0);
+        let offline = estimate_window(
+            1 << 30,
+            0,
+            2,
+            WindowEstimate {
+                settle_seconds: 2.0,
+                ..rates(100.0, Some(50.0))
+            },
+            &t,
+        );
+        assert!(offline.total_seconds > offline.copy_seconds + 2.0 - 1e-9);
     }
 
     #[test]
