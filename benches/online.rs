@@ -127,6 +127,7 @@ struct Outcome {
     tps_without: f64,
     tps_with: f64,
     window: Option<f64>,
+    estimate: Option<f64>,
     copy: Option<f64>,
     catch_up: Option<f64>,
     same: bool,
@@ -270,6 +271,9 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         tps_without,
         tps_with,
         window: report.as_ref().and_then(|r| r["downtime_seconds"].as_f64()),
+        estimate: report
+            .as_ref()
+            .and_then(|r| r["estimated_window_seconds"].as_f64()),
         copy: step("online copy (capture on, app running)"),
         catch_up: step("catch up with the app's writes"),
         same,
@@ -302,19 +306,28 @@ async fn main() {
         load_after.split(' ').take(3).collect::<Vec<_>>().join(" "),
     );
     println!(
-        "{:>5} {:>7} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9}  check",
-        "scale", "MB", "tps plain", "tps capt.", "overhead", "window s", "copy s", "catch-up s"
+        "{:>5} {:>7} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9}  check",
+        "scale",
+        "MB",
+        "tps plain",
+        "tps capt.",
+        "overhead",
+        "window s",
+        "estimate s",
+        "copy s",
+        "catch-up s"
     );
     let show = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1}"));
     for o in &outcomes {
         println!(
-            "{:>5} {:>7.0} {:>10.0} {:>10.0} {:>8.0}% {:>9} {:>10} {:>9}  {}{}",
+            "{:>5} {:>7.0} {:>10.0} {:>10.0} {:>8.0}% {:>9} {:>10} {:>10} {:>9}  {}{}",
             o.scale,
             o.mb,
             o.tps_without,
             o.tps_with,
             (1.0 - o.tps_with / o.tps_without) * 100.0,
             show(o.window),
+            show(o.estimate),
             show(o.copy),
             show(o.catch_up),
             if o.same { "OK" } else { "FAILED" },
