@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::config::{ClientBuilder, RetryPolicy};
+use super::config::{ClientBuilder, Pacing, RetryPolicy};
 use super::error::{HerokuError, Target};
 use super::types::{Account, Addon, App, Attachment, ConfigVars, Formation, Release};
 
@@ -57,6 +57,7 @@ struct Inner {
     base: Url,
     token: SecretString,
     retry: RetryPolicy,
+    pacing: Pacing,
     page_size: Option<u32>,
     timeout: Duration,
     /// Last `RateLimit-Remaining` seen; -1 until one was.
@@ -86,6 +87,7 @@ impl Client {
         base: Url,
         token: SecretString,
         retry: RetryPolicy,
+        pacing: Pacing,
         page_size: Option<u32>,
         timeout: Duration,
     ) -> Self {
@@ -95,6 +97,7 @@ impl Client {
                 base,
                 token,
                 retry,
+                pacing,
                 page_size,
                 timeout,
                 rate_remaining: AtomicI64::new(-1),
@@ -572,14 +575,14 @@ impl Client {
                             let retryable = status == StatusCode::TOO_MANY_REQUESTS
                                 || status == StatusCode::SERVICE_UNAVAILABLE
                                 || (status.is_server_error() && method == Method::GET);
-                            if !retryable || attempt > policy.max_retries {
+                            if !retryable || !policy.may_retry(attempt) {
                                 return Err(err);
                             }
                             err
                         }
                         Err(e) => {
                             let err = transport_error(e, target, &request, attempt, inner.timeout);
-                            if method != Method::GET || attempt > policy.max_retries {
+                            if method != Method::GET || !policy.may_retry(attempt) {
                                 return Err(err);
                             }
                             err
@@ -591,13 +594,13 @@ impl Client {
                     // one that may have reached Heroku only if it is a GET.
                     let safe = e.is_connect() || method == Method::GET;
                     let err = transport_error(e, target, &request, attempt, inner.timeout);
-                    if !safe || attempt > policy.max_retries {
+                    if !safe || !policy.may_retry(attempt) {
                         return Err(err);
                     }
                     err
                 }
             };
-            let wait = jitter(policy.backoff_for(attempt));
+            let wait = jitter(policy.backoff(attempt + 1));
             tracing::warn!(
                 method = %method,
                 path,
@@ -624,15 +627,15 @@ impl Client {
 
     /// Waits a little before a request while the rate limit is low.
     async fn pace(&self) {
-        let policy = &self.inner.retry;
+        let pacing = self.inner.pacing;
         if let Some(remaining) = self.rate_limit_remaining() {
-            if remaining < policy.low_rate_limit && !policy.low_rate_limit_pause.is_zero() {
+            if remaining < pacing.below && !pacing.pause.is_zero() {
                 tracing::debug!(
                     remaining,
-                    pause_ms = policy.low_rate_limit_pause.as_millis() as u64,
+                    pause_ms = pacing.pause.as_millis() as u64,
                     "rate limit low, pacing"
                 );
-                tokio::time::sleep(policy.low_rate_limit_pause).await;
+                tokio::time::sleep(pacing.pause).await;
             }
         }
     }
