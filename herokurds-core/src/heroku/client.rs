@@ -169,11 +169,8 @@ impl Client {
 
     /// All config vars of the app, including those attachments provide.
     pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, HerokuError> {
-        self.get_json(
-            &format!("apps/{}/config-vars", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.get_json(&app_path(app, "config-vars"), &Target::for_app(app))
+            .await
     }
 
     /// One config var, `None` when it is not set.
@@ -256,7 +253,7 @@ impl Client {
         let answer = self
             .call(
                 Method::PATCH,
-                &format!("apps/{}/config-vars", seg(app)),
+                &app_path(app, "config-vars"),
                 Some(&Value::Object(body)),
                 None,
                 &target,
@@ -267,7 +264,7 @@ impl Client {
 
     /// The add-ons of the app: those it owns and those attached to it.
     pub async fn addons(&self, app: &str) -> Result<Vec<Addon>, HerokuError> {
-        self.list(&format!("apps/{}/addons", seg(app)), &Target::for_app(app))
+        self.list(&app_path(app, "addons"), &Target::for_app(app))
             .await
     }
 
@@ -280,11 +277,8 @@ impl Client {
 
     /// The attachments on the app (of its own add-ons and others').
     pub async fn attachments(&self, app: &str) -> Result<Vec<Attachment>, HerokuError> {
-        self.list(
-            &format!("apps/{}/addon-attachments", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.list(&app_path(app, "addon-attachments"), &Target::for_app(app))
+            .await
     }
 
     /// The attachments of an add-on, to any app.
@@ -382,11 +376,8 @@ impl Client {
 
     /// The app's process types and their dyno counts.
     pub async fn formation(&self, app: &str) -> Result<Vec<Formation>, HerokuError> {
-        self.list(
-            &format!("apps/{}/formation", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.list(&app_path(app, "formation"), &Target::for_app(app))
+            .await
     }
 
     /// Scales process types in one request, e.g. `[("worker", 0), ("clock", 0)]`
@@ -405,7 +396,7 @@ impl Client {
         let answer = self
             .call(
                 Method::PATCH,
-                &format!("apps/{}/formation", seg(app)),
+                &app_path(app, "formation"),
                 Some(&json!({ "updates": updates })),
                 None,
                 &target,
@@ -418,7 +409,7 @@ impl Client {
     pub async fn releases(&self, app: &str) -> Result<Vec<Release>, HerokuError> {
         let max = self.inner.page_size.unwrap_or(200);
         self.list_from(
-            &format!("apps/{}/releases", seg(app)),
+            &app_path(app, "releases"),
             &Target::for_app(app),
             Some(format!("version ..; max={max}")),
         )
@@ -432,7 +423,7 @@ impl Client {
         let answer = self
             .call(
                 Method::GET,
-                &format!("apps/{}/releases", seg(app)),
+                &app_path(app, "releases"),
                 None,
                 Some("version ..; max=1, order=desc"),
                 &target,
@@ -644,6 +635,11 @@ impl Client {
 /// Percent-encodes one path segment.
 pub(crate) fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// `apps/{app}/{rest}`, the app's name encoded.
+fn app_path(app: &str, rest: &str) -> String {
+    format!("apps/{}/{rest}", seg(app))
 }
 
 /// Config var names match `^\w+$`.
