@@ -456,31 +456,33 @@ mod tests {
     fn every_s3_endpoint_form_of_the_source_bucket_moves_to_the_target_in_the_same_form() {
         let m = moves("s3://odl-app", "s3://ol-app");
         let r = |d: &str| retarget(d, "", &m, Some("us-west-2"), None).map(|(d, _)| d);
-        assert_eq!(
-            r("odl-app.s3.amazonaws.com").as_deref(),
-            Some("ol-app.s3.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3.us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3.us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3-us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3-us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3-website-us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3-website-us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("ODL-APP.S3.AMAZONAWS.COM").as_deref(),
-            Some("ol-app.s3.amazonaws.com")
-        );
+        for (origin, moved) in [
+            ("odl-app.s3.amazonaws.com", "ol-app.s3.amazonaws.com"),
+            (
+                "odl-app.s3.us-east-1.amazonaws.com",
+                "ol-app.s3.us-west-2.amazonaws.com",
+            ),
+            (
+                "odl-app.s3-us-east-1.amazonaws.com",
+                "ol-app.s3-us-west-2.amazonaws.com",
+            ),
+            (
+                "odl-app.s3-website-us-east-1.amazonaws.com",
+                "ol-app.s3-website-us-west-2.amazonaws.com",
+            ),
+            ("ODL-APP.S3.AMAZONAWS.COM", "ol-app.s3.amazonaws.com"),
+        ] {
+            assert_eq!(r(origin).as_deref(), Some(moved), "{origin}");
+        }
         // Not the source bucket, or not S3.
-        assert_eq!(r("odl-app2.s3.amazonaws.com"), None);
-        assert_eq!(r("other.s3.amazonaws.com"), None);
-        assert_eq!(r("odl-app.example.com"), None);
-        assert_eq!(r("app.herokuapp.com"), None);
+        for origin in [
+            "odl-app2.s3.amazonaws.com",
+            "other.s3.amazonaws.com",
+            "odl-app.example.com",
+            "app.herokuapp.com",
+        ] {
+            assert_eq!(r(origin), None, "{origin}");
+        }
         // An S3-compatible endpoint's virtual-host form, when the plan uses one.
         assert_eq!(
             retarget("odl-app.minio.local", "", &m, None, Some("minio.local")),
