@@ -155,16 +155,14 @@ impl Client {
     pub async fn set_maintenance(&self, app: &str, on: bool) -> Result<App, HerokuError> {
         tracing::info!(app, maintenance = on, "setting maintenance mode");
         let target = Target::for_app(app);
-        let answer = self
-            .call(
-                Method::PATCH,
-                &format!("apps/{}", seg(app)),
-                Some(&json!({ "maintenance": on })),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH app", &target)
+        self.send_json(
+            Method::PATCH,
+            &format!("apps/{}", seg(app)),
+            Some(&json!({ "maintenance": on })),
+            "PATCH app",
+            &target,
+        )
+        .await
     }
 
     /// All config vars of the app, including those attachments provide.
@@ -250,16 +248,14 @@ impl Client {
             .collect();
         tracing::info!(app, ?set, ?unset, "updating config vars");
         let target = Target::for_app(app);
-        let answer = self
-            .call(
-                Method::PATCH,
-                &app_path(app, "config-vars"),
-                Some(&Value::Object(body)),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH config-vars", &target)
+        self.send_json(
+            Method::PATCH,
+            &app_path(app, "config-vars"),
+            Some(&Value::Object(body)),
+            "PATCH config-vars",
+            &target,
+        )
+        .await
     }
 
     /// The add-ons of the app: those it owns and those attached to it.
@@ -338,16 +334,14 @@ impl Client {
         if confirm {
             body["confirm"] = json!(app);
         }
-        let answer = self
-            .call(
-                Method::POST,
-                "addon-attachments",
-                Some(&body),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "POST addon-attachments", &target)
+        self.send_json(
+            Method::POST,
+            "addon-attachments",
+            Some(&body),
+            "POST addon-attachments",
+            &target,
+        )
+        .await
     }
 
     /// Detaches the attachment `name` from `app` (looked up first: the API
@@ -362,16 +356,14 @@ impl Client {
             .with_addon(&found.addon.name)
             .with_attachment(name);
         tracing::info!(app, attachment = name, addon = %found.addon.name, "detaching add-on");
-        let answer = self
-            .call(
-                Method::DELETE,
-                &format!("addon-attachments/{}", seg(&found.id)),
-                None,
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "DELETE addon-attachment", &target)
+        self.send_json(
+            Method::DELETE,
+            &format!("addon-attachments/{}", seg(&found.id)),
+            None,
+            "DELETE addon-attachment",
+            &target,
+        )
+        .await
     }
 
     /// The app's process types and their dyno counts.
@@ -393,16 +385,14 @@ impl Client {
             .iter()
             .map(|(t, q)| json!({ "type": t, "quantity": q }))
             .collect();
-        let answer = self
-            .call(
-                Method::PATCH,
-                &app_path(app, "formation"),
-                Some(&json!({ "updates": updates })),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH formation", &target)
+        self.send_json(
+            Method::PATCH,
+            &app_path(app, "formation"),
+            Some(&json!({ "updates": updates })),
+            "PATCH formation",
+            &target,
+        )
+        .await
     }
 
     /// Every release of the app, oldest first.
@@ -440,8 +430,22 @@ impl Client {
         path: &str,
         target: &Target,
     ) -> Result<T, HerokuError> {
-        let answer = self.call(Method::GET, path, None, None, target).await?;
-        decode(&answer, &format!("GET /{path}"), target)
+        let what = format!("GET /{path}");
+        self.send_json(Method::GET, path, None, &what, target).await
+    }
+
+    /// Sends one request (no range) and decodes its JSON answer; `what`
+    /// names the request in a decoding error.
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+        target: &Target,
+    ) -> Result<T, HerokuError> {
+        let answer = self.call(method, path, body, None, target).await?;
+        decode(&answer, what, target)
     }
 
     /// Every page of a list.
