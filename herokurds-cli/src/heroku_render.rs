@@ -138,12 +138,8 @@ pub fn attached(
     a: &Attachment,
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
-    let line = format!(
-        "attached {} to {app} as {} (sets {})",
-        a.addon.name,
-        a.name,
-        a.config_var()
-    );
+    let (addon, name, var) = (&a.addon.name, &a.name, a.config_var());
+    let line = format!("attached {addon} to {app} as {name} (sets {var})");
     attachment_changed(json, a, release, line)
 }
 
@@ -154,12 +150,8 @@ pub fn detached(
     a: &Attachment,
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
-    let line = format!(
-        "detached {} ({}) from {app}; {} is gone",
-        a.name,
-        a.addon.name,
-        a.config_var()
-    );
+    let (addon, name, var) = (&a.addon.name, &a.name, a.config_var());
+    let line = format!("detached {name} ({addon}) from {app}; {var} is gone");
     attachment_changed(json, a, release, line)
 }
 
