@@ -219,6 +219,22 @@ pub fn retarget(
     None
 }
 
+/// The distribution's config and its ETag (GetDistributionConfig).
+async fn distribution_config(
+    client: &aws_sdk_cloudfront::Client,
+    distribution_id: &str,
+) -> Result<
+    aws_sdk_cloudfront::operation::get_distribution_config::GetDistributionConfigOutput,
+    CloudFrontError,
+> {
+    client
+        .get_distribution_config()
+        .id(distribution_id)
+        .send()
+        .await
+        .map_err(api_error(distribution_id, "GetDistributionConfig"))
+}
+
 fn api_error<'a, E>(
     distribution_id: &'a str,
     operation: &'static str,
@@ -263,12 +279,7 @@ pub async fn planned_switches(
     region: Option<&str>,
     endpoint_host: Option<&str>,
 ) -> Result<PlannedSwitches, CloudFrontError> {
-    let out = client
-        .get_distribution_config()
-        .id(distribution_id)
-        .send()
-        .await
-        .map_err(api_error(distribution_id, "GetDistributionConfig"))?;
+    let out = distribution_config(client, distribution_id).await?;
     let origins = out
         .distribution_config()
         .and_then(|c| c.origins())
@@ -334,12 +345,7 @@ pub async fn switch(
     switches: &[OriginSwitch],
     direction: Direction,
 ) -> Result<usize, CloudFrontError> {
-    let out = client
-        .get_distribution_config()
-        .id(distribution_id)
-        .send()
-        .await
-        .map_err(api_error(distribution_id, "GetDistributionConfig"))?;
+    let out = distribution_config(client, distribution_id).await?;
     let etag = out.e_tag().unwrap_or_default().to_string();
     let Some(mut config) = out.distribution_config else {
         return Err(CloudFrontError::Api {
