@@ -25,6 +25,15 @@ fn verify(source: &str, target: &str, args: &[&str]) -> Output {
         .expect("herokurds-verify runs")
 }
 
+/// The lines of a run that found differences (exit 1), sorted.
+fn difference_lines(out: &Output) -> Vec<String> {
+    let (o, e) = text(out);
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    let mut lines: Vec<String> = o.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -72,10 +81,7 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
     )
     .await;
     let out = verify(src_url, tgt_url, &["--jobs", "3"]);
-    let (o, e) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
-    let mut lines: Vec<&str> = o.lines().collect();
-    lines.sort();
+    let lines = difference_lines(&out);
     assert_eq!(
         lines,
         vec![
@@ -84,6 +90,7 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
             "table public.accounts: row count 500 on source vs 499 on target",
         ]
     );
+    let e = text(&out).1;
     assert!(e.contains("3 difference(s)"), "{e}");
     no_secret(&out);
 
@@ -159,10 +166,7 @@ async fn excluding_the_differing_table_exits_0_and_an_unknown_flag_exits_2() {
     let (src_url, tgt_url) = (src_url.expose_secret(), tgt_url.expose_secret());
 
     let out = verify(src_url, tgt_url, &[]);
-    let (o, e) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
-    let mut lines: Vec<&str> = o.lines().collect();
-    lines.sort();
+    let lines = difference_lines(&out);
     assert_eq!(
         lines,
         vec![
