@@ -96,18 +96,14 @@ async fn a_malformed_secret_names_the_secret_but_never_leaks_its_value() {
 async fn rds_endpoint_and_managed_secret_come_from_describe_db_instances() {
     let moto = moto();
     let rds = moto.rds_client();
-    rds.create_db_instance()
-        .db_instance_identifier("micromasters-production")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("oldevops")
-        .manage_master_user_password(true)
-        .db_name("micromasters")
-        .port(5433)
-        .send()
-        .await
-        .unwrap();
+    moto.create_managed_rds_instance(
+        "micromasters-production",
+        "micromasters",
+        "oldevops",
+        Some(5433),
+    )
+    .await
+    .unwrap();
     rds.create_db_instance()
         .db_instance_identifier("other")
         .engine("postgres")

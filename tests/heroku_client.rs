@@ -561,12 +561,12 @@ async fn retries_are_bounded() {
     let (em, _) = start().await;
     let client = em
         .client_builder(TOKEN)
-        .retry(
-            RetryPolicy::new()
-                .max_retries(2)
-                .backoff(Duration::from_millis(5), Duration::from_millis(20))
-                .pace_below(0, Duration::ZERO),
-        )
+        .retry(RetryPolicy::new(
+            3,
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+        ))
+        .pace_below(0, Duration::ZERO)
         .build()
         .unwrap();
     em.inject(Fault::new(503, 10));
@@ -603,7 +603,7 @@ async fn low_rate_limit_slows_the_client_down() {
     let pause = Duration::from_millis(150);
     let client = em
         .client_builder(TOKEN)
-        .retry(RetryPolicy::new().pace_below(100, pause))
+        .pace_below(100, pause)
         .build()
         .unwrap();
     em.set_rate_limit_remaining(20);
@@ -627,11 +627,11 @@ async fn slow_answers_time_out() {
     let client = em
         .client_builder(TOKEN)
         .timeout(Duration::from_millis(100))
-        .retry(
-            RetryPolicy::new()
-                .max_retries(1)
-                .backoff(Duration::from_millis(5), Duration::from_millis(5)),
-        )
+        .retry(RetryPolicy::new(
+            2,
+            Duration::from_millis(5),
+            Duration::from_millis(5),
+        ))
         .build()
         .unwrap();
     em.set_latency(Duration::from_millis(400));

@@ -153,6 +153,17 @@ impl Api {
     async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
         send(self.req(reqwest::Method::GET, path)).await
     }
+
+    /// The URL of the control API's `path`.
+    fn ctl(&self, path: &str) -> String {
+        format!("{}/__emulator/{path}", self.em.url())
+    }
+
+    /// `GET /__emulator/{what}` of the control API, as JSON.
+    async fn control(&self, what: &str) -> Value {
+        let resp = self.http.get(self.ctl(what)).send().await.unwrap();
+        resp.json().await.unwrap()
+    }
 }
 
 async fn send(rb: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -407,7 +418,7 @@ async fn ranges_page_with_206_next_range_and_content_range() {
 #[tokio::test]
 async fn control_api_faults_latency_rate_limit_state_and_requests() {
     let api = Api::start().await;
-    let ctl = |path: &str| format!("{}/__emulator/{path}", api.em.url());
+    let ctl = |path: &str| api.ctl(path);
     let r = api
         .http
         .post(ctl("faults"))
@@ -441,26 +452,10 @@ async fn control_api_faults_latency_rate_limit_state_and_requests() {
     assert_eq!((s, body["id"].as_str()), (429, Some("rate_limit")));
     assert_eq!(header(&h, "ratelimit-remaining"), Some("0"));
 
-    let state: Value = api
-        .http
-        .get(ctl("state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = api.control("state").await;
     let seed = Seed::from_json(&state.to_string()).unwrap();
     assert_eq!(seed.apps.len(), 6);
-    let log: Value = api
-        .http
-        .get(ctl("requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = api.control("requests").await;
     let statuses: Vec<u64> = log
         .as_array()
         .unwrap()

@@ -4,65 +4,8 @@
 
 use herokurds::aws::RdsEndpoint;
 use herokurds::pulumi::{PulumiError, StackExport};
-use serde_json::{json, Value};
-
-const SIG: &str = "4dabf18193072939515e22adb298388d";
-const SIG_VALUE: &str = "1b47061264138c4ac30d75fd1eb44270";
-
-fn encrypted() -> Value {
-    json!({SIG: SIG_VALUE, "ciphertext": "v1:Zm9vYmFyYmF6:c2VjcmV0LWNpcGhlcnRleHQtaHVudGVyMg=="})
-}
-
-fn plaintext(value: Value) -> Value {
-    json!({SIG: SIG_VALUE, "plaintext": value.to_string()})
-}
-
-fn rds(name: &str, identifier: &str, password: Value) -> Value {
-    let address = format!("{identifier}.c9akciq32.us-east-1.rds.amazonaws.com");
-    json!({
-        "urn": format!("urn:pulumi:production::ol-infrastructure::aws:rds/instance:Instance::{name}"),
-        "custom": true,
-        "id": identifier,
-        "type": "aws:rds/instance:Instance",
-        "inputs": {"identifier": identifier, "engine": "postgres", "password": password.clone()},
-        "outputs": {
-            "address": address,
-            "endpoint": format!("{address}:5432"),
-            "port": 5432,
-            "dbName": "micromasters",
-            "username": "oldevops",
-            "password": password,
-            "identifier": identifier,
-            "masterUserSecrets": [],
-            "engine": "postgres",
-            "engineVersion": "15.4"
-        },
-        "parent": "urn:pulumi:production::ol-infrastructure::pulumi:pulumi:Stack::ol-infrastructure-production",
-        "provider": "urn:pulumi:production::ol-infrastructure::pulumi:providers:aws::default_6_5_0::04da6b54"
-    })
-}
-
-fn export(resources: Vec<Value>) -> String {
-    let mut all = vec![
-        json!({"urn": "urn:pulumi:production::ol-infrastructure::pulumi:pulumi:Stack::ol-infrastructure-production",
-               "custom": false, "type": "pulumi:pulumi:Stack"}),
-        json!({"urn": "urn:pulumi:production::ol-infrastructure::pulumi:providers:aws::default_6_5_0",
-               "custom": true, "id": "04da6b54", "type": "pulumi:providers:aws"}),
-        json!({"urn": "urn:pulumi:production::ol-infrastructure::aws:s3/bucketV2:BucketV2::app-bucket",
-               "custom": true, "id": "ol-micromasters-app-production", "type": "aws:s3/bucketV2:BucketV2",
-               "outputs": {"bucket": "ol-micromasters-app-production"}}),
-    ];
-    all.extend(resources);
-    json!({
-        "version": 3,
-        "deployment": {
-            "manifest": {"time": "2024-05-01T12:00:00Z", "magic": "abc", "version": "v3.113.0"},
-            "secrets_providers": {"type": "service", "state": {"url": "https://api.pulumi.com", "owner": "mitodl", "project": "ol-infrastructure", "stack": "production"}},
-            "resources": all
-        }
-    })
-    .to_string()
-}
+use herokurds_testkit::pulumi::{encrypted, export, plaintext, rds};
+use serde_json::json;
 
 fn parse(json: &str) -> StackExport {
     StackExport::parse(json, "stack.json").unwrap()

@@ -3,26 +3,15 @@
 //! CloudFront distribution serving the old bucket follows the app to the
 //! new one, and back on rollback (moto's CloudFront API).
 
-use std::sync::{Arc, Mutex};
+mod transfer_support;
 
 use herokurds::aws::ClientOptions;
-use herokurds::runbook::{self, Journal, RunState, RunbookEvent, StepId, StepStatus, WorkDir};
+use herokurds::runbook::{self, Journal, RunState, StepId, StepStatus, WorkDir};
 use herokurds_testkit::demo::{DemoOptions, DemoStack, DEMO_APP, NEW_BUCKET, OLD_BUCKET};
 use herokurds_testkit::moto::MotoServer;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Default, Clone)]
-struct Events(Arc<Mutex<Vec<String>>>);
-
-impl herokurds::progress::Progress<RunbookEvent> for Events {
-    fn event(&self, e: &RunbookEvent) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::to_string(e).unwrap());
-    }
-}
+use transfer_support::RunbookEvents as Events;
 
 fn var(stack: &DemoStack, name: &str) -> String {
     stack.heroku.config_vars(DEMO_APP).unwrap()[name].clone()
@@ -391,7 +380,7 @@ async fn a_distribution_on_the_old_bucket_serves_the_new_one_after_run_and_the_o
         ("journal", journal_text.as_str()),
         ("report", md.as_str()),
         ("report JSON", &serde_json::to_string(&report).unwrap()),
-        ("events", &events.0.lock().unwrap().join("\n")),
+        ("events", &events.all()),
     ] {
         assert!(!text.contains(&secret), "{what} leaks the app's secret key");
     }

@@ -9,7 +9,7 @@ use herokurds::progress::NoProgress;
 use herokurds::transfer::{self, CopyFormat, TransferEvent, TransferOptions};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, copy, load, pair, url, Events};
+use transfer_support::{assert_same, copy, copy_with, load, pair, url, Events};
 
 /// Everything a Heroku app's schema may throw at a copy.
 const SCHEMA: &str = r#"
@@ -134,15 +134,9 @@ async fn every_kind_of_object_arrives_identical_with_tables_split_in_slices() {
         .jobs(3)
         .split_tables_larger_than(512 * 1024)
         .work_dir(work.path());
-    let report = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &events,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = copy_with(&src, &tgt, &opts, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_same(&src, &tgt).await;
 
     let order = report
@@ -290,15 +284,9 @@ async fn excluded_tables_arrive_empty_with_their_indexes() {
         .exclude_table("logs.*")
         .exclude_table("audit_*")
         .work_dir(work.path());
-    let report = transfer::run(
-        &url(&src),
-        &url(&tgt),
-        &opts,
-        &events,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = copy_with(&src, &tgt, &opts, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         report.excluded_tables,
         ["logs.requests", "public.audit_2024"]

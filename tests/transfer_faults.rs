@@ -17,7 +17,7 @@ use herokurds::url::DatabaseUrl;
 use herokurds_testkit::LocalPostgres;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use transfer_support::{assert_same, copy, load, pair, url, Events};
+use transfer_support::{assert_same, column, copy, copy_with, load, pair, url, Events};
 
 const BIG: &str = "
 CREATE TABLE big_a (id bigint PRIMARY KEY, payload text, n numeric);
@@ -107,6 +107,15 @@ async fn kill_session(
     }
 }
 
+/// The pids of the target's sessions open now, to spare them from a kill.
+async fn rds_master_sessions(tgt: &LocalPostgres) -> Vec<i32> {
+    column(
+        &tgt.superuser_client("postgres").await.unwrap(),
+        "SELECT pid FROM pg_stat_activity WHERE usename = 'rds_master'",
+    )
+    .await
+}
+
 fn fast_retries() -> RetryPolicy {
     RetryPolicy::new(4, Duration::from_millis(100), Duration::from_millis(400))
 }
@@ -129,19 +138,7 @@ async fn copies_killed_on_either_side_mid_copy_are_redone_and_the_result_is_iden
         // The target session of the killed copy is dropped with it: spare
         // it, and kill the next COPY into the target (the retry, the next
         // slice or table).
-        let dying: Vec<i32> = tgt
-            .superuser_client("postgres")
-            .await
-            .unwrap()
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE usename = 'rds_master'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let dying = rds_master_sessions(&tgt).await;
         kill_copy(&tgt, "rds_master", "COPY%FROM STDIN%", &dying).await;
     };
     let (report, killed) = alongside(
@@ -155,14 +152,9 @@ async fn copies_killed_on_either_side_mid_copy_are_redone_and_the_result_is_iden
         "the run finished before both copies were killed"
     );
     let retries: Vec<String> = events
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            TransferEvent::Retrying { item, error, .. } => Some(format!("{item}: {error}")),
-            _ => None,
-        })
+        .retries()
+        .into_iter()
+        .map(|(item, error)| format!("{item}: {error}"))
         .collect();
     assert!(retries.len() >= 2, "{retries:?}");
     assert!(report
@@ -538,48 +530,20 @@ async fn large_object_sessions_killed_on_either_side_are_redone_and_the_result_i
         // loader of the redone batch.
         kill_session(&src, "heroku_owner", "%lo_get%", &[], false).await;
         // Spare the loader dropped with it (and every session open now).
-        let before: Vec<i32> = tgt
-            .superuser_client("postgres")
-            .await
-            .unwrap()
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE usename = 'rds_master'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let before = rds_master_sessions(&tgt).await;
         kill_session(&tgt, "rds_master", "%lo_put%", &before, false).await;
     };
-    let (report, killed) = alongside(
-        transfer::run(
-            &url(&src),
-            &url(&tgt),
-            &opts,
-            &events,
-            CancellationToken::new(),
-        ),
-        killer,
-    )
-    .await;
+    let (report, killed) = alongside(copy_with(&src, &tgt, &opts, &events), killer).await;
     let report = report.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         killed.is_some(),
         "the large objects were copied before both kills"
     );
     let retries: Vec<String> = events
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            TransferEvent::Retrying { item, .. } if item.starts_with("large objects") => {
-                Some(item.clone())
-            }
-            _ => None,
-        })
+        .retries()
+        .into_iter()
+        .map(|(item, _)| item)
+        .filter(|item| item.starts_with("large objects"))
         .collect();
     assert!(retries.len() >= 2, "{retries:?}");
     assert_eq!(report.large_objects, 24);

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use herokurds::transfer::{self, PreflightProblem, TransferError, TransferOptions};
 use herokurds_testkit::{LocalPostgres, PostgresOptions};
-use transfer_support::{assert_same, copy, load, pair, url};
+use transfer_support::{assert_same, column, copy, load, pair, url};
 
 async fn table_count(pg: &LocalPostgres) -> i64 {
     pg.superuser_client(pg.database())
@@ -155,17 +155,12 @@ async fn heroku_ext_pg_stat_statements_is_named_up_front_and_can_be_excluded() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.excluded_extensions, ["pg_stat_statements"]);
     let t = tgt.superuser_client(tgt.database()).await.unwrap();
-    let exts: Vec<String> = t
-        .query(
-            "SELECT extname || '@' || extnamespace::regnamespace::text FROM pg_extension \
-             WHERE extname <> 'plpgsql' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let exts: Vec<String> = column(
+        &t,
+        "SELECT extname || '@' || extnamespace::regnamespace::text FROM pg_extension \
+         WHERE extname <> 'plpgsql' ORDER BY 1",
+    )
+    .await;
     assert_eq!(exts, ["pg_trgm@heroku_ext"]);
     let idx: i64 = t
         .query_one(

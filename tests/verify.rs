@@ -2,6 +2,8 @@
 //! target made a copy of it with `pg_dump | pg_restore --no-owner --no-acl`,
 //! then damaged in known ways that each must be found and named.
 
+mod transfer_support;
+
 use std::process::{Command, Stdio};
 
 use herokurds::progress::NoProgress;
@@ -10,6 +12,7 @@ use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use transfer_support::{load, pair};
 
 /// Objects of most kinds the schema comparison describes, values whose text
 /// form depends on session settings, a table large enough to be sliced,
@@ -101,14 +104,8 @@ struct Pair {
 }
 
 async fn clusters() -> Pair {
-    let (source, target) = futures::join!(
-        LocalPostgres::start(PostgresOptions::heroku()),
-        LocalPostgres::start(PostgresOptions::rds())
-    );
-    Pair {
-        source: source.expect("source cluster starts (run scripts/test to install PostgreSQL)"),
-        target: target.expect("target cluster starts"),
-    }
+    let (source, target) = pair().await;
+    Pair { source, target }
 }
 
 /// Makes the target a copy of the source, as the transfer does: dumped by
@@ -177,13 +174,7 @@ fn sliced() -> VerifyOptions {
 #[tokio::test]
 async fn identical_copies_pass_and_every_kind_of_damage_is_named() {
     let pair = clusters().await;
-    pair.source
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(FIXTURE)
-        .await
-        .unwrap();
+    load(&pair.source, FIXTURE).await;
     copy(&pair);
 
     let slices = std::sync::Mutex::new(Vec::new());
@@ -307,21 +298,17 @@ async fn identical_copies_pass_and_every_kind_of_damage_is_named() {
 #[tokio::test]
 async fn forced_row_level_security_on_the_source_is_never_reported_equal() {
     let pair = clusters().await;
-    pair.source
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE public.secrets (id int PRIMARY KEY, tenant text NOT NULL);
+    load(
+        &pair.source,
+        "CREATE TABLE public.secrets (id int PRIMARY KEY, tenant text NOT NULL);
              INSERT INTO public.secrets SELECT i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END
                FROM generate_series(1, 100) i;
              ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY;
              ALTER TABLE public.secrets FORCE ROW LEVEL SECURITY;
              CREATE POLICY only_a ON public.secrets USING (tenant = 'a');
              CREATE TABLE public.plain (id int);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     copy(&pair);
     let report = check(&pair, VerifyOptions::new()).await;
     assert!(!report.is_identical());
@@ -437,25 +424,17 @@ async fn excluded_tables_are_left_out_of_schema_and_data() {
     let pair = clusters().await;
     let both = "CREATE TABLE public.orders (id int PRIMARY KEY);
                 INSERT INTO public.orders SELECT generate_series(1, 10);";
-    pair.source
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
+    load(
+        &pair.source,
+        &format!(
             "{both}
              CREATE TABLE public.audit_log (id int PRIMARY KEY, at timestamptz);
              CREATE INDEX audit_log_at_idx ON public.audit_log (at);
              INSERT INTO public.audit_log VALUES (1, now());"
-        ))
-        .await
-        .unwrap();
-    pair.target
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(both)
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
+    load(&pair.target, both).await;
 
     let report = check(&pair, VerifyOptions::new()).await;
     assert_eq!(
@@ -575,15 +554,11 @@ async fn an_extension_excluded_from_the_transfer_is_excluded_from_the_check() {
         source: source.unwrap(),
         target: target.unwrap(),
     };
-    pair.source
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
-        )
-        .await
-        .unwrap();
+    load(
+        &pair.source,
+        "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
+    )
+    .await;
     let (source, target) = (database_url(&pair.source), database_url(&pair.target));
     let work = tempfile::tempdir().unwrap();
     transfer::run(
@@ -621,11 +596,9 @@ async fn a_constraint_changed_only_in_validity_or_deferrability_or_an_exclusion_
                             timestamptz '2024-01-01 00:00+00' + (i + 1) * interval '1 day')
                   FROM generate_series(1, 20) i;
                 INSERT INTO public.payments SELECT i, i FROM generate_series(1, 20) i;";
-    pair.source
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
+    load(
+        &pair.source,
+        &format!(
             "{both}
              ALTER TABLE public.bookings ADD CONSTRAINT bookings_room_fkey
                FOREIGN KEY (room) REFERENCES public.rooms(id);
@@ -633,22 +606,20 @@ async fn a_constraint_changed_only_in_validity_or_deferrability_or_an_exclusion_
                EXCLUDE USING gist (during WITH &&);
              ALTER TABLE public.payments ADD CONSTRAINT payments_booking_fkey
                FOREIGN KEY (booking) REFERENCES public.bookings(id) DEFERRABLE INITIALLY DEFERRED;"
-        ))
-        .await
-        .unwrap();
-    pair.target
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
+        ),
+    )
+    .await;
+    load(
+        &pair.target,
+        &format!(
             "{both}
              ALTER TABLE public.bookings ADD CONSTRAINT bookings_room_fkey
                FOREIGN KEY (room) REFERENCES public.rooms(id) NOT VALID;
              ALTER TABLE public.payments ADD CONSTRAINT payments_booking_fkey
                FOREIGN KEY (booking) REFERENCES public.bookings(id);"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
 
     let report = check(&pair, VerifyOptions::new()).await;
     let mut got = lines(&report);

@@ -70,6 +70,20 @@ fn change_json(a: &Attachment, release: Option<&Release>) -> serde_json::Value {
     v
 }
 
+/// An attachment change: its JSON, or `line` and the release it made.
+fn attachment_changed(
+    json: bool,
+    a: &Attachment,
+    release: Option<&Release>,
+    line: String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&change_json(a, release));
+    }
+    println_safe(format!("{line}{}", version(release)))?;
+    Ok(())
+}
+
 /// `addons`: each Postgres add-on, its plan and billing app, and its attachments.
 pub fn addons(json: bool, app: &str, addons: &[PostgresAddon]) -> anyhow::Result<()> {
     if json {
@@ -124,17 +138,9 @@ pub fn attached(
     a: &Attachment,
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
-    if json {
-        return print_json(&change_json(a, release));
-    }
-    println_safe(format!(
-        "attached {} to {app} as {} (sets {}){}",
-        a.addon.name,
-        a.name,
-        a.config_var(),
-        version(release)
-    ))?;
-    Ok(())
+    let (addon, name, var) = (&a.addon.name, &a.name, a.config_var());
+    let line = format!("attached {addon} to {app} as {name} (sets {var})");
+    attachment_changed(json, a, release, line)
 }
 
 /// `detach`.
@@ -144,17 +150,9 @@ pub fn detached(
     a: &Attachment,
     release: Option<&Release>,
 ) -> anyhow::Result<()> {
-    if json {
-        return print_json(&change_json(a, release));
-    }
-    println_safe(format!(
-        "detached {} ({}) from {app}; {} is gone{}",
-        a.name,
-        a.addon.name,
-        a.config_var(),
-        version(release)
-    ))?;
-    Ok(())
+    let (addon, name, var) = (&a.addon.name, &a.name, a.config_var());
+    let line = format!("detached {name} ({addon}) from {app}; {var} is gone");
+    attachment_changed(json, a, release, line)
 }
 
 /// `promote`.

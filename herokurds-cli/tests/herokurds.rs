@@ -144,15 +144,7 @@ async fn events_on_target(stack: &DemoStack) -> i64 {
 
 /// A `count(*)` query's answer on the target.
 async fn count_on_target(stack: &DemoStack, sql: &str) -> i64 {
-    stack
-        .target
-        .owner_client()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
+    common::pg::scalar(&stack.target, sql).await
 }
 
 async fn big_stack() -> DemoStack {

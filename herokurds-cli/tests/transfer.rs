@@ -3,14 +3,11 @@
 
 mod common;
 
-#[path = "../../tests/transfer_support/mod.rs"]
-mod transfer_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
+use common::pg::{assert_same, load, pair};
 use secrecy::ExposeSecret;
-use transfer_support::{assert_same, load, pair};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds-transfer");
 

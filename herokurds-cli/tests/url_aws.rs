@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 
 use herokurds_testkit::moto::MotoServer;
+use herokurds_testkit::pulumi;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herokurds-url");
@@ -22,27 +23,13 @@ fn url_build(moto: &MotoServer, args: &[&str]) -> Output {
 }
 
 fn stack_export(dir: &std::path::Path) -> std::path::PathBuf {
-    let address = "micromasters-production.c9akciq32.us-east-1.rds.amazonaws.com";
-    let export = json!({
-        "version": 3,
-        "deployment": {"manifest": {}, "resources": [{
-            "urn": "urn:pulumi:production::ol-infrastructure::aws:rds/instance:Instance::micromasters-db",
-            "custom": true,
-            "type": "aws:rds/instance:Instance",
-            "outputs": {
-                "address": address,
-                "endpoint": format!("{address}:5432"),
-                "port": 5432,
-                "dbName": "micromasters",
-                "username": "oldevops",
-                "password": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
-                             "ciphertext": "v1:AAAA"},
-                "identifier": "micromasters-production"
-            }
-        }]}
-    });
+    let export = pulumi::export(vec![pulumi::rds(
+        "micromasters-db",
+        "micromasters-production",
+        pulumi::encrypted(),
+    )]);
     let path = dir.join("stack.json");
-    std::fs::write(&path, export.to_string()).unwrap();
+    std::fs::write(&path, export).unwrap();
     path
 }
 
@@ -63,15 +50,13 @@ async fn build_takes_the_endpoint_from_pulumi_and_the_password_from_secrets_mana
     let export = stack_export(dir.path());
     let export = export.to_str().unwrap();
 
-    let out = url_build(
-        &moto,
-        &[
-            "--pulumi-export",
-            export,
-            "--password-secret",
-            "rds!db-micromasters",
-        ],
-    );
+    let from_pulumi = [
+        "--pulumi-export",
+        export,
+        "--password-secret",
+        "rds!db-micromasters",
+    ];
+    let out = url_build(&moto, &from_pulumi);
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(
         out.status.code(),
@@ -88,14 +73,10 @@ async fn build_takes_the_endpoint_from_pulumi_and_the_password_from_secrets_mana
     let out = url_build(
         &moto,
         &[
-            "--pulumi-export",
-            export,
-            "--password-secret",
-            "rds!db-micromasters",
-            "--reveal",
-            "--param",
-            "sslmode=verify-full",
-        ],
+            &from_pulumi[..],
+            &["--reveal", "--param", "sslmode=verify-full"],
+        ]
+        .concat(),
     );
     let revealed: herokurds_core::url::DatabaseUrl =
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
@@ -120,16 +101,7 @@ async fn build_takes_the_endpoint_from_pulumi_and_the_password_from_secrets_mana
     assert!(err.contains("no-such-secret"), "{err}");
 
     // The RDS API gives the endpoint and the managed secret.
-    let rds = moto.rds_client();
-    rds.create_db_instance()
-        .db_instance_identifier("micromasters-production")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("oldevops")
-        .manage_master_user_password(true)
-        .db_name("micromasters")
-        .send()
+    moto.create_managed_rds_instance("micromasters-production", "micromasters", "oldevops", None)
         .await
         .unwrap();
     let out = url_build(

@@ -1,9 +1,11 @@
 //! The real `herokurds-verify` binary against real clusters: exit codes,
 //! lines, `--json`, and no password in anything it prints.
 
+mod common;
+
 use std::process::{Command, Output};
 
-use herokurds_testkit::{LocalPostgres, PostgresOptions};
+use common::pg::{load, pair};
 use secrecy::ExposeSecret;
 
 const SCHEMA: &str = "
@@ -23,6 +25,15 @@ fn verify(source: &str, target: &str, args: &[&str]) -> Output {
         .expect("herokurds-verify runs")
 }
 
+/// The lines of a run that found differences (exit 1), sorted.
+fn difference_lines(out: &Output) -> Vec<String> {
+    let (o, e) = text(out);
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    let mut lines: Vec<String> = o.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -32,22 +43,10 @@ fn text(out: &Output) -> (String, String) {
 
 #[tokio::test]
 async fn exit_codes_lines_and_json_never_show_a_password() {
-    let (source, target) = tokio::join!(
-        LocalPostgres::start(PostgresOptions::heroku()),
-        LocalPostgres::start(PostgresOptions::rds()),
-    );
-    let (source, target) = (
-        source.expect("source cluster starts (run scripts/test to install PostgreSQL)"),
-        target.expect("target cluster starts"),
-    );
+    let (source, target) = pair().await;
     // The same statements on both sides make identical databases.
     for pg in [&source, &target] {
-        pg.owner_client()
-            .await
-            .unwrap()
-            .batch_execute(SCHEMA)
-            .await
-            .unwrap();
+        load(pg, SCHEMA).await;
     }
     let (src_url, tgt_url) = (source.url(), target.url());
     let (src_url, tgt_url) = (src_url.expose_secret(), tgt_url.expose_secret());
@@ -74,22 +73,15 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
     no_secret(&out);
 
     // 1: one line per difference, naming the object.
-    target
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "DELETE FROM public.accounts WHERE id = 7;
-             DROP INDEX public.accounts_name_idx;
-             SELECT setval('public.ticket_seq', 78);",
-        )
-        .await
-        .unwrap();
+    load(
+        &target,
+        "DELETE FROM public.accounts WHERE id = 7;
+         DROP INDEX public.accounts_name_idx;
+         SELECT setval('public.ticket_seq', 78);",
+    )
+    .await;
     let out = verify(src_url, tgt_url, &["--jobs", "3"]);
-    let (o, e) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
-    let mut lines: Vec<&str> = o.lines().collect();
-    lines.sort();
+    let lines = difference_lines(&out);
     assert_eq!(
         lines,
         vec![
@@ -98,6 +90,7 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
             "table public.accounts: row count 500 on source vs 499 on target",
         ]
     );
+    let e = text(&out).1;
     assert!(e.contains("3 difference(s)"), "{e}");
     no_secret(&out);
 
@@ -154,45 +147,26 @@ async fn exit_codes_lines_and_json_never_show_a_password() {
 
 #[tokio::test]
 async fn excluding_the_differing_table_exits_0_and_an_unknown_flag_exits_2() {
-    let (source, target) = tokio::join!(
-        LocalPostgres::start(PostgresOptions::heroku()),
-        LocalPostgres::start(PostgresOptions::rds()),
-    );
-    let (source, target) = (
-        source.expect("source cluster starts (run scripts/test to install PostgreSQL)"),
-        target.expect("target cluster starts"),
-    );
+    let (source, target) = pair().await;
     let both = "CREATE TABLE public.accounts (id int PRIMARY KEY);
                 INSERT INTO public.accounts SELECT generate_series(1, 50);
                 CREATE TABLE public.audit_log (id int PRIMARY KEY, at timestamptz);
                 CREATE INDEX audit_log_at_idx ON public.audit_log (at);
                 INSERT INTO public.audit_log SELECT i, now() FROM generate_series(1, 30) i;";
     for pg in [&source, &target] {
-        pg.owner_client()
-            .await
-            .unwrap()
-            .batch_execute(both)
-            .await
-            .unwrap();
+        load(pg, both).await;
     }
     // Only the excluded table differs: its rows and one of its indexes.
-    target
-        .owner_client()
-        .await
-        .unwrap()
-        .batch_execute(
-            "DELETE FROM public.audit_log WHERE id = 3; DROP INDEX public.audit_log_at_idx;",
-        )
-        .await
-        .unwrap();
+    load(
+        &target,
+        "DELETE FROM public.audit_log WHERE id = 3; DROP INDEX public.audit_log_at_idx;",
+    )
+    .await;
     let (src_url, tgt_url) = (source.url(), target.url());
     let (src_url, tgt_url) = (src_url.expose_secret(), tgt_url.expose_secret());
 
     let out = verify(src_url, tgt_url, &[]);
-    let (o, e) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
-    let mut lines: Vec<&str> = o.lines().collect();
-    lines.sort();
+    let lines = difference_lines(&out);
     assert_eq!(
         lines,
         vec![

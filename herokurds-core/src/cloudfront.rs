@@ -219,6 +219,22 @@ pub fn retarget(
     None
 }
 
+/// The distribution's config and its ETag (GetDistributionConfig).
+async fn distribution_config(
+    client: &aws_sdk_cloudfront::Client,
+    distribution_id: &str,
+) -> Result<
+    aws_sdk_cloudfront::operation::get_distribution_config::GetDistributionConfigOutput,
+    CloudFrontError,
+> {
+    client
+        .get_distribution_config()
+        .id(distribution_id)
+        .send()
+        .await
+        .map_err(api_error(distribution_id, "GetDistributionConfig"))
+}
+
 fn api_error<'a, E>(
     distribution_id: &'a str,
     operation: &'static str,
@@ -263,12 +279,7 @@ pub async fn planned_switches(
     region: Option<&str>,
     endpoint_host: Option<&str>,
 ) -> Result<PlannedSwitches, CloudFrontError> {
-    let out = client
-        .get_distribution_config()
-        .id(distribution_id)
-        .send()
-        .await
-        .map_err(api_error(distribution_id, "GetDistributionConfig"))?;
+    let out = distribution_config(client, distribution_id).await?;
     let origins = out
         .distribution_config()
         .and_then(|c| c.origins())
@@ -334,12 +345,7 @@ pub async fn switch(
     switches: &[OriginSwitch],
     direction: Direction,
 ) -> Result<usize, CloudFrontError> {
-    let out = client
-        .get_distribution_config()
-        .id(distribution_id)
-        .send()
-        .await
-        .map_err(api_error(distribution_id, "GetDistributionConfig"))?;
+    let out = distribution_config(client, distribution_id).await?;
     let etag = out.e_tag().unwrap_or_default().to_string();
     let Some(mut config) = out.distribution_config else {
         return Err(CloudFrontError::Api {
@@ -456,31 +462,33 @@ mod tests {
     fn every_s3_endpoint_form_of_the_source_bucket_moves_to_the_target_in_the_same_form() {
         let m = moves("s3://odl-app", "s3://ol-app");
         let r = |d: &str| retarget(d, "", &m, Some("us-west-2"), None).map(|(d, _)| d);
-        assert_eq!(
-            r("odl-app.s3.amazonaws.com").as_deref(),
-            Some("ol-app.s3.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3.us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3.us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3-us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3-us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("odl-app.s3-website-us-east-1.amazonaws.com").as_deref(),
-            Some("ol-app.s3-website-us-west-2.amazonaws.com")
-        );
-        assert_eq!(
-            r("ODL-APP.S3.AMAZONAWS.COM").as_deref(),
-            Some("ol-app.s3.amazonaws.com")
-        );
+        for (origin, moved) in [
+            ("odl-app.s3.amazonaws.com", "ol-app.s3.amazonaws.com"),
+            (
+                "odl-app.s3.us-east-1.amazonaws.com",
+                "ol-app.s3.us-west-2.amazonaws.com",
+            ),
+            (
+                "odl-app.s3-us-east-1.amazonaws.com",
+                "ol-app.s3-us-west-2.amazonaws.com",
+            ),
+            (
+                "odl-app.s3-website-us-east-1.amazonaws.com",
+                "ol-app.s3-website-us-west-2.amazonaws.com",
+            ),
+            ("ODL-APP.S3.AMAZONAWS.COM", "ol-app.s3.amazonaws.com"),
+        ] {
+            assert_eq!(r(origin).as_deref(), Some(moved), "{origin}");
+        }
         // Not the source bucket, or not S3.
-        assert_eq!(r("odl-app2.s3.amazonaws.com"), None);
-        assert_eq!(r("other.s3.amazonaws.com"), None);
-        assert_eq!(r("odl-app.example.com"), None);
-        assert_eq!(r("app.herokuapp.com"), None);
+        for origin in [
+            "odl-app2.s3.amazonaws.com",
+            "other.s3.amazonaws.com",
+            "odl-app.example.com",
+            "app.herokuapp.com",
+        ] {
+            assert_eq!(r(origin), None, "{origin}");
+        }
         // An S3-compatible endpoint's virtual-host form, when the plan uses one.
         assert_eq!(
             retarget("odl-app.minio.local", "", &m, None, Some("minio.local")),

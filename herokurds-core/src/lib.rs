@@ -21,6 +21,7 @@
 //! - [`runbook`]: the whole migration as numbered, journaled steps.
 //! - [`progress`]: the event trait the binaries render.
 //! - [`fsutil`]: private (0600/0700), atomic file writes and the lock file.
+//! - [`retry`]: the one retry policy (transfer, Heroku API).
 //! - [`size`]: byte sizes as operators write them (`1GB`).
 #![deny(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod heroku;
 pub mod pg;
 pub mod progress;
 pub mod pulumi;
+pub mod retry;
 pub mod runbook;
 pub mod s3;
 pub mod size;

@@ -19,6 +19,7 @@ mod local_s3;
 pub mod moto;
 mod postgres;
 mod process;
+pub mod pulumi;
 pub mod s3s_fs;
 mod tls;
 pub mod webapp;

@@ -354,6 +354,34 @@ impl MotoServer {
         send(request, format!("IAM {action}")).await
     }
 
+    /// Creates a PostgreSQL RDS instance whose master password RDS manages
+    /// in Secrets Manager (`db.t3.micro`, 20 GB), on `port` or RDS's 5432.
+    pub async fn create_managed_rds_instance(
+        &self,
+        identifier: &str,
+        dbname: &str,
+        username: &str,
+        port: Option<i32>,
+    ) -> Result<(), MotoError> {
+        self.rds_client()
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username(username)
+            .manage_master_user_password(true)
+            .db_name(dbname)
+            .set_port(port)
+            .send()
+            .await
+            .map_err(|e| MotoError::Request {
+                what: format!("CreateDBInstance {identifier}"),
+                reason: aws_sdk_rds::error::DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Creates a bucket (in `us-east-1`).
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), MotoError> {
         Ok(LocalS3::create_bucket(self, bucket).await?)

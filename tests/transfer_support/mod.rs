@@ -1,21 +1,25 @@
-//! Helpers shared by the transfer tests: sandbox pairs, URLs, and a
-//! table-by-table, sequence-by-sequence comparison read as superuser on
-//! both sides (so row-level security hides nothing from it).
+//! Helpers shared by the root tests (and herokurds-cli's transfer test):
+//! sandbox pairs, URLs, SQL one-liners, transfer runs and their events,
+//! and a table-by-table, sequence-by-sequence comparison read as superuser
+//! on both sides (so row-level security hides nothing from it).
 //!
 //! herokurds-cli's tests include this file too, and they see the library
 //! only as `herokurds_core`: hence that name here, not `herokurds`.
 #![allow(dead_code)]
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use herokurds_core::pg::catalog::{self, TableFilter};
-use herokurds_core::progress::NoProgress;
+use herokurds_core::progress::{NoProgress, Progress};
+use herokurds_core::runbook::{RunbookError, RunbookEvent, StepId};
 use herokurds_core::transfer::{
     self, TransferError, TransferEvent, TransferOptions, TransferReport,
 };
 use herokurds_core::url::DatabaseUrl;
 use herokurds_testkit::{LocalPostgres, PostgresOptions};
 use secrecy::ExposeSecret;
+use tokio_postgres::types::FromSqlOwned;
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 /// A Heroku-shaped source and an RDS-shaped target.
@@ -46,14 +50,47 @@ pub async fn copy(
     tgt: &LocalPostgres,
     opts: &TransferOptions,
 ) -> Result<TransferReport, TransferError> {
+    copy_with(src, tgt, opts, &NoProgress).await
+}
+
+/// Runs a transfer from `src` into `tgt` reporting to `progress`, without
+/// cancellation.
+pub async fn copy_with(
+    src: &LocalPostgres,
+    tgt: &LocalPostgres,
+    opts: &TransferOptions,
+    progress: &impl Progress<TransferEvent>,
+) -> Result<TransferReport, TransferError> {
     transfer::run(
         &url(src),
         &url(tgt),
         opts,
-        &NoProgress,
+        progress,
         CancellationToken::new(),
     )
     .await
+}
+
+/// The first column of every row `sql` returns on `client`.
+pub async fn column<T: FromSqlOwned>(client: &Client, sql: &str) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The one value the one row of `sql` holds, run as the database owner.
+pub async fn scalar<T: FromSqlOwned>(pg: &LocalPostgres, sql: &str) -> T {
+    pg.owner_client()
+        .await
+        .unwrap()
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
 }
 
 /// The owner's URL as a `DatabaseUrl`.
@@ -68,7 +105,7 @@ pub fn url(pg: &LocalPostgres) -> DatabaseUrl {
 #[derive(Default)]
 pub struct Events(pub Mutex<Vec<TransferEvent>>);
 
-impl herokurds_core::progress::Progress<TransferEvent> for Events {
+impl Progress<TransferEvent> for Events {
     fn event(&self, e: &TransferEvent) {
         self.0.lock().unwrap().push(e.clone());
     }
@@ -83,6 +120,64 @@ impl Events {
             .map(|e| serde_json::to_string(e).unwrap())
             .collect()
     }
+
+    /// Every `Retrying` event's item and error, in order.
+    pub fn retries(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                TransferEvent::Retrying { item, error, .. } => Some((item.clone(), error.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Every runbook event, serialized, to check for secrets and order.
+#[derive(Default, Clone)]
+pub struct RunbookEvents(pub Arc<Mutex<Vec<String>>>);
+
+impl Progress<RunbookEvent> for RunbookEvents {
+    fn event(&self, e: &RunbookEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(serde_json::to_string(e).unwrap());
+    }
+}
+
+impl RunbookEvents {
+    /// Every event so far, one JSON document a line.
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// The step and reason of a run a check aborted before the cutover, after
+/// asserting that it exits 1 and that maintenance was put back off with
+/// nothing left to restore by hand.
+pub fn aborted_by_a_check(err: &RunbookError) -> (StepId, &str) {
+    let RunbookError::Aborted {
+        step,
+        reason,
+        restored,
+        restore_failures,
+        ..
+    } = err
+    else {
+        panic!("expected an abort, got: {err}")
+    };
+    assert!(
+        err.is_check_failure(),
+        "exit code 1: a check found a difference: {err}"
+    );
+    assert!(
+        restored.contains(&"maintenance off".to_string()) && restore_failures.is_empty(),
+        "{err}"
+    );
+    (*step, reason)
 }
 
 /// One line per table (count + md5 of sorted rows), sequence (last_value,
@@ -175,22 +270,15 @@ pub async fn assert_same(source: &LocalPostgres, target: &LocalPostgres) {
 
 /// herokurds' objects on a database, listed by an independent query.
 pub async fn herokurds_objects(pg: &LocalPostgres) -> Vec<String> {
-    pg.owner_client()
-        .await
-        .unwrap()
-        .query(
-            "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'herokurds%'
+    column(
+        &pg.owner_client().await.unwrap(),
+        "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'herokurds%'
              UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname
                FROM pg_trigger WHERE tgname LIKE 'herokurds%'
              UNION ALL SELECT 'function ' || oid::regprocedure FROM pg_proc
                WHERE proname LIKE 'herokurds%' OR pronamespace::regnamespace::text LIKE 'herokurds%'
              UNION ALL SELECT 'relation ' || oid::regclass FROM pg_class
                WHERE relnamespace::regnamespace::text LIKE 'herokurds%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    )
+    .await
 }

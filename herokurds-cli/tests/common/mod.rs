@@ -1,4 +1,9 @@
-//! Helpers shared by the tests that run the real binaries.
+//! Helpers shared by the tests that run the real binaries; `pg` is the
+//! root tests' helper module (sandbox pairs, SQL one-liners, comparison).
+#![allow(dead_code)]
+
+#[path = "../../../tests/transfer_support/mod.rs"]
+pub mod pg;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::config::{ClientBuilder, RetryPolicy};
+use super::config::{ClientBuilder, Pacing, RetryPolicy};
 use super::error::{HerokuError, Target};
 use super::types::{Account, Addon, App, Attachment, ConfigVars, Formation, Release};
 
@@ -57,6 +57,7 @@ struct Inner {
     base: Url,
     token: SecretString,
     retry: RetryPolicy,
+    pacing: Pacing,
     page_size: Option<u32>,
     timeout: Duration,
     /// Last `RateLimit-Remaining` seen; -1 until one was.
@@ -86,6 +87,7 @@ impl Client {
         base: Url,
         token: SecretString,
         retry: RetryPolicy,
+        pacing: Pacing,
         page_size: Option<u32>,
         timeout: Duration,
     ) -> Self {
@@ -95,6 +97,7 @@ impl Client {
                 base,
                 token,
                 retry,
+                pacing,
                 page_size,
                 timeout,
                 rate_remaining: AtomicI64::new(-1),
@@ -152,25 +155,20 @@ impl Client {
     pub async fn set_maintenance(&self, app: &str, on: bool) -> Result<App, HerokuError> {
         tracing::info!(app, maintenance = on, "setting maintenance mode");
         let target = Target::for_app(app);
-        let answer = self
-            .call(
-                Method::PATCH,
-                &format!("apps/{}", seg(app)),
-                Some(&json!({ "maintenance": on })),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH app", &target)
+        self.send_json(
+            Method::PATCH,
+            &format!("apps/{}", seg(app)),
+            Some(&json!({ "maintenance": on })),
+            "PATCH app",
+            &target,
+        )
+        .await
     }
 
     /// All config vars of the app, including those attachments provide.
     pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, HerokuError> {
-        self.get_json(
-            &format!("apps/{}/config-vars", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.get_json(&app_path(app, "config-vars"), &Target::for_app(app))
+            .await
     }
 
     /// One config var, `None` when it is not set.
@@ -250,21 +248,19 @@ impl Client {
             .collect();
         tracing::info!(app, ?set, ?unset, "updating config vars");
         let target = Target::for_app(app);
-        let answer = self
-            .call(
-                Method::PATCH,
-                &format!("apps/{}/config-vars", seg(app)),
-                Some(&Value::Object(body)),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH config-vars", &target)
+        self.send_json(
+            Method::PATCH,
+            &app_path(app, "config-vars"),
+            Some(&Value::Object(body)),
+            "PATCH config-vars",
+            &target,
+        )
+        .await
     }
 
     /// The add-ons of the app: those it owns and those attached to it.
     pub async fn addons(&self, app: &str) -> Result<Vec<Addon>, HerokuError> {
-        self.list(&format!("apps/{}/addons", seg(app)), &Target::for_app(app))
+        self.list(&app_path(app, "addons"), &Target::for_app(app))
             .await
     }
 
@@ -277,11 +273,8 @@ impl Client {
 
     /// The attachments on the app (of its own add-ons and others').
     pub async fn attachments(&self, app: &str) -> Result<Vec<Attachment>, HerokuError> {
-        self.list(
-            &format!("apps/{}/addon-attachments", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.list(&app_path(app, "addon-attachments"), &Target::for_app(app))
+            .await
     }
 
     /// The attachments of an add-on, to any app.
@@ -341,16 +334,14 @@ impl Client {
         if confirm {
             body["confirm"] = json!(app);
         }
-        let answer = self
-            .call(
-                Method::POST,
-                "addon-attachments",
-                Some(&body),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "POST addon-attachments", &target)
+        self.send_json(
+            Method::POST,
+            "addon-attachments",
+            Some(&body),
+            "POST addon-attachments",
+            &target,
+        )
+        .await
     }
 
     /// Detaches the attachment `name` from `app` (looked up first: the API
@@ -365,25 +356,20 @@ impl Client {
             .with_addon(&found.addon.name)
             .with_attachment(name);
         tracing::info!(app, attachment = name, addon = %found.addon.name, "detaching add-on");
-        let answer = self
-            .call(
-                Method::DELETE,
-                &format!("addon-attachments/{}", seg(&found.id)),
-                None,
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "DELETE addon-attachment", &target)
+        self.send_json(
+            Method::DELETE,
+            &format!("addon-attachments/{}", seg(&found.id)),
+            None,
+            "DELETE addon-attachment",
+            &target,
+        )
+        .await
     }
 
     /// The app's process types and their dyno counts.
     pub async fn formation(&self, app: &str) -> Result<Vec<Formation>, HerokuError> {
-        self.list(
-            &format!("apps/{}/formation", seg(app)),
-            &Target::for_app(app),
-        )
-        .await
+        self.list(&app_path(app, "formation"), &Target::for_app(app))
+            .await
     }
 
     /// Scales process types in one request, e.g. `[("worker", 0), ("clock", 0)]`
@@ -399,23 +385,21 @@ impl Client {
             .iter()
             .map(|(t, q)| json!({ "type": t, "quantity": q }))
             .collect();
-        let answer = self
-            .call(
-                Method::PATCH,
-                &format!("apps/{}/formation", seg(app)),
-                Some(&json!({ "updates": updates })),
-                None,
-                &target,
-            )
-            .await?;
-        decode(&answer, "PATCH formation", &target)
+        self.send_json(
+            Method::PATCH,
+            &app_path(app, "formation"),
+            Some(&json!({ "updates": updates })),
+            "PATCH formation",
+            &target,
+        )
+        .await
     }
 
     /// Every release of the app, oldest first.
     pub async fn releases(&self, app: &str) -> Result<Vec<Release>, HerokuError> {
         let max = self.inner.page_size.unwrap_or(200);
         self.list_from(
-            &format!("apps/{}/releases", seg(app)),
+            &app_path(app, "releases"),
             &Target::for_app(app),
             Some(format!("version ..; max={max}")),
         )
@@ -429,7 +413,7 @@ impl Client {
         let answer = self
             .call(
                 Method::GET,
-                &format!("apps/{}/releases", seg(app)),
+                &app_path(app, "releases"),
                 None,
                 Some("version ..; max=1, order=desc"),
                 &target,
@@ -446,8 +430,22 @@ impl Client {
         path: &str,
         target: &Target,
     ) -> Result<T, HerokuError> {
-        let answer = self.call(Method::GET, path, None, None, target).await?;
-        decode(&answer, &format!("GET /{path}"), target)
+        let what = format!("GET /{path}");
+        self.send_json(Method::GET, path, None, &what, target).await
+    }
+
+    /// Sends one request (no range) and decodes its JSON answer; `what`
+    /// names the request in a decoding error.
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+        target: &Target,
+    ) -> Result<T, HerokuError> {
+        let answer = self.call(method, path, body, None, target).await?;
+        decode(&answer, what, target)
     }
 
     /// Every page of a list.
@@ -572,14 +570,14 @@ impl Client {
                             let retryable = status == StatusCode::TOO_MANY_REQUESTS
                                 || status == StatusCode::SERVICE_UNAVAILABLE
                                 || (status.is_server_error() && method == Method::GET);
-                            if !retryable || attempt > policy.max_retries {
+                            if !retryable || !policy.may_retry(attempt) {
                                 return Err(err);
                             }
                             err
                         }
                         Err(e) => {
                             let err = transport_error(e, target, &request, attempt, inner.timeout);
-                            if method != Method::GET || attempt > policy.max_retries {
+                            if method != Method::GET || !policy.may_retry(attempt) {
                                 return Err(err);
                             }
                             err
@@ -591,13 +589,13 @@ impl Client {
                     // one that may have reached Heroku only if it is a GET.
                     let safe = e.is_connect() || method == Method::GET;
                     let err = transport_error(e, target, &request, attempt, inner.timeout);
-                    if !safe || attempt > policy.max_retries {
+                    if !safe || !policy.may_retry(attempt) {
                         return Err(err);
                     }
                     err
                 }
             };
-            let wait = jitter(policy.backoff_for(attempt));
+            let wait = jitter(policy.backoff(attempt + 1));
             tracing::warn!(
                 method = %method,
                 path,
@@ -624,15 +622,15 @@ impl Client {
 
     /// Waits a little before a request while the rate limit is low.
     async fn pace(&self) {
-        let policy = &self.inner.retry;
+        let pacing = self.inner.pacing;
         if let Some(remaining) = self.rate_limit_remaining() {
-            if remaining < policy.low_rate_limit && !policy.low_rate_limit_pause.is_zero() {
+            if remaining < pacing.below && !pacing.pause.is_zero() {
                 tracing::debug!(
                     remaining,
-                    pause_ms = policy.low_rate_limit_pause.as_millis() as u64,
+                    pause_ms = pacing.pause.as_millis() as u64,
                     "rate limit low, pacing"
                 );
-                tokio::time::sleep(policy.low_rate_limit_pause).await;
+                tokio::time::sleep(pacing.pause).await;
             }
         }
     }
@@ -641,6 +639,11 @@ impl Client {
 /// Percent-encodes one path segment.
 pub(crate) fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// `apps/{app}/{rest}`, the app's name encoded.
+fn app_path(app: &str, rest: &str) -> String {
+    format!("apps/{}/{rest}", seg(app))
 }
 
 /// Config var names match `^\w+$`.

@@ -24,80 +24,36 @@ use super::netrc;
 pub const DEFAULT_API_URL: &str = "https://api.heroku.com";
 
 /// How the client retries 429 and 5xx answers, timeouts and connection
-/// failures, and how it paces itself when the rate limit runs low.
+/// failures: the crate's one [`crate::retry::RetryPolicy`], attempts counted
+/// in all (the client's default: 5 attempts, 0.5 s doubling to 8 s).
 ///
-/// Backoff is exponential from `initial_backoff`, doubling per retry up to
-/// `max_backoff`, with jitter (each wait is between half and all of the
-/// step). Requests that may have reached Heroku (a timeout, or a 5xx other
-/// than 503, on anything but a `GET`) are not retried, so a non-idempotent
-/// change is never sent twice because of a slow or failed answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0: never retry).
-    pub max_retries: u32,
-    /// First wait.
-    pub initial_backoff: Duration,
-    /// Longest wait.
-    pub max_backoff: Duration,
+/// Each wait is jittered (between half and all of the step). Requests that
+/// may have reached Heroku (a timeout, or a 5xx other than 503, on anything
+/// but a `GET`) are not retried, so a non-idempotent change is never sent
+/// twice because of a slow or failed answer. How the client paces itself
+/// when the rate limit runs low is [`ClientBuilder::pace_below`].
+pub use crate::retry::RetryPolicy;
+
+/// The client's default retry policy: 5 attempts, 0.5 s doubling to 8 s.
+fn default_retry() -> RetryPolicy {
+    RetryPolicy::new(5, Duration::from_millis(500), Duration::from_secs(8))
+}
+
+/// Below how many remaining requests the client pauses, and how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacing {
     /// When `RateLimit-Remaining` drops below this, pause before each request.
-    pub low_rate_limit: u32,
+    pub(crate) below: u32,
     /// The pause (Heroku refills about 75 requests a minute: one per 0.8 s).
-    pub low_rate_limit_pause: Duration,
+    pub(crate) pause: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for Pacing {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 4,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(8),
-            low_rate_limit: 50,
-            low_rate_limit_pause: Duration::from_millis(800),
+        Pacing {
+            below: 50,
+            pause: Duration::from_millis(800),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The default policy: 4 retries, 0.5 s doubling to 8 s.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..Self::default()
-        }
-    }
-
-    /// Sets the number of retries.
-    pub fn max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-
-    /// Sets the first and the longest wait.
-    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
-        self
-    }
-
-    /// Sets the rate-limit threshold and the pause taken below it.
-    pub fn pace_below(mut self, remaining: u32, pause: Duration) -> Self {
-        self.low_rate_limit = remaining;
-        self.low_rate_limit_pause = pause;
-        self
-    }
-
-    /// The wait before retry number `retry` (1-based), before jitter.
-    pub fn backoff_for(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
     }
 }
 
@@ -110,7 +66,7 @@ impl RetryPolicy {
 /// let client = ClientBuilder::new()
 ///     .from_env()?                          // token and URL like Heroku's CLI
 ///     .timeout(Duration::from_secs(20))
-///     .retry(RetryPolicy::new().max_retries(2))
+///     .retry(RetryPolicy::new(3, Duration::from_millis(500), Duration::from_secs(8)))
 ///     .build()?;
 /// let app = client.app("micromasters-ci").await?;
 /// # let _ = app; Ok(()) }
@@ -121,6 +77,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     retry: RetryPolicy,
+    pacing: Pacing,
     page_size: Option<u32>,
     user_agent: String,
 }
@@ -144,7 +101,8 @@ impl Default for ClientBuilder {
             token: None,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
+            pacing: Pacing::default(),
             page_size: Some(1000),
             user_agent: format!("herokurds/{}", env!("CARGO_PKG_VERSION")),
         }
@@ -206,9 +164,25 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the retry policy.
+    /// Sets the retry policy (default: 5 attempts, 0.5 s doubling to 8 s).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// The retry policy.
+    pub fn get_retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Pauses `pause` before each request while `RateLimit-Remaining` is
+    /// below `remaining` (default: 0.8 s below 50; `Duration::ZERO` never
+    /// pauses).
+    pub fn pace_below(mut self, remaining: u32, pause: Duration) -> Self {
+        self.pacing = Pacing {
+            below: remaining,
+            pause,
+        };
         self
     }
 
@@ -264,6 +238,7 @@ impl ClientBuilder {
             url,
             token,
             self.retry,
+            self.pacing,
             self.page_size,
             self.timeout,
         ))
@@ -452,12 +427,12 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_caps() {
-        let p = RetryPolicy::new().backoff(Duration::from_millis(100), Duration::from_millis(350));
-        assert_eq!(p.backoff_for(1), Duration::from_millis(100));
-        assert_eq!(p.backoff_for(2), Duration::from_millis(200));
-        assert_eq!(p.backoff_for(3), Duration::from_millis(350));
-        assert_eq!(p.backoff_for(40), Duration::from_millis(350));
+    fn the_default_retry_policy_is_four_retries_from_half_a_second() {
+        let p = ClientBuilder::new().get_retry().clone();
+        assert_eq!(p.retries(), 4);
+        assert_eq!(p.backoff(2), Duration::from_millis(500));
+        assert_eq!(p.backoff(5), Duration::from_secs(4));
+        assert_eq!(p.backoff(40), Duration::from_secs(8));
     }
 
     #[test]

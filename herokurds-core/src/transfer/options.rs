@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 /// The `COPY` format rows travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -68,56 +67,11 @@ pub enum ResumeMode {
 }
 
 /// How often and how patiently a failed table, slice or post-data entry is
-/// retried. Only failures worth retrying are (a lost connection, a backend
-/// terminated by an administrator, a deadlock, too many connections); a
-/// query the server rejects stops the run at once.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (default 4).
-    pub attempts: u32,
-    /// Wait before the second attempt (default 1 s); doubled after each.
-    pub first_backoff: Duration,
-    /// The longest wait (default 30 s).
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries: every failure stops the run.
-    pub fn none() -> Self {
-        RetryPolicy {
-            attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// `attempts` in all with `first_backoff` doubling up to `max_backoff`.
-    pub fn new(attempts: u32, first_backoff: Duration, max_backoff: Duration) -> Self {
-        RetryPolicy {
-            attempts: attempts.max(1),
-            first_backoff,
-            max_backoff,
-        }
-    }
-
-    /// The wait before attempt `attempt` (2 for the first retry).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(2).min(20);
-        self.first_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff)
-    }
-}
+/// retried (the crate's one [`crate::retry::RetryPolicy`]). Only failures
+/// worth retrying are (a lost connection, a backend terminated by an
+/// administrator, a deadlock, too many connections); a query the server
+/// rejects stops the run at once.
+pub use crate::retry::RetryPolicy;
 
 /// Everything a transfer can be told, with defaults that suit a Heroku to
 /// RDS move. Build with [`TransferOptions::new`] and the setters.
@@ -326,15 +280,6 @@ impl TransferOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy::new(5, Duration::from_secs(1), Duration::from_secs(3));
-        assert_eq!(p.backoff(2), Duration::from_secs(1));
-        assert_eq!(p.backoff(3), Duration::from_secs(2));
-        assert_eq!(p.backoff(4), Duration::from_secs(3));
-        assert_eq!(RetryPolicy::none().attempts, 1);
-    }
 
     #[test]
     fn formats_round_trip() {

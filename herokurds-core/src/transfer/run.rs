@@ -645,7 +645,7 @@ async fn large_objects_step<P: Progress<TransferEvent>>(
                 Err(f) => f,
             };
             sessions = None;
-            if !failure.retryable || attempt >= policy.attempts {
+            if !failure.retryable || !policy.may_retry(attempt) {
                 return Err(match failure.error {
                     TransferError::LargeObject { oid, message } if attempt > 1 => {
                         TransferError::LargeObject {

@@ -312,7 +312,7 @@ async fn copy_task(
         Some(s) => format!("table {key} slice {}/{}", s.index, s.count),
         None => format!("table {key}"),
     };
-    let attempts = sh.opts.get_retry().attempts;
+    let policy = sh.opts.get_retry();
     let mut attempt = 1;
     loop {
         let outcome = match task.rows {
@@ -328,7 +328,7 @@ async fn copy_task(
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry { side, message }) => {
                 *conns = None;
-                if attempt >= attempts {
+                if !policy.may_retry(attempt) {
                     return Err(TransferError::Table {
                         table: key,
                         attempts: attempt,
@@ -619,7 +619,7 @@ async fn run_item(
     label: &str,
     steps: &EarlySteps,
 ) -> Result<bool, TransferError> {
-    let attempts = sh.opts.get_retry().attempts;
+    let policy = sh.opts.get_retry();
     let mut attempt = 1;
     loop {
         if sh.cancel.is_cancelled() {
@@ -657,7 +657,7 @@ async fn run_item(
                 }
             }
         };
-        if attempt >= attempts {
+        if !policy.may_retry(attempt) {
             return Err(TransferError::PostData {
                 item: label.to_string(),
                 attempts: attempt,

@@ -265,12 +265,12 @@ impl Emulator {
             .base_url(self.url.clone())
             .token(SecretString::from(token.to_owned()))
             .timeout(Duration::from_secs(10))
-            .retry(
-                RetryPolicy::new()
-                    .max_retries(3)
-                    .backoff(Duration::from_millis(10), Duration::from_millis(50))
-                    .pace_below(0, Duration::ZERO),
-            )
+            .retry(RetryPolicy::new(
+                4,
+                Duration::from_millis(10),
+                Duration::from_millis(50),
+            ))
+            .pace_below(0, Duration::ZERO)
     }
 
     /// Writes the state (as a [`Seed`] file) to `path` after every change:
