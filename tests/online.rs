@@ -127,6 +127,24 @@ async fn loaded_pair() -> (LocalPostgres, LocalPostgres) {
     (src, tgt)
 }
 
+/// A loaded pair, their URLs, the options of an online migration with
+/// its own work directory (kept until the end), and a cancellation token.
+async fn setup() -> (
+    LocalPostgres,
+    LocalPostgres,
+    herokurds::url::DatabaseUrl,
+    herokurds::url::DatabaseUrl,
+    TransferOptions,
+    CancellationToken,
+    tempfile::TempDir,
+) {
+    let (src, tgt) = loaded_pair().await;
+    let (su, tu) = (url(&src), url(&tgt));
+    let work = tempfile::tempdir().unwrap();
+    let opts = opts(work.path());
+    (src, tgt, su, tu, opts, CancellationToken::new(), work)
+}
+
 fn opts(work: &std::path::Path) -> TransferOptions {
     TransferOptions::new()
         .jobs(2)
@@ -136,13 +154,9 @@ fn opts(work: &std::path::Path) -> TransferOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_online_copy_under_writes_ends_equal_and_leaves_nothing_behind() {
-    let (src, tgt) = loaded_pair().await;
+    let (src, tgt, su, tu, opts, cancel, _work) = setup().await;
     let before = herokurds_objects(&src).await;
     assert!(before.is_empty(), "{before:?}");
-    let (su, tu) = (url(&src), url(&tgt));
-    let work = tempfile::tempdir().unwrap();
-    let opts = opts(work.path());
-    let cancel = CancellationToken::new();
 
     let writer = Writer::start(&src).await;
     let mut m = OnlineMigration::open(&su, &tu, &opts).unwrap();
@@ -203,11 +217,7 @@ async fn an_online_copy_under_writes_ends_equal_and_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_schema_change_during_the_online_copy_stops_the_window_and_abort_cleans_up() {
-    let (src, tgt) = loaded_pair().await;
-    let (su, tu) = (url(&src), url(&tgt));
-    let work = tempfile::tempdir().unwrap();
-    let opts = opts(work.path());
-    let cancel = CancellationToken::new();
+    let (src, _tgt, su, tu, opts, cancel, _work) = setup().await;
     let mut m = OnlineMigration::open(&su, &tu, &opts).unwrap();
     m.copy(&NoProgress, cancel.clone()).await.unwrap();
     m.verify_cut(&VerifyOptions::new(), &NoProgress, &cancel)
@@ -232,11 +242,7 @@ async fn a_schema_change_during_the_online_copy_stops_the_window_and_abort_clean
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_that_does_not_stop_fails_the_write_check_and_a_reopened_run_catches_up() {
-    let (src, tgt) = loaded_pair().await;
-    let (su, tu) = (url(&src), url(&tgt));
-    let work = tempfile::tempdir().unwrap();
-    let opts = opts(work.path());
-    let cancel = CancellationToken::new();
+    let (src, tgt, su, tu, opts, cancel, _work) = setup().await;
     let writer = Writer::start(&src).await;
     let mut m = OnlineMigration::open(&su, &tu, &opts).unwrap();
     m.copy(&NoProgress, cancel.clone()).await.unwrap();
