@@ -12,10 +12,12 @@
 //! ## Layout
 //! - [`url`]: the typed `DATABASE_URL` (builder, parser, redaction, env snippet).
 //! - [`pg`]: connecting over TLS with a diagnosis in words, catalog queries.
-//! - [`transfer`]: the streaming, consistent, parallel database copy.
+//! - [`transfer`]: the streaming, consistent, parallel database copy, and
+//!   [`transfer::online`]: copy while the app writes, with trigger capture.
 //! - [`verify`]: proof that the target equals the source.
 //! - [`heroku`]: the Heroku Platform API client.
-//! - [`s3`]: server-side bucket sync.
+//! - [`s3`]: server-side bucket sync; [`cloudfront`]: origins switched to
+//!   the new buckets.
 //! - [`aws`] and [`pulumi`]: where the RDS endpoint and password come from.
 //! - [`smoke`]: page checks before and after the cutover.
 //! - [`runbook`]: the whole migration as numbered, journaled steps.
