@@ -179,11 +179,11 @@ pub(crate) async fn round(
                 needs: "the table in the capture registry",
             });
         };
-        apply_table(src, tgt, table, info, ch, format)
-            .await
-            .inspect_err(|_| {
-                // Dropping nothing: the caller drops the session, which rolls back.
-            })?;
+        if let Err(e) = apply_table(src, tgt, table, info, ch, format).await {
+            // Nothing of the round stays on the target.
+            let _ = tgt.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
         round.keys += if ch.truncated {
             0
         } else {
