@@ -11,7 +11,7 @@ use super::StepError;
 use super::{forward, Plan, RunbookEvent, TransferMode};
 use crate::progress::Progress;
 use crate::transfer::online::{self, OnlineEvent, OnlineMigration};
-use crate::transfer::{ResumeMode, TransferOptions};
+use crate::transfer::ResumeMode;
 
 /// A catch-up round shorter than this means the backlog is seconds of
 /// work: the window can start.
@@ -44,17 +44,13 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         })
     }
 
-    fn online_options(&self, mode: ResumeMode) -> Result<TransferOptions, StepError> {
-        self.transfer_options(mode)
-    }
-
     /// Steps before the window: capture, copy, hold back.
     pub(super) async fn online_copy(&mut self, before: StepStatus) -> StepResult {
         if !is_online(self.plan) {
             return offline();
         }
         let mode = self.resume_mode(before)?;
-        let opts = self.online_options(mode)?;
+        let opts = self.transfer_options(mode)?;
         if mode != ResumeMode::Resume {
             // A new attempt: an earlier attempt's capture and online
             // journal start over with its copy.
@@ -103,7 +99,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if !is_online(self.plan) {
             return offline();
         }
-        let opts = self.online_options(ResumeMode::Resume)?;
+        let opts = self.transfer_options(ResumeMode::Resume)?;
         let p = self.online_progress();
         let mut m = OnlineMigration::open(&self.source, &self.target, &opts)?;
         let r = m
@@ -120,7 +116,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if !is_online(self.plan) {
             return offline();
         }
-        let opts = self.online_options(ResumeMode::Resume)?;
+        let opts = self.transfer_options(ResumeMode::Resume)?;
         let verify = self.verify_options(None);
         let p = self.online_progress();
         let mut m = OnlineMigration::open(&self.source, &self.target, &opts)?;
@@ -140,7 +136,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     /// Inside the window: the last round, the schema, the changed keys,
     /// large objects, sequences; foreign keys and triggers back.
     pub(super) async fn online_window(&mut self) -> StepResult {
-        let opts = self.online_options(ResumeMode::Resume)?;
+        let opts = self.transfer_options(ResumeMode::Resume)?;
         let p = self.online_progress();
         let mut m = OnlineMigration::open(&self.source, &self.target, &opts)?;
         let w = m.finish_window(&p, &self.cancel).await?;
@@ -163,7 +159,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
 
     /// Just before the cutover: nothing logged since the last round.
     pub(super) async fn online_write_check(&mut self) -> StepResult {
-        let opts = self.online_options(ResumeMode::Resume)?;
+        let opts = self.transfer_options(ResumeMode::Resume)?;
         let m = OnlineMigration::open(&self.source, &self.target, &opts)?;
         m.check_quiet().await?;
         Ok(Outcome::Done(
@@ -176,7 +172,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         if !is_online(self.plan) {
             return offline();
         }
-        let opts = self.online_options(ResumeMode::Resume)?;
+        let opts = self.transfer_options(ResumeMode::Resume)?;
         let p = self.online_progress();
         let mut m = OnlineMigration::open(&self.source, &self.target, &opts)?;
         let fks = m
