@@ -124,7 +124,8 @@ pub enum RunbookError {
     #[error(
         "refusing to roll back app {app}: {}\n\
          Switching back would leave them on {target}: the app would run on its old database without them \
-         (rollback does not copy them back). The app still runs on {target}; maintenance and dynos are as they were.\n\
+         (no change capture on the target: `[cutover] capture_target_writes` was off, or `herokurds finish` \
+         removed it, so rollback cannot copy them back). The app still runs on {target}; maintenance and dynos are as they were.\n\
          To roll back anyway and lose those writes: herokurds rollback --config {plan} --discard-target-writes",
         target_writes_words(.tables, .unknown.as_deref())
     )]
@@ -138,6 +139,30 @@ pub enum RunbookError {
         tables: Vec<(String, Option<i64>)>,
         /// Why the writes could not be counted, when they could not.
         unknown: Option<String>,
+        /// The plan file, for the command.
+        plan: String,
+    },
+    /// `rollback` cannot copy the writes made on the target since the
+    /// cutover back to the old database (DDL on the target, rows that
+    /// differ after the replay, writes that do not stop). Nothing was
+    /// switched back; the app still runs on the target, and maintenance
+    /// and dynos are as they were.
+    #[error(
+        "refusing to roll back app {app}: the writes made on {target} since the cutover cannot be copied back \
+         to the old database: {}\n\
+         Nothing was switched: the app still runs on {target}; maintenance and dynos are as they were. Fix the \
+         cause and run `herokurds rollback --config {plan}` again.\n\
+         To roll back anyway and lose every write made on {target} since the cutover: herokurds rollback \
+         --config {plan} --discard-target-writes",
+        reasons.join("; ")
+    )]
+    ReplayRefused {
+        /// The app.
+        app: String,
+        /// `user@host:port/dbname` of the target.
+        target: String,
+        /// What cannot be replayed, in words.
+        reasons: Vec<String>,
         /// The plan file, for the command.
         plan: String,
     },
@@ -313,7 +338,9 @@ impl RunbookError {
     pub fn is_check_failure(&self) -> bool {
         matches!(
             self,
-            RunbookError::Preflight { .. } | RunbookError::TargetWrites { .. }
+            RunbookError::Preflight { .. }
+                | RunbookError::TargetWrites { .. }
+                | RunbookError::ReplayRefused { .. }
         ) || matches!(self, RunbookError::Aborted { cause, .. } if cause.is_check_failure())
     }
 }

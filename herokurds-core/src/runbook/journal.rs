@@ -73,6 +73,14 @@ impl WorkDir {
         self.app_dir(app)
     }
 
+    /// `<root>/<app>/back`: the work directory of the capture installed on
+    /// the target at the cutover, whose journal
+    /// ([`online::journal_path`](crate::transfer::online::journal_path))
+    /// a rollback replays from.
+    pub fn back_work_dir(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("back")
+    }
+
     /// `<root>/<app>/transfer`: the transfer's own state (schema archive,
     /// per-table journal).
     pub fn transfer(&self, app: &str) -> PathBuf {
@@ -195,6 +203,10 @@ pub enum StepId {
     /// Check nothing wrote to the source since the snapshot, just before
     /// the cutover (after the final sync, so no write slips in between).
     WriteCheck,
+    /// Install change capture on the target, still quiet inside the
+    /// window, so that `rollback` can copy the writes made there after
+    /// the cutover back to the old database.
+    TargetCapture,
     /// Attach the old add-on under the backup alias.
     AttachBackup,
     /// Detach the old add-on's `DATABASE` attachment.
@@ -219,7 +231,7 @@ pub enum StepId {
 
 impl StepId {
     /// All steps in order.
-    pub const ALL: [StepId; 22] = [
+    pub const ALL: [StepId; 23] = [
         StepId::Preflight,
         StepId::SmokeBaseline,
         StepId::S3Presync,
@@ -233,6 +245,7 @@ impl StepId {
         StepId::Verify,
         StepId::S3FinalSync,
         StepId::WriteCheck,
+        StepId::TargetCapture,
         StepId::AttachBackup,
         StepId::DetachDatabase,
         StepId::SetConfig,
@@ -274,6 +287,7 @@ impl StepId {
             StepId::Verify => "verify target equals source",
             StepId::WriteCheck => "check for writes since the snapshot",
             StepId::S3FinalSync => "S3 final sync",
+            StepId::TargetCapture => "install change capture on the target, for rollback",
             StepId::AttachBackup => "attach old database under the backup alias",
             StepId::DetachDatabase => "detach the old DATABASE attachment",
             StepId::SetConfig => "set DATABASE_URL and config vars",

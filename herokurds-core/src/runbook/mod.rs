@@ -52,6 +52,7 @@ pub mod journal;
 mod online;
 pub mod plan;
 mod preflight;
+mod replay;
 pub mod report;
 mod rollback;
 mod run;
@@ -69,10 +70,11 @@ pub use journal::{
 };
 pub use plan::{Plan, PlanError, TransferMode};
 pub use preflight::{preflight, PlanReport, PlannedStep};
+pub use replay::{finish, FinishReport, ReplayReport};
 pub use report::Report;
 pub use rollback::{rollback, RollbackReport};
 pub use run::{resume, run, target_database};
-pub use status::{status, Status};
+pub use status::{status, Status, TargetCapture};
 pub use target::{resolve_target, EnvLookup, ResolvedTarget, TargetError};
 
 /// What the runbook needs from the outside world besides the plan: the

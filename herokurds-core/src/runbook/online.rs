@@ -36,7 +36,7 @@ fn offline() -> StepResult {
 impl<P: Progress<RunbookEvent>> Runner<'_, P> {
     /// Online events as runbook events: the copy's and the verification's
     /// go where the offline steps' go.
-    fn online_progress(&self) -> impl Progress<OnlineEvent> + '_ {
+    pub(super) fn online_progress(&self) -> impl Progress<OnlineEvent> + '_ {
         forward(self.progress, |e: &OnlineEvent| match e {
             OnlineEvent::Transfer { transfer } => RunbookEvent::Transfer(transfer.clone()),
             OnlineEvent::Verify { verify } => RunbookEvent::Verify(verify.clone()),

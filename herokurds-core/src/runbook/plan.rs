@@ -268,6 +268,12 @@ pub struct CutoverSection {
     /// itself: the URL never carries `sslrootcert`).
     #[serde(default)]
     pub app_sslmode: Option<String>,
+    /// Install change capture on the target at the cutover (default
+    /// `true`), so that `rollback` copies the writes made there back to
+    /// the old database instead of refusing. It costs the app's writes
+    /// on the target a trigger each, until `herokurds finish`.
+    #[serde(default = "yes")]
+    pub capture_target_writes: bool,
 }
 
 impl CutoverSection {
@@ -290,6 +296,7 @@ impl Default for CutoverSection {
             backup_alias: default_backup_alias(),
             config_vars: BTreeMap::new(),
             app_sslmode: None,
+            capture_target_writes: true,
         }
     }
 }

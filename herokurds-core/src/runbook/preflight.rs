@@ -721,6 +721,18 @@ fn planned_steps(plan: &Plan, r: &PlanReport) -> Vec<PlannedStep> {
                 StepId::WriteCheck if online => "refuse the cutover if anything was logged on the source since the last round".into(),
                 StepId::WriteCheck => "refuse the cutover if anything wrote to the source since the snapshot".into(),
                 StepId::S3FinalSync => s3("final"),
+                StepId::TargetCapture if !plan.cutover.capture_target_writes => {
+                    "skipped: [cutover] capture_target_writes = false (a rollback refuses once the app wrote on the \
+                     target, or loses those writes with --discard-target-writes)"
+                        .into()
+                }
+                StepId::TargetCapture => format!(
+                    "install change capture (triggers, schema herokurds_capture) on {}, still quiet, so that \
+                     `herokurds rollback` copies the app's writes made there back to {}; each write on the target \
+                     also logs its key (pgbench's write TPS fell 10-21% under capture in benches/online.rs) until \
+                     `herokurds finish` removes it",
+                    r.target_host, r.addon
+                ),
                 StepId::AttachBackup => format!("attach {} to {app} as {alias}", r.addon),
                 StepId::DetachDatabase => format!("detach DATABASE ({}) from {app}", r.addon),
                 StepId::SetConfig => {

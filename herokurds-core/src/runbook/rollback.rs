@@ -7,11 +7,12 @@ use super::error::RunbookError;
 use super::journal::{AppLock, Journal, RunState, StepId, StepStatus, WorkDir};
 use super::run::{end_state, maintenance_still_on, restore_app, scale_back_failed};
 use super::steps::{formation_words, restore_formation};
-use super::target::{check_identity, resolved_target};
-use super::{cutover, writes, Context, Plan, RunbookEvent};
+use super::target::{check_identity, resolve_urls, resolved_target};
+use super::{cutover, replay, writes, Context, Plan, RunbookEvent};
 use crate::pg::DbIdentity;
 use crate::progress::Progress;
 use crate::transfer::Side;
+use crate::url::DatabaseUrl;
 
 /// What a rollback did.
 #[derive(Debug, Clone, Serialize)]
@@ -26,23 +27,39 @@ pub struct RollbackReport {
     pub target_writes: Option<i64>,
     /// The tables those writes touched.
     pub target_tables_written: Vec<String>,
+    /// What was copied back from the target (its change capture, installed
+    /// at the cutover), when anything was.
+    pub replayed: Option<super::ReplayReport>,
     /// Plan config vars whose old value was not journaled (it looked
     /// secret): restore them by hand.
     pub vars_to_restore_by_hand: Vec<String>,
 }
 
 /// Puts the app back on its old database: maintenance on while switching,
-/// the old add-on promoted to `DATABASE` (Heroku CLI's `pg:promote`), the
-/// plan's config vars restored, dynos scaled back, maintenance off.
+/// the plan's workers stopped, the old add-on promoted to `DATABASE`
+/// (Heroku CLI's `pg:promote`), the plan's config vars restored, dynos
+/// scaled back, maintenance off.
 ///
-/// First counts the rows written on the target since the cutover (with
-/// maintenance on and the plan's workers stopped, so the count is final):
-/// rollback does not copy them back, so when there are any, or they cannot
-/// be counted, it refuses with [`RunbookError::TargetWrites`] before
-/// switching anything, and puts maintenance and dynos back as they were,
-/// unless [`Context::discard_target_writes`] allows it. A target other
-/// than the journaled one is refused with
-/// [`RunbookError::IdentityMismatch`]. Repeating a rollback is harmless.
+/// With the change capture installed on the target at the cutover (step
+/// [`StepId::TargetCapture`], until [`finish`](super::finish)), every
+/// write the app made on the target since then is first copied back to
+/// the old database (see [`super::ReplayReport`]): the target settled, its
+/// schema compared with the cutover's, the logged rows deleted and copied
+/// again, every changed key and each changed table's row count compared,
+/// sequences set. What cannot be copied back (DDL on the target, rows that
+/// still differ, writes that do not stop) is refused with
+/// [`RunbookError::ReplayRefused`] before anything is switched.
+///
+/// Without capture, the rows written on the target since the cutover are
+/// counted (with maintenance on and the plan's workers stopped, so the
+/// count is final): when there are any, or they cannot be counted, it
+/// refuses with [`RunbookError::TargetWrites`].
+///
+/// Either refusal puts maintenance and dynos back as they were, unless
+/// [`Context::discard_target_writes`] allows switching back without the
+/// target's writes. A target other than the journaled one is refused with
+/// [`RunbookError::IdentityMismatch`]. A rollback interrupted anywhere can
+/// be run again: a replayed round applied twice gives the same rows.
 pub async fn rollback(
     plan: &Plan,
     ctx: &Context,
@@ -69,6 +86,7 @@ pub async fn rollback(
         actions: Vec::new(),
         target_writes: None,
         target_tables_written: Vec::new(),
+        replayed: None,
         vars_to_restore_by_hand: journal.unjournaled_vars.clone(),
     };
     match &journal.state {
@@ -100,6 +118,23 @@ pub async fn rollback(
                 Some(Ok(done)) => restored.push(done),
                 Some(Err(e)) => failures.push(e),
                 None => {}
+            }
+            if replay::active_capture(&dir, &app, &journal)
+                .map_err(|e| step_err("reading the target's capture journal", &e))?
+                .is_some()
+            {
+                match resolve_urls(plan, ctx, &journal).await {
+                    Ok((source, target)) => {
+                        match replay::end_capture(plan, ctx, &dir, &source, &target, progress).await {
+                            Ok(done) => restored.push(done),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                    }
+                    Err(e) => failures.push(format!(
+                        "change capture is still on the target ({e}); remove it with `herokurds finish --config {}`",
+                        ctx.plan_path
+                    )),
+                }
             }
             journal.state = RunState::Aborted {
                 reason: "rolled back by the operator before the cutover".into(),
@@ -169,8 +204,27 @@ pub async fn rollback(
             stopped = running;
         }
     }
+    // With capture on the target, its writes are copied back; without,
+    // they are counted, and a rollback that would lose some refuses.
+    let capture = replay::active_capture(&dir, &app, &journal)
+        .map_err(|e| step_err("reading the target's capture journal", &e))?;
+    let mut urls = None;
+    let mut replay_refusal = None;
+    if capture.is_some() && !ctx.discard_target_writes {
+        match replay_writes(plan, ctx, &dir, &journal, progress).await {
+            Ok((replayed, source, target)) => {
+                report.target_writes = Some(replayed.keys as i64);
+                report.replayed = Some(replayed);
+                urls = Some((source, target));
+            }
+            Err(e) => replay_refusal = Some(e),
+        }
+    }
     // The app could write on the target only once DATABASE_URL was set.
-    let counted = if journal.step(StepId::SetConfig).status == StepStatus::Pending {
+    let counted = if report.replayed.is_some()
+        || replay_refusal.is_some()
+        || journal.step(StepId::SetConfig).status == StepStatus::Pending
+    {
         None
     } else {
         Some(match &journal.target_mark {
@@ -209,9 +263,13 @@ pub async fn rollback(
             plan: ctx.plan_path.clone(),
         }),
         Some(Err(TargetCount::Mismatch(e))) => Some(e),
-    };
+    }
+    .or(replay_refusal);
     if let Some(refusal) = refusal {
-        let discardable = matches!(refusal, RunbookError::TargetWrites { .. });
+        let discardable = matches!(
+            refusal,
+            RunbookError::TargetWrites { .. } | RunbookError::ReplayRefused { .. }
+        );
         if !(discardable && ctx.discard_target_writes) {
             // Put back what the rollback changed for counting: the app
             // keeps running on the target as before.
@@ -337,9 +395,67 @@ pub async fn rollback(
         Some(Err(e)) => progress.event(&RunbookEvent::Warning { message: e }),
         None => {}
     }
+    if capture.is_some() {
+        // Foreign keys held back on the old database validated, capture
+        // removed from the target (a discarded replay too).
+        let urls = match urls {
+            Some(u) => Ok(u),
+            None => resolve_urls(plan, ctx, &journal).await,
+        };
+        let ended = match urls {
+            Ok((source, target)) => {
+                replay::end_capture(plan, ctx, &dir, &source, &target, progress)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!(
+                "change capture is still on the target ({e}); remove it with `herokurds finish --config {}`",
+                ctx.plan_path
+            )),
+        };
+        match ended {
+            Ok(done) => report.actions.push(done),
+            Err(e) => {
+                progress.event(&RunbookEvent::Warning { message: e.clone() });
+                report.actions.push(format!("NOT DONE: {e}"));
+            }
+        }
+    }
     journal.state = RunState::RolledBack;
     journal.save(&dir)?;
     Ok(report)
+}
+
+/// Copies the writes made on the target since the cutover back to the old
+/// database (see [`replay`]), after checking the target is the journaled
+/// one; returns what was copied and the URLs used.
+async fn replay_writes(
+    plan: &Plan,
+    ctx: &Context,
+    dir: &WorkDir,
+    journal: &Journal,
+    progress: &impl Progress<RunbookEvent>,
+) -> Result<(super::ReplayReport, DatabaseUrl, DatabaseUrl), RunbookError> {
+    let app = &plan.heroku.app;
+    let (source, target) =
+        resolve_urls(plan, ctx, journal)
+            .await
+            .map_err(|e| RunbookError::Step {
+                what: format!("rollback of app {app}: finding the databases to copy back between"),
+                reason: e,
+            })?;
+    check_identity(plan, ctx, journal, Side::Target, &target).await?;
+    check_identity(plan, ctx, journal, Side::Source, &source).await?;
+    match replay::replay(plan, ctx, dir, &source, &target, progress).await {
+        Ok(r) => Ok((r, source, target)),
+        Err(replay::ReplayStop::Refused(reasons)) => Err(RunbookError::ReplayRefused {
+            app: app.clone(),
+            target: DbIdentity::of_url(&target, "").address(),
+            reasons,
+            plan: ctx.plan_path.clone(),
+        }),
+        Err(replay::ReplayStop::Failed(e)) => Err(e),
+    }
 }
 
 /// Why rows written on the target could not be counted.

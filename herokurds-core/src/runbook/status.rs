@@ -66,6 +66,22 @@ pub struct Status {
     pub maintenance: bool,
     /// Seconds of maintenance so far in this migration.
     pub downtime_seconds: Option<f64>,
+    /// The change capture on the target, while it is there.
+    pub target_capture: Option<TargetCapture>,
+}
+
+/// The change capture installed on the target at the cutover, which
+/// `rollback` replays and `finish` removes.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TargetCapture {
+    /// Tables captured.
+    pub tables: usize,
+    /// Changes logged since the cutover (`None` when the target could not
+    /// be read; `error` says why).
+    pub logged_changes: Option<i64>,
+    /// Why the changes could not be counted.
+    pub error: Option<String>,
 }
 
 /// Reads the journal and the app's current state; changes nothing.
@@ -100,7 +116,34 @@ pub async fn status(plan: &Plan, ctx: &Context) -> Result<Status, RunbookError> 
         .await
         .map_err(|e| api("add-ons", e))?
         .map(|p| p.addon.name);
+    let target_capture = match &journal {
+        Some(j) => match super::replay::active_capture(&dir, &app, j) {
+            Ok(Some(state)) => {
+                let counted = match super::target::resolve_urls(plan, ctx, j).await {
+                    Ok((source, target)) => {
+                        super::replay::logged_changes(plan, ctx, &dir, &source, &target)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e),
+                };
+                Some(TargetCapture {
+                    tables: state.tables.len(),
+                    logged_changes: counted.as_ref().ok().copied(),
+                    error: counted.err(),
+                })
+            }
+            Ok(None) => None,
+            Err(e) => Some(TargetCapture {
+                tables: 0,
+                logged_changes: None,
+                error: Some(e.to_string()),
+            }),
+        },
+        None => None,
+    };
     Ok(Status {
+        target_capture,
         app,
         state: journal.as_ref().map(|j| j.state.clone()),
         next_step: journal.as_ref().and_then(Journal::next_step),

@@ -80,6 +80,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
             StepId::Verify => self.verify().await,
             StepId::WriteCheck => self.write_check().await,
             StepId::S3FinalSync => self.s3(false).await,
+            StepId::TargetCapture => self.target_capture(before).await,
             StepId::AttachBackup => self.attach_backup().await,
             StepId::DetachDatabase => self.detach_database().await,
             StepId::SetConfig => self.set_config().await,

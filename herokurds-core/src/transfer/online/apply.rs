@@ -75,6 +75,8 @@ pub(crate) struct Round {
     pub(crate) keys: u64,
     /// Tables touched.
     pub(crate) tables: usize,
+    /// Bytes copied from the source (`COPY` text or binary).
+    pub(crate) bytes: u64,
     pub(crate) seconds: f64,
 }
 
@@ -179,10 +181,13 @@ pub(crate) async fn round(
                 needs: "the table in the capture registry",
             });
         };
-        if let Err(e) = apply_table(src, tgt, table, info, ch, format).await {
-            // Nothing of the round stays on the target.
-            let _ = tgt.batch_execute("ROLLBACK").await;
-            return Err(e);
+        match apply_table(src, tgt, table, info, ch, format).await {
+            Ok(bytes) => round.bytes += bytes,
+            Err(e) => {
+                // Nothing of the round stays on the target.
+                let _ = tgt.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
         }
         round.keys += if ch.truncated {
             0
@@ -197,7 +202,8 @@ pub(crate) async fn round(
     Ok(round)
 }
 
-/// Applies one table's changes inside the open transactions.
+/// Applies one table's changes inside the open transactions; returns the
+/// bytes copied.
 async fn apply_table(
     src: &Client,
     tgt: &Client,
@@ -205,7 +211,7 @@ async fn apply_table(
     info: &TableInfo,
     ch: &TableChanges,
     format: CopyFormat,
-) -> Result<(), OnlineError> {
+) -> Result<u64, OnlineError> {
     let format = effective_format(info, format);
     let name = table.qualified_name();
     let target_sql = copy::target_sql(
@@ -236,7 +242,7 @@ async fn apply_table(
                 Side::Target,
                 format!("emptying {table}"),
             ))?;
-        copy::stream(
+        let moved = copy::stream(
             src,
             tgt,
             &copy::source_sql(info, Rows::Whole, format),
@@ -248,8 +254,9 @@ async fn apply_table(
         .map_err(failed(format!(
             "copying {table} again (truncated on the source)"
         )))?;
-        return Ok(());
+        return Ok(moved.map_or(0, |m| m.bytes));
     }
+    let mut bytes = 0;
     for chunk in ch.keys.chunks(KEYS_PER_CHUNK) {
         let keys = serde_json::Value::Array(chunk.to_vec());
         tgt.execute(
@@ -271,11 +278,12 @@ async fn apply_table(
             table.match_sql(&literal),
             copy::format_options(format, false)
         );
-        copy::stream(src, tgt, &source_sql, &target_sql, &cancel, &mut |_| {})
+        let moved = copy::stream(src, tgt, &source_sql, &target_sql, &cancel, &mut |_| {})
             .await
             .map_err(failed(format!("copying changed rows of {table}")))?;
+        bytes += moved.map_or(0, |m| m.bytes);
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// The copied columns, qualified with the row alias.
@@ -300,6 +308,21 @@ pub(crate) async fn trim(src: &Client, upto: &str) -> Result<(), OnlineError> {
     .await
     .map_err(OnlineError::query(Side::Source, "trimming the change log"))?;
     Ok(())
+}
+
+/// Log rows committed after `since`.
+pub(crate) async fn count_since(src: &Client, since: &str) -> Result<i64, OnlineError> {
+    Ok(src
+        .query_one(
+            &format!(
+                "SELECT count(*)::int8 FROM {}.log WHERE {AFTER_SNAPSHOT}",
+                quote_ident(CAPTURE_SCHEMA)
+            ),
+            &[&since],
+        )
+        .await
+        .map_err(OnlineError::query(Side::Source, "counting logged changes"))?
+        .get(0))
 }
 
 /// [`OnlineError::StillWriting`] when anything was logged after `since`.

@@ -308,6 +308,11 @@ pub fn journal_path(work_dir: &Path) -> PathBuf {
     work_dir.join("online.json")
 }
 
+/// Reads the online journal of a work directory, if there is one.
+pub fn load_state(work_dir: &Path) -> Result<Option<OnlineState>, OnlineError> {
+    state::load(&journal_path(work_dir))
+}
+
 /// Removes the online journal (and the schema it keeps) from a work
 /// directory: a new attempt starts over. Nothing there is not an error.
 pub fn discard_journal(work_dir: &Path) -> Result<(), OnlineError> {
@@ -434,13 +439,7 @@ impl<'a> OnlineMigration<'a> {
             super::run_in_snapshot(self.source, self.target, &snap, &opts, &forward, cancel)
                 .await?;
         drop(snap);
-        let tgt = self.target_session(Role::TargetBuilder).await?;
-        let held = state::hold_back(&tgt).await?;
-        progress.event(&OnlineEvent::HeldBack {
-            foreign_keys: held.foreign_keys.len(),
-            triggers: held.triggers.len(),
-        });
-        self.state.held_back = Some(held);
+        self.hold_back(progress).await?;
         self.state.applied = self.state.start_snapshot.clone();
         self.state.copied = true;
         self.save()?;
@@ -462,20 +461,7 @@ impl<'a> OnlineMigration<'a> {
         let src = self.source_session(Role::SourceReader).await?;
         let tgt = self.target_session(Role::TargetLoader).await?;
         let infos = apply::table_infos(&src, &self.state.tables).await?;
-        if self.state.restored {
-            // A window that did not end in a cutover (a write check that
-            // failed): hold foreign keys and triggers back again.
-            let builder = self.target_session(Role::TargetBuilder).await?;
-            let held = state::hold_back(&builder).await?;
-            progress.event(&OnlineEvent::HeldBack {
-                foreign_keys: held.foreign_keys.len(),
-                triggers: held.triggers.len(),
-            });
-            self.state.held_back = Some(held);
-            self.state.restored = false;
-            self.state.window_done = false;
-            self.save()?;
-        }
+        self.hold_back(progress).await?;
         while report.rounds < max_rounds {
             let round = self
                 .round(&src, &tgt, &infos, false, progress, cancel)
@@ -494,6 +480,94 @@ impl<'a> OnlineMigration<'a> {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Holds back the target's foreign keys and user triggers unless they
+    /// are held back already: after the copy; again after a window that
+    /// did not end in a cutover (a write check that failed, which put them
+    /// back); first thing for a migration started in sync. What is held
+    /// back is journaled before it is dropped, and a drop that may not
+    /// have happened is done again.
+    pub(crate) async fn hold_back(
+        &mut self,
+        progress: &impl Progress<OnlineEvent>,
+    ) -> Result<(), OnlineError> {
+        if self.state.held_back.is_some() && !self.state.restored && !self.state.holding {
+            return Ok(());
+        }
+        let builder = self.target_session(Role::TargetBuilder).await?;
+        if self.state.held_back.is_none() || self.state.restored {
+            self.state.held_back = Some(state::holdable(&builder).await?);
+            self.state.restored = false;
+            self.state.window_done = false;
+            self.state.holding = true;
+            self.save()?;
+        }
+        let held = self.state.held_back.clone().unwrap_or_default();
+        state::hold_back(&builder, &held).await?;
+        self.state.holding = false;
+        self.save()?;
+        progress.event(&OnlineEvent::HeldBack {
+            foreign_keys: held.foreign_keys.len(),
+            triggers: held.triggers.len(),
+        });
+        Ok(())
+    }
+
+    /// Starts capture on a source the target already equals, instead of a
+    /// copy: right after a cutover, RDS (this migration's source) is
+    /// captured so that a rollback can replay its writes onto Heroku (this
+    /// migration's target) with [`finish_window`](Self::finish_window),
+    /// which then compares every key changed since this call. The source
+    /// must be quiet (inside the maintenance window). Capture left by an
+    /// interrupted call is replaced; once journaled, does nothing and
+    /// returns `false`. Foreign keys and triggers on the target are held
+    /// back only when changes are applied.
+    pub async fn start_in_sync(
+        &mut self,
+        progress: &impl Progress<OnlineEvent>,
+    ) -> Result<bool, OnlineError> {
+        if self.state.copied {
+            return Ok(false);
+        }
+        let src = self.source_session(Role::SourceReader).await?;
+        capture::remove(&src).await?;
+        self.state.tables = install_on(&src, &self.opts, progress).await?;
+        self.state.large_object_changes = Some(window::large_object_changes(&src).await?);
+        let snap = Snapshot::export(self.source).await?;
+        let current: String = snap
+            .client()
+            .query_one("SELECT pg_catalog.pg_current_snapshot()::text", &[])
+            .await
+            .map_err(OnlineError::query(
+                Side::Source,
+                "reading the capture's start",
+            ))?
+            .get(0);
+        window::save_schema(&self.path, snap.id(), self.source).await?;
+        drop(snap);
+        self.state.capture_installed = true;
+        self.state.in_sync = true;
+        self.state.start_snapshot = Some(current.clone());
+        self.state.applied = Some(current.clone());
+        self.state.cut = Some(current);
+        self.state.copied = true;
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Changes logged on the source and not yet applied (for `status`).
+    pub async fn pending_changes(&self) -> Result<i64, OnlineError> {
+        let since = self
+            .state
+            .applied
+            .as_deref()
+            .ok_or(OnlineError::OutOfOrder {
+                step: "counting logged changes",
+                needs: "capture",
+            })?;
+        let src = self.source_session(Role::SourceReader).await?;
+        apply::count_since(&src, since).await
     }
 
     /// One round on `src` (left inside its snapshot transaction, which
@@ -654,6 +728,23 @@ impl<'a> OnlineMigration<'a> {
             self.save()?;
         }
         self.abort(progress).await
+    }
+
+    /// Puts back the foreign keys (`NOT VALID`) and triggers held back on
+    /// the target without applying anything more (changes that will not be
+    /// applied after all); [`finish`](Self::finish) then validates them.
+    /// Does nothing when none are held back.
+    pub async fn release(&mut self) -> Result<(), OnlineError> {
+        let Some(held) = self.state.held_back.clone() else {
+            return Ok(());
+        };
+        if self.state.restored {
+            return Ok(());
+        }
+        let builder = self.target_session(Role::TargetBuilder).await?;
+        state::restore(&builder, &held).await?;
+        self.state.restored = true;
+        self.save()
     }
 
     /// Removes capture from the source (after an abort, a rollback, or

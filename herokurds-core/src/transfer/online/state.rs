@@ -15,6 +15,7 @@ const VERSION: u32 = 1;
 
 /// Everything online mode has done, journaled after each step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct OnlineState {
     /// The journal format.
@@ -34,8 +35,15 @@ pub struct OnlineState {
     pub start_snapshot: Option<String>,
     /// The copy finished.
     pub copied: bool,
-    /// Foreign keys and triggers held back on the target.
+    /// The target already equalled the source when capture started (no
+    /// copy): capture installed on RDS at the cutover, for a lossless
+    /// rollback onto Heroku.
+    pub in_sync: bool,
+    /// Foreign keys and triggers held back on the target (journaled
+    /// before they are dropped).
     pub held_back: Option<HeldBack>,
+    /// `held_back` is journaled but its drop is not known to be done.
+    pub holding: bool,
     /// The snapshot the target equals (the last round's).
     pub applied: Option<String>,
     /// Catch-up rounds applied, all runs.
@@ -150,14 +158,15 @@ pub(crate) fn save(path: &Path, state: &mut OnlineState) -> Result<(), OnlineErr
     crate::fsutil::write_atomic(path, &text, crate::fsutil::PRIVATE_FILE).map_err(io)
 }
 
-/// Drops every foreign key and disables every user trigger on the target,
-/// in one transaction, returning what to put back.
-pub(crate) async fn hold_back(target: &Client) -> Result<HeldBack, OnlineError> {
+/// Lists every foreign key and enabled user trigger on the target: what
+/// [`hold_back`] takes. Journal it before holding back, so that a run
+/// killed half-way still knows what to put back.
+pub(crate) async fn holdable(target: &Client) -> Result<HeldBack, OnlineError> {
     let q = |what: &'static str| OnlineError::query(Side::Target, what);
     target
         .batch_execute("BEGIN; SELECT pg_catalog.set_config('search_path', '', true)")
         .await
-        .map_err(q("holding back foreign keys and triggers"))?;
+        .map_err(q("listing foreign keys and triggers"))?;
     let fks = target
         .query(
             "SELECT c.conrelid::regclass::text, c.conname::text,
@@ -176,12 +185,20 @@ pub(crate) async fn hold_back(target: &Client) -> Result<HeldBack, OnlineError> 
                     t.tgrelid::regclass::text || '.' || pg_catalog.quote_ident(t.tgname)
              FROM pg_catalog.pg_trigger t
              WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+               AND t.tgname NOT IN ($1, $2)
              ORDER BY 1, 2",
-            &[],
+            &[
+                &super::capture::ROW_TRIGGER,
+                &super::capture::TRUNCATE_TRIGGER,
+            ],
         )
         .await
         .map_err(q("listing the target's triggers"))?;
-    let held = HeldBack {
+    target
+        .batch_execute("COMMIT")
+        .await
+        .map_err(q("listing foreign keys and triggers"))?;
+    Ok(HeldBack {
         foreign_keys: fks
             .iter()
             .map(|r| HeldForeignKey {
@@ -201,11 +218,16 @@ pub(crate) async fn hold_back(target: &Client) -> Result<HeldBack, OnlineError> 
                 qualified: r.get(3),
             })
             .collect(),
-    };
-    let mut sql = String::new();
+    })
+}
+
+/// Drops the foreign keys and disables the triggers of `held` (listed by
+/// [`holdable`]) in one transaction. Doing it again is harmless.
+pub(crate) async fn hold_back(target: &Client, held: &HeldBack) -> Result<(), OnlineError> {
+    let mut sql = String::from("BEGIN;\n");
     for fk in &held.foreign_keys {
         sql.push_str(&format!(
-            "ALTER TABLE {} DROP CONSTRAINT {};\n",
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};\n",
             fk.table,
             quote_ident(&fk.name)
         ));
@@ -218,19 +240,40 @@ pub(crate) async fn hold_back(target: &Client) -> Result<HeldBack, OnlineError> 
         ));
     }
     sql.push_str("COMMIT");
-    target
-        .batch_execute(&sql)
-        .await
-        .map_err(q("dropping foreign keys and disabling triggers"))?;
-    Ok(held)
+    target.batch_execute(&sql).await.map_err(OnlineError::query(
+        Side::Target,
+        "dropping foreign keys and disabling triggers",
+    ))
 }
 
 /// Puts back what [`hold_back`] took, in one transaction: foreign keys as
 /// `NOT VALID` (no scan; rows written from now on are checked), triggers
-/// enabled as they were.
+/// enabled as they were. Doing it again is harmless.
 pub(crate) async fn restore(target: &Client, held: &HeldBack) -> Result<(), OnlineError> {
-    let mut sql = String::from("BEGIN;\n");
-    for fk in &held.foreign_keys {
+    // A restore killed after its commit and before the journal said so
+    // runs again: what is already there stays.
+    let q = |what: &'static str| OnlineError::query(Side::Target, what);
+    target
+        .batch_execute("BEGIN; SELECT pg_catalog.set_config('search_path', '', true)")
+        .await
+        .map_err(q("adding back foreign keys and enabling triggers"))?;
+    let present: std::collections::HashSet<String> = target
+        .query(
+            "SELECT c.conrelid::regclass::text || '.' || pg_catalog.quote_ident(c.conname)
+             FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.conparentid = 0",
+            &[],
+        )
+        .await
+        .map_err(q("listing the target's foreign keys"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut sql = String::new();
+    for fk in held
+        .foreign_keys
+        .iter()
+        .filter(|fk| !present.contains(&fk.qualified))
+    {
         let not_valid = if fk.partitioned { "" } else { " NOT VALID" };
         sql.push_str(&format!(
             "ALTER TABLE {} ADD CONSTRAINT {} {}{not_valid};\n",
@@ -252,10 +295,11 @@ pub(crate) async fn restore(target: &Client, held: &HeldBack) -> Result<(), Onli
         ));
     }
     sql.push_str("COMMIT");
-    target.batch_execute(&sql).await.map_err(OnlineError::query(
-        Side::Target,
-        "adding back foreign keys and enabling triggers",
-    ))
+    let done = target.batch_execute(&sql).await;
+    if done.is_err() {
+        let _ = target.batch_execute("ROLLBACK").await;
+    }
+    done.map_err(q("adding back foreign keys and enabling triggers"))
 }
 
 /// `VALIDATE CONSTRAINT` for one foreign key added back `NOT VALID`.

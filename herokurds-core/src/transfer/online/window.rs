@@ -27,10 +27,17 @@ pub struct WindowReport {
     pub changes: u64,
     /// Keys applied by the last round.
     pub keys: u64,
+    /// Tables the last round touched.
+    pub tables: usize,
+    /// Bytes the last round copied from the source.
+    pub bytes: u64,
     /// Tables whose changed keys (since the cut) were compared.
     pub tables_checked: usize,
     /// Keys compared on both sides.
     pub keys_checked: u64,
+    /// Tables whose rows were counted on both sides (every table changed
+    /// since capture started, for a migration started in sync).
+    pub tables_counted: usize,
     /// Large objects copied again (written since the copy), if any.
     pub large_objects_recopied: Option<usize>,
     /// Sequences set.
@@ -266,6 +273,44 @@ async fn compare_changed(
     }
 }
 
+/// Compares the row count of every table in `changed` on both sides.
+async fn compare_counts(
+    src: &Client,
+    tgt: &Client,
+    tables: &[CapturedTable],
+    changed: &[TableChanges],
+) -> Result<(), OnlineError> {
+    let mut differ = Vec::new();
+    for ch in changed {
+        let Some(table) = tables.iter().find(|t| t.id == ch.id) else {
+            continue;
+        };
+        let sql = format!("SELECT count(*)::int8 FROM ONLY {}", table.qualified_name());
+        let what = format!("counting the rows of {table}");
+        let (s, t) = futures::try_join!(
+            count(src, Side::Source, &sql, &what),
+            count(tgt, Side::Target, &sql, &what)
+        )?;
+        if s != t {
+            differ.push(format!(
+                "{table}: {s} row(s) on the source vs {t} on the target"
+            ));
+        }
+    }
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(OnlineError::KeysDiffer { tables: differ })
+    }
+}
+
+async fn count(c: &Client, side: Side, sql: &str, what: &str) -> Result<i64, OnlineError> {
+    c.query_one(sql, &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(OnlineError::query(side, what))
+}
+
 /// The window (see [`OnlineMigration::finish_window`]).
 pub(crate) async fn finish(
     m: &mut OnlineMigration<'_>,
@@ -299,10 +344,13 @@ pub(crate) async fn finish(
         step(&mut report, "schema compared with the copy's");
 
         // 2. The last round; the source is settled, so it holds everything.
+        m.hold_back(progress).await?;
         let infos = apply::table_infos(&src, &m.state.tables).await?;
         let round = m.round(&src, &tgt, &infos, false, progress, cancel).await?;
         report.changes = round.changes;
         report.keys = round.keys;
+        report.tables = round.tables;
+        report.bytes = round.bytes;
         step(&mut report, "last catch-up round");
 
         // 3. Every key changed since the cut, on both sides (the source
@@ -323,7 +371,14 @@ pub(crate) async fn finish(
             "setting up the comparison",
         ))?;
         let changed = apply::changes_since(&src, &cut).await?;
-        let compared = compare_changed(&src, &tgt, &m.state.tables, &changed).await;
+        let mut compared = compare_changed(&src, &tgt, &m.state.tables, &changed).await;
+        if m.state.in_sync && compared.is_ok() {
+            // Started in sync: each changed table's whole count too.
+            if let Err(e) = compare_counts(&src, &tgt, &m.state.tables, &changed).await {
+                compared = Err(e);
+            }
+            report.tables_counted = changed.len();
+        }
         let _ = tgt.batch_execute("ROLLBACK").await;
         let (tables, keys) = compared?;
         report.tables_checked = tables;
