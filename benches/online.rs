@@ -17,7 +17,14 @@
 //!    requests); prints the window (the report's `downtime_seconds`), the
 //!    online copy's and the catch-up's durations, and checks that the
 //!    target holds what the source holds (row counts and balance sums of
-//!    every pgbench table) and that no capture object is left.
+//!    every pgbench table) and that no capture object is left on the source;
+//! 4. **rollback window**: the app (pgbench, RATE tps for SECONDS/2) then
+//!    one statement change 1% of `pgbench_accounts` on RDS; `herokurds
+//!    rollback` (release binary) copies them back to Heroku; prints the
+//!    rollback's window (maintenance on to off, polled every 50 ms from the
+//!    emulator) and the rows copied back, and checks that Heroku holds
+//!    what RDS holds, that the app is back on Heroku, and that no capture
+//!    object is left on either side.
 //!
 //! ```text
 //! cargo build --release -p herokurds-cli
@@ -130,6 +137,8 @@ struct Outcome {
     estimate: Option<f64>,
     copy: Option<f64>,
     catch_up: Option<f64>,
+    rollback_window: Option<f64>,
+    rows_back: Option<u64>,
     same: bool,
     note: String,
 }
@@ -265,6 +274,87 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
     let (a, b) = (digest(&src).await, digest(&tgt).await);
     let leftovers = online::capture_leftovers(&url).await.unwrap_or_default();
     let same = code == Some(0) && a == b && leftovers.is_empty();
+
+    // The app runs on RDS for a while, then 1% of the accounts change
+    // there; the rollback copies them back.
+    let rds_url: herokurds::url::DatabaseUrl = tgt.url().expose_secret().parse().unwrap();
+    let on_rds = online::capture_leftovers(&rds_url)
+        .await
+        .unwrap_or_default();
+    let status = pgbench(&tgt)
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "1",
+            "-T",
+            &(c.seconds / 2).max(1).to_string(),
+            "-R",
+            &c.rate.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("pgbench on RDS");
+    assert!(status.success(), "pgbench on RDS failed");
+    tgt.owner_client()
+        .await
+        .unwrap()
+        .batch_execute("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0")
+        .await
+        .expect("1% of the accounts changed on RDS");
+    let back_log = work.path().join("rollback.log");
+    let mut rollback = Command::new(release_bin("herokurds"));
+    rollback
+        .args(["rollback", "--yes", "--json", "--config"])
+        .arg(&plan)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", work.path())
+        .env("HEROKU_API_URL", heroku.url())
+        .env("HEROKU_API_KEY", token)
+        .env("BENCH_TARGET_URL", tgt.url().expose_secret())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&back_log).expect("log"))
+        .stderr(Stdio::null());
+    let mut child = rollback.spawn().expect("herokurds rollback");
+    let (mut on, mut off) = (None, None);
+    let back_code = loop {
+        let status = child.try_wait().expect("waiting for herokurds");
+        match (heroku.maintenance(app), on) {
+            (Some(true), None) => on = Some(Instant::now()),
+            (Some(false), Some(_)) if off.is_none() => off = Some(Instant::now()),
+            _ => {}
+        }
+        if let Some(status) = status {
+            break status.code();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let back_text = std::fs::read_to_string(&back_log).unwrap_or_default();
+    let replayed = back_text.lines().rev().find_map(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| v.get("replayed").cloned())
+    });
+    let (a2, b2) = (digest(&src).await, digest(&tgt).await);
+    let left_src = online::capture_leftovers(&url).await.unwrap_or_default();
+    let left_tgt = online::capture_leftovers(&rds_url)
+        .await
+        .unwrap_or_default();
+    let on_heroku = heroku
+        .config_vars(app)
+        .and_then(|v| v.get("DATABASE_URL").cloned())
+        .and_then(|u| u.parse::<herokurds::url::DatabaseUrl>().ok())
+        .is_some_and(|u| u.port() == url.port());
+    let rolled_back = back_code == Some(0)
+        && !on_rds.is_empty()
+        && a2 == b2
+        && a2 != a
+        && left_src.is_empty()
+        && left_tgt.is_empty()
+        && on_heroku;
     Outcome {
         scale,
         mb,
@@ -276,14 +366,20 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
             .and_then(|r| r["estimated_window_seconds"].as_f64()),
         copy: step("online copy (capture on, app running)"),
         catch_up: step("catch up with the app's writes"),
-        same,
-        note: if same {
-            String::new()
-        } else {
-            format!(
-                "exit {code:?}; source {a:?} target {b:?}; leftovers {leftovers:?}; log tail: {}",
+        rollback_window: on.zip(off).map(|(on, off)| (off - on).as_secs_f64()),
+        rows_back: replayed.as_ref().and_then(|r| r["keys"].as_u64()),
+        same: same && rolled_back,
+        note: match (same, rolled_back) {
+            (true, true) => String::new(),
+            (false, _) => format!(
+                "run: exit {code:?}; source {a:?} target {b:?}; leftovers {leftovers:?}; log tail: {}",
                 text.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
-            )
+            ),
+            (true, false) => format!(
+                "rollback: exit {back_code:?}; capture on RDS after the run {on_rds:?}; Heroku {a2:?} RDS {b2:?}; \
+                 leftovers {left_src:?} {left_tgt:?}; back on Heroku {on_heroku}; log tail: {}",
+                back_text.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            ),
         },
     }
 }
@@ -306,7 +402,7 @@ async fn main() {
         load_after.split(' ').take(3).collect::<Vec<_>>().join(" "),
     );
     println!(
-        "{:>5} {:>7} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9}  check",
+        "{:>5} {:>7} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9}  check",
         "scale",
         "MB",
         "tps plain",
@@ -315,12 +411,14 @@ async fn main() {
         "window s",
         "estimate s",
         "copy s",
-        "catch-up s"
+        "catch-up s",
+        "rollback s",
+        "rows back"
     );
     let show = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1}"));
     for o in &outcomes {
         println!(
-            "{:>5} {:>7.0} {:>10.0} {:>10.0} {:>8.0}% {:>9} {:>10} {:>10} {:>9}  {}{}",
+            "{:>5} {:>7.0} {:>10.0} {:>10.0} {:>8.0}% {:>9} {:>10} {:>10} {:>9} {:>10} {:>9}  {}{}",
             o.scale,
             o.mb,
             o.tps_without,
@@ -330,6 +428,8 @@ async fn main() {
             show(o.estimate),
             show(o.copy),
             show(o.catch_up),
+            show(o.rollback_window),
+            o.rows_back.map_or("-".to_string(), |n| n.to_string()),
             if o.same { "OK" } else { "FAILED" },
             if o.note.is_empty() {
                 String::new()
@@ -342,6 +442,18 @@ async fn main() {
         if let (Some(a), Some(b), true) = (first.window, last.window, outcomes.len() > 1) {
             println!(
                 "window at scale {} / window at scale {} = {:.2}",
+                last.scale,
+                first.scale,
+                b / a
+            );
+        }
+        if let (Some(a), Some(b), true) = (
+            first.rollback_window,
+            last.rollback_window,
+            outcomes.len() > 1,
+        ) {
+            println!(
+                "rollback window at scale {} / at scale {} = {:.2}",
                 last.scale,
                 first.scale,
                 b / a

@@ -197,6 +197,10 @@ async fn a_full_run_moves_the_app_to_rds_and_rollback_brings_it_back() {
     );
     assert_no_secrets(&stack, "events", &events_text);
 
+    // The operator trusts RDS: `finish` removes the change capture, so a
+    // rollback can no longer copy RDS's writes back.
+    transfer_support::finish(&plan, &ctx).await;
+
     // A worker writes to RDS after the cutover, then stops (the rollback
     // scales workers down before counting); its counters reach the
     // statistics as it exits, which the count waits for.

@@ -20,7 +20,8 @@
 //!   the new buckets.
 //! - [`aws`] and [`pulumi`]: where the RDS endpoint and password come from.
 //! - [`smoke`]: page checks before and after the cutover.
-//! - [`runbook`]: the whole migration as numbered, journaled steps.
+//! - [`runbook`]: the whole migration as numbered, journaled steps, and a
+//!   rollback that copies the writes made on RDS back to Heroku.
 //! - [`progress`]: the event trait the binaries render.
 //! - [`fsutil`]: private (0600/0700), atomic file writes and the lock file.
 //! - [`retry`]: the one retry policy (transfer, Heroku API).

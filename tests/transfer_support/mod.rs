@@ -182,6 +182,8 @@ pub fn aborted_by_a_check(err: &RunbookError) -> (StepId, &str) {
 
 /// One line per table (count + md5 of sorted rows), sequence (last_value,
 /// is_called), large object (md5), and schema object, as superuser.
+/// herokurds' own capture (schema `herokurds_capture`, its triggers) is
+/// left out: [`herokurds_objects`] lists it.
 pub async fn fingerprint(pg: &LocalPostgres) -> Vec<String> {
     let c = pg.superuser_client(pg.database()).await.unwrap();
     let inv = catalog::inventory(&c, &TableFilter::new()).await.unwrap();
@@ -223,13 +225,14 @@ pub async fn fingerprint(pg: &LocalPostgres) -> Vec<String> {
     }
     let objects = "
         SELECT 'I ' || schemaname || ' ' || indexdef FROM pg_indexes
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'herokurds_capture')
         UNION ALL
         SELECT 'C ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
                || ' ' || condeferrable::text || condeferred::text || convalidated::text
-          FROM pg_constraint WHERE connamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+          FROM pg_constraint WHERE connamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema', 'herokurds_capture')
         UNION ALL
-        SELECT 'G ' || tgrelid::regclass::text || ' ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+        SELECT 'G ' || tgrelid::regclass::text || ' ' || pg_get_triggerdef(oid) FROM pg_trigger
+         WHERE NOT tgisinternal AND tgname NOT LIKE 'herokurds%'
         UNION ALL
         SELECT 'P ' || schemaname || '.' || tablename || ' ' || policyname || ' ' || coalesce(qual, '') FROM pg_policies
         UNION ALL
@@ -281,4 +284,19 @@ pub async fn herokurds_objects(pg: &LocalPostgres) -> Vec<String> {
                WHERE relnamespace::regnamespace::text LIKE 'herokurds%'",
     )
     .await
+}
+
+/// `finish`, asserting it removed the change capture from the target.
+pub async fn finish(plan: &herokurds_core::runbook::Plan, ctx: &herokurds_core::runbook::Context) {
+    let finished = herokurds_core::runbook::finish(plan, ctx, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("finish fails: {e}"));
+    assert!(
+        finished
+            .actions
+            .iter()
+            .any(|a| a.contains("capture removed from the target")),
+        "{:?}",
+        finished.actions
+    );
 }

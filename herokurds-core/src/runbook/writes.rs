@@ -81,13 +81,16 @@ impl WriteActivity {
 }
 
 /// User tables (not temporary ones), and the two catalogs large objects
-/// live in: `lo_*` writes change no user table.
+/// live in: `lo_*` writes change no user table. herokurds' own change
+/// capture (schema `herokurds_capture`, see
+/// [`CAPTURE_SCHEMA`](crate::transfer::online::CAPTURE_SCHEMA)) is left
+/// out: its log is written along with the app's rows, and `finish` drops it.
 const MARK_SQL: &str = "
 SELECT format('%I.%I', s.schemaname, s.relname),
        (s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::int8,
        coalesce(pg_relation_filenode(s.relid), 0)::int8
 FROM pg_stat_all_tables s
-WHERE (s.schemaname NOT IN ('pg_catalog', 'information_schema')
+WHERE (s.schemaname NOT IN ('pg_catalog', 'information_schema', 'herokurds_capture')
        AND s.schemaname !~ '^pg_(toast|temp_|toast_temp_)')
    OR s.relid IN ('pg_catalog.pg_largeobject'::regclass,
                   'pg_catalog.pg_largeobject_metadata'::regclass)";

@@ -114,8 +114,14 @@ pub(crate) async fn save_schema(
     let _ = c.batch_execute("ROLLBACK").await;
     let path = schema_path(journal);
     let text = serde_json::to_vec(&map).expect("a map of strings serializes");
-    crate::fsutil::write_atomic(&path, &text, crate::fsutil::PRIVATE_FILE)
-        .map_err(|source| OnlineError::Journal { path, source })
+    let io = |source| OnlineError::Journal {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_private_dir(dir).map_err(io)?;
+    }
+    crate::fsutil::write_atomic(&path, &text, crate::fsutil::PRIVATE_FILE).map_err(io)
 }
 
 /// What changed in the source's schema since [`save_schema`], in words.
