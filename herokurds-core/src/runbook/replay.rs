@@ -278,6 +278,53 @@ pub(super) async fn end_capture(
     })
 }
 
+/// [`end_capture`] when the capture on the target is active (`None` when
+/// there is none), on `urls` or, without them, on the URLs resolved as
+/// `resume` does. Returns what was done, or what to do by hand.
+pub(super) async fn end_capture_for(
+    plan: &Plan,
+    ctx: &Context,
+    journal: &Journal,
+    urls: Option<(&DatabaseUrl, &DatabaseUrl)>,
+    progress: &impl Progress<RunbookEvent>,
+) -> Option<Result<String, String>> {
+    let dir = WorkDir::new(&plan.work_dir);
+    match active_capture(&dir, &plan.heroku.app, journal) {
+        Ok(None) => return None,
+        Ok(Some(_)) => {}
+        Err(e) => {
+            return Some(Err(format!(
+                "reading the target capture's journal: {e}; if schema {} is on the target, \
+                 remove it with `herokurds finish --config {}`",
+                online::CAPTURE_SCHEMA,
+                ctx.plan_path
+            )))
+        }
+    }
+    let resolved;
+    let (source, target) = match urls {
+        Some(u) => u,
+        None => match super::target::resolve_urls(plan, ctx, journal).await {
+            Ok(u) => {
+                resolved = u;
+                (&resolved.0, &resolved.1)
+            }
+            Err(e) => {
+                return Some(Err(format!(
+                    "change capture is still on the target ({e}); remove it with \
+                     `herokurds finish --config {}`",
+                    ctx.plan_path
+                )))
+            }
+        },
+    };
+    Some(
+        end_capture(plan, ctx, &dir, source, target, progress)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
 /// Changes logged on the target since the cutover, for `status`.
 pub(super) async fn logged_changes(
     plan: &Plan,

@@ -119,22 +119,10 @@ pub async fn rollback(
                 Some(Err(e)) => failures.push(e),
                 None => {}
             }
-            if replay::active_capture(&dir, &app, &journal)
-                .map_err(|e| step_err("reading the target's capture journal", &e))?
-                .is_some()
-            {
-                match resolve_urls(plan, ctx, &journal).await {
-                    Ok((source, target)) => {
-                        match replay::end_capture(plan, ctx, &dir, &source, &target, progress).await {
-                            Ok(done) => restored.push(done),
-                            Err(e) => failures.push(e.to_string()),
-                        }
-                    }
-                    Err(e) => failures.push(format!(
-                        "change capture is still on the target ({e}); remove it with `herokurds finish --config {}`",
-                        ctx.plan_path
-                    )),
-                }
+            match replay::end_capture_for(plan, ctx, &journal, None, progress).await {
+                Some(Ok(done)) => restored.push(done),
+                Some(Err(e)) => failures.push(e),
+                None => {}
             }
             journal.state = RunState::Aborted {
                 reason: "rolled back by the operator before the cutover".into(),
@@ -395,31 +383,16 @@ pub async fn rollback(
         Some(Err(e)) => progress.event(&RunbookEvent::Warning { message: e }),
         None => {}
     }
-    if capture.is_some() {
-        // Foreign keys held back on the old database validated, capture
-        // removed from the target (a discarded replay too).
-        let urls = match urls {
-            Some(u) => Ok(u),
-            None => resolve_urls(plan, ctx, &journal).await,
-        };
-        let ended = match urls {
-            Ok((source, target)) => {
-                replay::end_capture(plan, ctx, &dir, &source, &target, progress)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(format!(
-                "change capture is still on the target ({e}); remove it with `herokurds finish --config {}`",
-                ctx.plan_path
-            )),
-        };
-        match ended {
-            Ok(done) => report.actions.push(done),
-            Err(e) => {
-                progress.event(&RunbookEvent::Warning { message: e.clone() });
-                report.actions.push(format!("NOT DONE: {e}"));
-            }
+    // Foreign keys held back on the old database validated, capture
+    // removed from the target (a discarded replay too).
+    let urls = urls.as_ref().map(|(s, t)| (s, t));
+    match replay::end_capture_for(plan, ctx, &journal, urls, progress).await {
+        Some(Ok(done)) => report.actions.push(done),
+        Some(Err(e)) => {
+            progress.event(&RunbookEvent::Warning { message: e.clone() });
+            report.actions.push(format!("NOT DONE: {e}"));
         }
+        None => {}
     }
     journal.state = RunState::RolledBack;
     journal.save(&dir)?;

@@ -459,22 +459,11 @@ pub(super) async fn abort<P: Progress<RunbookEvent>>(
         Some(Err(e)) => failures.push(e),
         None => {}
     }
-    match super::replay::active_capture(&r.dir, &app, &r.journal) {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            match super::replay::end_capture(
-                r.plan, r.ctx, &r.dir, &r.source, &r.target, r.progress,
-            )
-            .await
-            {
-                Ok(done) => restored.push(done),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        Err(e) => failures.push(format!(
-            "reading the target capture's journal: {e}; if schema {} is on the target, drop it",
-            crate::transfer::online::CAPTURE_SCHEMA
-        )),
+    let urls = Some((&r.source, &r.target));
+    match super::replay::end_capture_for(r.plan, r.ctx, &r.journal, urls, r.progress).await {
+        Some(Ok(done)) => restored.push(done),
+        Some(Err(e)) => failures.push(e),
+        None => {}
     }
     if r.journal.step(r.journal.copy_step()).status != StepStatus::Pending {
         let (mark, owned) = end_state(&r.target, r.ctx.flush_wait).await;
