@@ -114,6 +114,13 @@ pub(crate) async fn save_schema(
     let _ = c.batch_execute("ROLLBACK").await;
     let path = schema_path(journal);
     let text = serde_json::to_vec(&map).expect("a map of strings serializes");
+    // Capture started in sync saves the schema before its first journal.
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_private_dir(dir).map_err(|source| OnlineError::Journal {
+            path: path.clone(),
+            source,
+        })?;
+    }
     crate::fsutil::write_atomic(&path, &text, crate::fsutil::PRIVATE_FILE)
         .map_err(|source| OnlineError::Journal { path, source })
 }
