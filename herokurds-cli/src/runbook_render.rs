@@ -578,8 +578,15 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
 
 /// What a rollback copied back from the new database, in one block.
 pub fn replayed_text(c: &herokurds_core::runbook::ReplayReport) -> String {
+    // Rows changed on RDS were compared, none copied now: a rollback
+    // interrupted earlier copied them (its counts are not journaled).
+    let earlier = if c.changes == 0 && c.keys_compared > 0 {
+        " (the rows changed there were copied back by an earlier, interrupted rollback)"
+    } else {
+        ""
+    };
     let mut t = format!(
-        "copied back from RDS: {} change(s) on {} row(s) in {} table(s), {}; \
+        "copied back from RDS: {} change(s) on {} row(s) in {} table(s), {}{earlier}; \
          {} key(s) compared, {} table(s) counted, {} sequence(s) set",
         c.changes,
         c.keys,
@@ -715,6 +722,17 @@ mod tests {
             replayed_text(&c),
             "copied back from RDS: 1200 change(s) on 1000 row(s) in 3 table(s), 5.00 MiB; \
              1000 key(s) compared, 3 table(s) counted, 7 sequence(s) set; in 1.2 s\n"
+        );
+        // Run again after a kill that came after the copy.
+        let mut again = herokurds_core::runbook::ReplayReport::default();
+        again.keys_compared = 1000;
+        assert!(
+            replayed_text(&again).contains(
+                "0 change(s) on 0 row(s) in 0 table(s), 0 B (the rows changed there were copied back by an \
+                 earlier, interrupted rollback); 1000 key(s) compared"
+            ),
+            "{}",
+            replayed_text(&again)
         );
     }
 }
