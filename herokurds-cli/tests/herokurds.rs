@@ -476,20 +476,7 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
     assert_eq!(app_port(&stack), stack.target.port(), "still on RDS");
     assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
 
-    let out = run(
-        &stack,
-        &[
-            "rollback",
-            "--config",
-            plan,
-            "--yes",
-            "--discard-target-writes",
-        ],
-        "",
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("NOT copied back"), "{}", text(&out));
-    assert_eq!(app_port(&stack), stack.source.port());
+    rollback_discarding_rds_writes(&stack, plan);
 
     // Migrating again would drop the row written on RDS: refused, exit 2.
     let out = run(&stack, &["run", "--config", plan, "--yes"], "");
@@ -519,6 +506,24 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(late_rows_on_target(&stack).await, 0);
     assert_eq!(app_port(&stack), stack.target.port());
+}
+
+/// `rollback --discard-target-writes`: back on Heroku, saying that RDS's
+/// writes were not copied back.
+fn rollback_discarding_rds_writes(stack: &DemoStack, plan: &str) {
+    let args = [
+        "rollback",
+        "--config",
+        plan,
+        "--yes",
+        "--discard-target-writes",
+    ];
+    let (_, t) = run_expect(stack, &args, "", 0);
+    assert!(
+        t.contains("back on its old database") && t.contains("NOT copied back"),
+        "{t}"
+    );
+    assert_eq!(app_port(stack), stack.source.port());
 }
 
 /// Schemas named herokurds_capture on `pg` (0 or 1).
@@ -886,4 +891,41 @@ async fn finish_refuses_an_unfinished_run_status_counts_the_writes_logged_on_rds
         t.contains("nothing to finish") && t.contains("rolled back"),
         "{t}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_refuses_ddl_made_on_rds_with_exit_1_and_discard_target_writes_switches_back() {
+    let stack = stack_without_s3().await;
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    run_expect(&stack, &["run", "--config", plan, "--yes"], "", 0);
+    let app = stack.target.owner_client().await.unwrap();
+    app.batch_execute(
+        "ALTER TABLE learners ADD COLUMN nickname text;
+         UPDATE learners SET nickname = 'n' WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    let (_, t) = run_expect(&stack, &["rollback", "--config", plan, "--yes"], "", 1);
+    assert!(
+        t.contains("cannot be copied back")
+            && t.contains("the schema changed on the target since the cutover")
+            && t.contains("learners")
+            && t.contains("--discard-target-writes"),
+        "{t}"
+    );
+    assert_eq!(app_port(&stack), stack.target.port(), "nothing switched");
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+    assert_eq!(capture_schemas(&stack.target).await, 1, "capture kept");
+
+    rollback_discarding_rds_writes(&stack, plan);
+    for pg in [&stack.source, &stack.target] {
+        assert_eq!(
+            common::pg::herokurds_objects(pg).await,
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(disabled_triggers(&stack.source).await, 0);
 }
