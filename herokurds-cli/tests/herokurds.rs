@@ -310,7 +310,7 @@ async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes
 }
 
 /// The README's first command, as a user runs it: migrate, roll back,
-/// migrate again, report, clean up.
+/// migrate again, report, finish, clean up.
 #[test]
 fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
     let out = Command::new(BIN)
@@ -328,6 +328,7 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         "== herokurds run",
         "== herokurds rollback",
         "== herokurds run --restart-target (forward again)",
+        "== herokurds finish",
     ] {
         // Each header on the same stream as the body it heads.
         assert!(stdout.contains(part), "{part} missing:\n{stdout}");
@@ -340,6 +341,7 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         stdout.contains("completed: the app runs on the new database")
             && stdout.contains("back on its old database")
             && stdout.contains("demo finished: the app runs on the RDS-like cluster")
+            && stdout.contains("change capture removed from the target")
             && stdout.contains("maintenance off"),
         "{stdout}"
     );
