@@ -1,5 +1,6 @@
 //! `herokurds demo`: the real `run` path, then `rollback`, then `run
-//! --restart-target` again, on local sandboxes (see `herokurds_testkit::demo`).
+//! --restart-target` again and `finish`, on local sandboxes (see
+//! `herokurds_testkit::demo`).
 
 use std::process::ExitCode;
 
@@ -8,11 +9,11 @@ use herokurds_testkit::demo::{DemoOptions, DemoStack};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::runbook_render::{plan_text, rollback_text, RunbookRender};
+use crate::runbook_render::{finish_text, plan_text, rollback_text, RunbookRender};
 use crate::{print_json, println_safe};
 
-/// Starts the sandboxes, migrates, rolls back, migrates again, prints the
-/// report; everything is stopped and deleted at the end, also when
+/// Starts the sandboxes, migrates, rolls back, migrates again and
+/// finishes, prints the report; everything is stopped and deleted at the end, also when
 /// `cancel` fires (Ctrl-C) half-way.
 pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
     let s3 = herokurds_testkit::moto::find_moto_server().is_ok();
@@ -58,7 +59,8 @@ pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Re
     ));
 
     say("== herokurds rollback".into());
-    let back = runbook::rollback(&plan, &ctx, &render).await?;
+    let back_render = RunbookRender::new(json).copying_back(true);
+    let back = runbook::rollback(&plan, &ctx, &back_render).await?;
     if !json {
         println_safe(rollback_text(&back))?;
     }
@@ -67,13 +69,20 @@ pub async fn run(rows: u64, json: bool, cancel: CancellationToken) -> anyhow::Re
     // there drops it, which `run` does only when told to.
     say("== herokurds run --restart-target (forward again)".into());
     let again = runbook::run(&plan, &ctx.clone().restart_target(true), &render, cancel).await?;
+    if !json {
+        println_safe(again.to_markdown())?;
+    }
+    say("== herokurds finish (stay on RDS: change capture removed from it)".into());
+    let finished = runbook::finish(&plan, &ctx, &back_render).await?;
+    if !json {
+        println_safe(finish_text(&finished))?;
+    }
     let status = runbook::status(&plan, &ctx).await?;
     if json {
         print_json(
-            &serde_json::json!({ "first_run": first, "rollback": back, "second_run": again, "status": status }),
+            &serde_json::json!({ "first_run": first, "rollback": back, "second_run": again, "finish": finished, "status": status }),
         )?;
     } else {
-        println_safe(again.to_markdown())?;
         println_safe(format!(
             "demo finished: the app runs on the RDS-like cluster (DATABASE_URL host {}, maintenance {}); cleaning up",
             status.database_url_host.as_deref().unwrap_or("?"),

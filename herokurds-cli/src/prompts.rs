@@ -31,9 +31,28 @@ pub fn restart_target(dbname: &str) -> anyhow::Result<()> {
 
 /// Asks the operator to type the app's name, as Heroku's CLI does.
 pub fn app_change(app: &str) -> anyhow::Result<()> {
-    let warning =
-        format!("This changes app {app} (maintenance mode, DATABASE attachment, config vars).");
-    if typed(&warning, app, std::io::stdin().lock())? {
+    confirm_app(
+        &format!("This changes app {app} (maintenance mode, DATABASE attachment, config vars)."),
+        app,
+    )
+}
+
+/// Asks the operator to type the app's name before `finish` removes the
+/// change capture from the target, after which a rollback can no longer
+/// copy the target's writes back.
+pub fn finish(app: &str) -> anyhow::Result<()> {
+    confirm_app(
+        &format!(
+            "This removes change capture from RDS for app {app}: after it, `herokurds rollback` can no \
+             longer copy the writes made on RDS back to the old database."
+        ),
+        app,
+    )
+}
+
+/// Shows `warning` and asks for the app's name; refused when it differs.
+fn confirm_app(warning: &str, app: &str) -> anyhow::Result<()> {
+    if typed(warning, app, std::io::stdin().lock())? {
         Ok(())
     } else {
         Err(herokurds_core::runbook::RunbookError::NotConfirmed.into())

@@ -3,6 +3,7 @@
 //! and sync's own bars while those steps run; NDJSON with `--json`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ pub struct RunbookRender {
     json: bool,
     tty: bool,
     verbose: bool,
+    back: bool,
+    step: Mutex<Option<StepId>>,
+    settling_said: AtomicBool,
+    maintenance_on: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     multi: MultiProgress,
     clock: Mutex<Option<ProgressBar>>,
     transfer: Mutex<Option<TransferRender>>,
@@ -40,6 +45,10 @@ impl RunbookRender {
             json,
             tty,
             verbose: false,
+            back: false,
+            step: Mutex::new(None),
+            settling_said: AtomicBool::new(false),
+            maintenance_on: Mutex::new(None),
             multi,
             clock: Mutex::new(None),
             transfer: Mutex::new(None),
@@ -51,6 +60,14 @@ impl RunbookRender {
     /// Also a line per index, constraint and ANALYZE of the copy (`-v`).
     pub fn verbose(mut self, verbose: bool) -> Self {
         self.verbose = verbose;
+        self
+    }
+
+    /// Events of `rollback` or `finish`: the change capture and its
+    /// rounds are the one on the new database (RDS), copied back to the
+    /// old one, and are worded so.
+    pub fn copying_back(mut self, back: bool) -> Self {
+        self.back = back;
         self
     }
 
@@ -95,6 +112,7 @@ impl RunbookRender {
     }
 
     fn step_started(&self, step: StepId) {
+        *self.step.lock().unwrap() = Some(step);
         match step {
             StepId::Transfer | StepId::OnlineCopy => {
                 *self.transfer.lock().unwrap() = Some(
@@ -118,6 +136,7 @@ impl RunbookRender {
     }
 
     fn step_finished(&self) {
+        self.settling_said.store(false, Ordering::Relaxed);
         self.clock_message(String::new());
         self.transfer.lock().unwrap().take();
         if let Some(v) = self.verify.lock().unwrap().take() {
@@ -170,6 +189,7 @@ impl Progress<RunbookEvent> for RunbookRender {
                 ));
             }
             RunbookEvent::MaintenanceOn { at } => {
+                *self.maintenance_on.lock().unwrap() = Some(*at);
                 self.line(format!(
                     "maintenance ON at {} — downtime starts",
                     at.format("%H:%M:%S UTC")
@@ -177,21 +197,43 @@ impl Progress<RunbookEvent> for RunbookRender {
                 self.start_clock(*at);
             }
             RunbookEvent::MaintenanceOff {
-                downtime_seconds, ..
+                at,
+                downtime_seconds,
             } => {
                 self.stop_clock();
-                self.line(format!(
-                    "maintenance OFF — downtime {}",
-                    human_seconds(*downtime_seconds)
-                ));
+                let on = self.maintenance_on.lock().unwrap().take();
+                let downtime = if !self.back {
+                    Some(*downtime_seconds)
+                } else {
+                    // Rollback does not count its window: this process
+                    // saw it start, or (run again) did not.
+                    on.map(|on| (*at - on).num_milliseconds() as f64 / 1000.0)
+                };
+                self.line(match downtime {
+                    Some(d) => format!("maintenance OFF — downtime {}", human_seconds(d)),
+                    None => "maintenance OFF".into(),
+                });
             }
             RunbookEvent::Settling {
                 quiet_seconds,
                 needed_seconds,
                 ..
-            } => self.clock_message(format!(
-                "— waiting for in-flight writes: quiet {quiet_seconds:.1} of {needed_seconds:.1} s"
-            )),
+            } => {
+                let which = if self.back {
+                    "writes on the new database"
+                } else {
+                    "in-flight writes"
+                };
+                // Without a terminal's clock: one line per wait.
+                if !self.tty && !self.settling_said.swap(true, Ordering::Relaxed) {
+                    self.line(format!(
+                        "        waiting for {which} to stop: {needed_seconds:.1} s of quiet needed"
+                    ));
+                }
+                self.clock_message(format!(
+                    "— waiting for {which} to stop: quiet {quiet_seconds:.1} of {needed_seconds:.1} s"
+                ))
+            }
             RunbookEvent::Transfer(t) => {
                 if let Some(r) = self.transfer.lock().unwrap().as_ref() {
                     r.event(t);
@@ -221,7 +263,18 @@ impl Progress<RunbookEvent> for RunbookRender {
                 ));
             }
             RunbookEvent::Online(o) => {
-                if let Some(line) = online_line(o, self.verbose) {
+                self.settling_said.store(false, Ordering::Relaxed);
+                let side = if self.back {
+                    Direction::Back
+                } else if *self.step.lock().unwrap() == Some(StepId::OnlineFinish) {
+                    Direction::Forward
+                } else {
+                    // Outside online mode's last step, capture is removed
+                    // only from the target (a run that stopped after
+                    // installing it there).
+                    Direction::TargetCapture
+                };
+                if let Some(line) = online_line(o, self.verbose, side) {
                     self.line(format!("        {line}"));
                 }
             }
@@ -231,17 +284,50 @@ impl Progress<RunbookEvent> for RunbookRender {
     }
 }
 
+/// Which change capture online events are about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Online mode's, on the source, applied to the target.
+    Forward,
+    /// The one installed on the target at the cutover, outside a rollback
+    /// (a run that stopped after installing it removes it).
+    TargetCapture,
+    /// The one on the target, copied back to the old database by
+    /// `rollback` (or removed by `finish`).
+    Back,
+}
+
 /// An online-mode event in words (`None`: nothing worth a line; capture
 /// per table only with `-v`).
-fn online_line(e: &herokurds_core::transfer::online::OnlineEvent, verbose: bool) -> Option<String> {
+fn online_line(
+    e: &herokurds_core::transfer::online::OnlineEvent,
+    verbose: bool,
+    side: Direction,
+) -> Option<String> {
     use herokurds_core::transfer::online::OnlineEvent as E;
+    let back = side == Direction::Back;
     match e {
         E::CaptureInstalled { table, key } if verbose => Some(format!("capture on {table}: {key}")),
         E::HeldBack {
             foreign_keys,
             triggers,
+        } if back => Some(format!(
+            "held back on the old database while copying back: {foreign_keys} foreign key(s), {triggers} trigger(s)"
+        )),
+        E::HeldBack {
+            foreign_keys,
+            triggers,
         } => Some(format!(
             "held back on the target until the window: {foreign_keys} foreign key(s), {triggers} trigger(s)"
+        )),
+        E::RoundApplied {
+            changes,
+            keys,
+            tables,
+            seconds,
+            ..
+        } if back => Some(format!(
+            "copied back from the new database: {changes} change(s), {keys} row(s) on {tables} table(s) in {seconds:.2} s"
         )),
         E::RoundApplied {
             round,
@@ -252,10 +338,45 @@ fn online_line(e: &herokurds_core::transfer::online::OnlineEvent, verbose: bool)
         } => Some(format!(
             "catch-up round {round}: {changes} change(s), {keys} key(s) on {tables} table(s) in {seconds:.2} s"
         )),
+        E::WindowStep { step, seconds } if back => {
+            Some(format!("{} ({seconds:.2} s)", back_step_words(step)))
+        }
         E::WindowStep { step, seconds } => Some(format!("{step} ({seconds:.2} s)")),
+        E::ForeignKeyValidated { name } if verbose && back => {
+            Some(format!("validated {name} on the old database"))
+        }
         E::ForeignKeyValidated { name } if verbose => Some(format!("validated {name}")),
-        E::CaptureRemoved => Some("change capture removed from the source".into()),
+        E::CaptureRemoved => Some(
+            match side {
+                Direction::Forward => "change capture removed from the source",
+                Direction::TargetCapture | Direction::Back => {
+                    "change capture removed from the new database"
+                }
+            }
+            .into(),
+        ),
         _ => None,
+    }
+}
+
+/// A window step of the replay in rollback's words: the library names
+/// them as online mode does (copy, cut, source, target), which are the
+/// other way round in a rollback. An unknown step keeps its own words.
+fn back_step_words(step: &str) -> &str {
+    match step {
+        "schema compared with the copy's" => {
+            "schema of the new database compared with the cutover's"
+        }
+        "last catch-up round" => "the new database's writes copied back",
+        "rows changed since the cut compared" => {
+            "rows changed since the cutover compared on both databases"
+        }
+        "large objects copied again" => "large objects copied back",
+        "sequences set" => "sequences set on the old database",
+        "foreign keys (NOT VALID) and triggers back" => {
+            "foreign keys (NOT VALID) and triggers back on the old database"
+        }
+        other => other,
     }
 }
 
@@ -407,6 +528,23 @@ pub fn status_text(s: &herokurds_core::runbook::Status) -> String {
             }
         }
     }
+    if let Some(c) = &s.target_capture {
+        let logged = match (c.logged_changes, &c.error) {
+            (Some(n), _) => format!(
+                "{n} change(s) logged since the cutover on {} table(s)",
+                c.tables
+            ),
+            (None, e) => format!(
+                "on {} table(s); the changes logged could not be counted: {}",
+                c.tables,
+                e.as_deref().unwrap_or("unknown error")
+            ),
+        };
+        t.push_str(&format!(
+            "change capture on RDS: {logged}; `herokurds rollback` copies them back, \
+             `herokurds finish` removes it\n"
+        ));
+    }
     t
 }
 
@@ -416,7 +554,12 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
     for a in &r.actions {
         t.push_str(&format!("  - {a}\n"));
     }
+    if let Some(c) = &r.replayed {
+        t.push_str(&replayed_text(c));
+    }
     match r.target_writes {
+        // Copied back: said above.
+        _ if r.replayed.is_some() => {}
         Some(0) => t.push_str("no rows were written on the new database since the cutover\n"),
         Some(n) => t.push_str(&format!(
             "WARNING: {n} row(s) were written on the new database since the cutover ({}); they were NOT copied back\n",
@@ -433,6 +576,46 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
     t
 }
 
+/// What a rollback copied back from the new database, in one block.
+pub fn replayed_text(c: &herokurds_core::runbook::ReplayReport) -> String {
+    // Rows changed on RDS were compared, none copied now: a rollback
+    // interrupted earlier copied them (its counts are not journaled).
+    let earlier = if c.changes == 0 && c.keys_compared > 0 {
+        " (the rows changed there were copied back by an earlier, interrupted rollback)"
+    } else {
+        ""
+    };
+    let mut t = format!(
+        "copied back from RDS: {} change(s) on {} row(s) in {} table(s), {}{earlier}; \
+         {} key(s) compared, {} table(s) counted, {} sequence(s) set",
+        c.changes,
+        c.keys,
+        c.tables,
+        indicatif::HumanBytes(c.bytes),
+        c.keys_compared,
+        c.tables_counted,
+        c.sequences
+    );
+    if let Some(n) = c.large_objects_recopied {
+        t.push_str(&format!(", {n} large object(s) copied again"));
+    }
+    t.push_str(&format!("; in {}\n", human_seconds(c.seconds)));
+    t
+}
+
+/// `finish` as text.
+pub fn finish_text(r: &herokurds_core::runbook::FinishReport) -> String {
+    let mut t = format!("migration of app {} finished:\n", r.app);
+    for a in &r.actions {
+        t.push_str(&format!("  - {a}\n"));
+    }
+    t.push_str(
+        "`herokurds rollback` can no longer copy writes made on RDS back to the old database: \
+         once the app writes there, it refuses unless --discard-target-writes\n",
+    );
+    t
+}
+
 /// Writes `report.md` and `report.json` (0600) into the plan's work dir.
 pub fn save_report(
     plan: &herokurds_core::runbook::Plan,
@@ -440,4 +623,116 @@ pub fn save_report(
 ) -> anyhow::Result<()> {
     report.save(&herokurds_core::runbook::WorkDir::new(&plan.work_dir))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herokurds_core::transfer::online::OnlineEvent;
+
+    /// The online events a rollback reports, in rollback's words.
+    #[test]
+    fn a_rollbacks_events_are_worded_as_copying_back() {
+        let held = OnlineEvent::HeldBack {
+            foreign_keys: 4,
+            triggers: 1,
+        };
+        let round = OnlineEvent::RoundApplied {
+            round: 1,
+            changes: 7,
+            keys: 5,
+            tables: 2,
+            seconds: 0.5,
+        };
+        let step = |s: &str| OnlineEvent::WindowStep {
+            step: s.into(),
+            seconds: 0.1,
+        };
+        let back = |e: &OnlineEvent| online_line(e, false, Direction::Back).unwrap();
+        assert_eq!(
+            back(&held),
+            "held back on the old database while copying back: 4 foreign key(s), 1 trigger(s)"
+        );
+        assert_eq!(
+            back(&round),
+            "copied back from the new database: 7 change(s), 5 row(s) on 2 table(s) in 0.50 s"
+        );
+        // Every step the library's window names has rollback words.
+        for s in [
+            "schema compared with the copy's",
+            "last catch-up round",
+            "rows changed since the cut compared",
+            "large objects copied again",
+            "sequences set",
+            "foreign keys (NOT VALID) and triggers back",
+        ] {
+            assert_ne!(back_step_words(s), s);
+        }
+        assert_eq!(
+            back(&OnlineEvent::CaptureRemoved),
+            "change capture removed from the new database"
+        );
+        assert_eq!(
+            online_line(&OnlineEvent::CaptureRemoved, false, Direction::Forward).unwrap(),
+            "change capture removed from the source"
+        );
+        assert!(
+            online_line(&step("sequences set"), false, Direction::Forward)
+                .unwrap()
+                .starts_with("sequences set (")
+        );
+        assert_eq!(
+            online_line(
+                &OnlineEvent::ForeignKeyValidated {
+                    name: "public.events.events_learner_id_fkey".into()
+                },
+                true,
+                Direction::Back
+            )
+            .unwrap(),
+            "validated public.events.events_learner_id_fkey on the old database"
+        );
+
+        // --json: one object per event, named by the online event.
+        let line = serde_json::to_string(&RunbookEvent::Online(held)).unwrap();
+        assert!(line.contains("\"event\":\"held_back\""), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["foreign_keys"], 4, "{line}");
+        let line = serde_json::to_string(&RunbookEvent::Settling {
+            waited_seconds: 0.5,
+            quiet_seconds: 0.25,
+            needed_seconds: 2.0,
+        })
+        .unwrap();
+        assert!(line.contains("\"event\":\"settling\""), "{line}");
+    }
+
+    #[test]
+    fn a_replay_is_one_block_in_human_units() {
+        let mut c = herokurds_core::runbook::ReplayReport::default();
+        c.changes = 1200;
+        c.keys = 1000;
+        c.tables = 3;
+        c.bytes = 5 * 1024 * 1024;
+        c.keys_compared = 1000;
+        c.tables_counted = 3;
+        c.sequences = 7;
+        c.seconds = 1.25;
+        assert_eq!(
+            replayed_text(&c),
+            "copied back from RDS: 1200 change(s) on 1000 row(s) in 3 table(s), 5.00 MiB; \
+             1000 key(s) compared, 3 table(s) counted, 7 sequence(s) set; in 1.2 s\n"
+        );
+        // Run again after a kill that came after the copy.
+        let mut again = herokurds_core::runbook::ReplayReport::default();
+        again.keys_compared = 1000;
+        assert!(
+            replayed_text(&again).contains(
+                "0 change(s) on 0 row(s) in 0 table(s), 0 B (the rows changed there were copied back by an \
+                 earlier, interrupted rollback); 1000 key(s) compared"
+            ),
+            "{}",
+            replayed_text(&again)
+        );
+    }
 }

@@ -161,6 +161,44 @@ fn every_help_lists_exit_codes_and_examples_and_no_empty_env_values() {
 }
 
 #[test]
+fn herokurds_help_teaches_the_lifecycle_and_what_finish_ends() {
+    let home = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let out = bare(HEROKURDS, home.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    assert!(
+        top.contains("plan  ->  run  ->  rollback")
+            && top.contains("or  finish")
+            && top.contains("herokurds finish --config plan.toml"),
+        "{top}"
+    );
+    let finish = help(&["finish", "--help"]);
+    for part in [
+        "herokurds_capture",
+        "a rollback can no longer copy RDS's writes back",
+        "Exit codes: 0 finished",
+        "herokurds resume",
+        "Example",
+        "--yes",
+    ] {
+        assert!(finish.contains(part), "{part}:\n{finish}");
+    }
+    let rollback = help(&["rollback", "--help"]);
+    for part in [
+        "Until `herokurds finish`",
+        "first copies those writes back",
+        "DDL made on RDS",
+        "Switch back WITHOUT copying RDS's writes back",
+        "Exit codes: 0 switched back; 1 refused",
+    ] {
+        assert!(rollback.contains(part), "{part}:\n{rollback}");
+    }
+}
+
+#[test]
 fn init_writes_a_plan_that_parses_and_refuses_to_overwrite_without_force() {
     let home = tempfile::tempdir().unwrap();
     let out = bare(HEROKURDS, home.path()).arg("init").output().unwrap();

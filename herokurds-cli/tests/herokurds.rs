@@ -1,6 +1,7 @@
 //! The real `herokurds` binary against the sandbox stack: confirmation,
 //! plan, a run killed during the transfer and finished with resume, status,
-//! and no secret in anything it prints.
+//! a rollback killed while copying RDS's writes back, finish, and no
+//! secret in anything it prints.
 
 mod common;
 
@@ -24,6 +25,16 @@ fn command(stack: &DemoStack) -> Command {
 
 fn run(stack: &DemoStack, args: &[&str], stdin: &str) -> Output {
     common::output_with_stdin(command(stack).args(args), stdin)
+}
+
+/// [`run`], asserting its exit code and that its output holds no secret;
+/// returns the output and its text (stdout then stderr).
+fn run_expect(stack: &DemoStack, args: &[&str], stdin: &str, code: i32) -> (Output, String) {
+    let out = run(stack, args, stdin);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    assert_no_secrets(stack, &t);
+    (out, t)
 }
 
 fn text(o: &Output) -> String {
@@ -61,7 +72,8 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("21. smoke compare")
+        t.contains("22. smoke compare")
+            && t.contains("14. install change capture on the target, for rollback")
             && t.contains("4. online copy")
             && t.contains("CloudFront")
             && t.contains("will switch origin")
@@ -72,7 +84,7 @@ async fn a_wrong_confirmation_changes_nothing_and_plan_lists_the_steps() {
 
     let out = run(&stack, &["plan", "--config", plan, "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 22);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 23);
     assert_eq!(v["cloudfront"][0]["origins"].as_array().unwrap().len(), 1);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 
@@ -102,8 +114,22 @@ fn run_until(
     std::io::Lines<BufReader<std::process::ChildStdout>>,
     String,
 ) {
+    spawn_until(stack, &["run", "--config", plan, "--yes", "--json"], needle)
+}
+
+/// Starts `herokurds` with `args` (`--json` among them) and reads its
+/// stdout until a line contains `needle`; see [`run_until`].
+fn spawn_until(
+    stack: &DemoStack,
+    args: &[&str],
+    needle: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+) {
     let mut child = command(stack)
-        .args(["run", "--config", plan, "--yes", "--json"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,8 +147,21 @@ fn run_until(
         }
     }
     let _ = child.kill();
-    let _ = child.wait();
-    panic!("no {needle} event:\n{seen}");
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "no {needle} event:\n{seen}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`spawn_until`], then SIGKILL (no cleanup runs); returns what it
+/// printed, after checking it holds no secret.
+fn killed_at(stack: &DemoStack, args: &[&str], needle: &str) -> String {
+    let (mut child, _, seen) = spawn_until(stack, args, needle);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_secrets(stack, &seen);
+    seen
 }
 
 /// [`run_until`] the first table is copied.
@@ -145,6 +184,16 @@ async fn events_on_target(stack: &DemoStack) -> i64 {
 /// A `count(*)` query's answer on the target.
 async fn count_on_target(stack: &DemoStack, sql: &str) -> i64 {
     common::pg::scalar(&stack.target, sql).await
+}
+
+/// The demo stack without its S3 part (quicker to start).
+async fn stack_without_s3() -> DemoStack {
+    DemoStack::start(DemoOptions {
+        s3: false,
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap()
 }
 
 async fn big_stack() -> DemoStack {
@@ -184,9 +233,7 @@ async fn a_run_killed_during_the_transfer_is_finished_by_resume() {
         text(&out)
     );
 
-    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let (_, t) = run_expect(&stack, &["resume", "--config", plan, "--yes"], "", 0);
     assert!(
         t.contains("already done") && t.contains("target equals source"),
         "{t}"
@@ -263,7 +310,7 @@ async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes
 }
 
 /// The README's first command, as a user runs it: migrate, roll back,
-/// migrate again, report, clean up.
+/// migrate again, report, finish, clean up.
 #[test]
 fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
     let out = Command::new(BIN)
@@ -281,6 +328,7 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         "== herokurds run",
         "== herokurds rollback",
         "== herokurds run --restart-target (forward again)",
+        "== herokurds finish",
     ] {
         // Each header on the same stream as the body it heads.
         assert!(stdout.contains(part), "{part} missing:\n{stdout}");
@@ -293,6 +341,7 @@ fn the_demo_migrates_rolls_back_and_forward_and_cleans_up() {
         stdout.contains("completed: the app runs on the new database")
             && stdout.contains("back on its old database")
             && stdout.contains("demo finished: the app runs on the RDS-like cluster")
+            && stdout.contains("change capture removed from the target")
             && stdout.contains("maintenance off"),
         "{stdout}"
     );
@@ -359,16 +408,55 @@ async fn late_rows_on_target(stack: &DemoStack) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_the_target() {
-    let stack = DemoStack::start(DemoOptions {
-        s3: false,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = stack_without_s3().await;
     let plan = stack.write_plan().unwrap();
     let plan = plan.to_str().unwrap();
     let out = run(&stack, &["run", "--config", plan, "--yes"], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(capture_schemas(&stack.target).await, 1, "capture on RDS");
+
+    // finish asks first, saying what the rollback loses; a wrong answer
+    // leaves the capture in place.
+    let out = run(&stack, &["finish", "--config", plan], "not-the-app\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("can no longer copy") && text(&out).contains("not confirmed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(capture_schemas(&stack.target).await, 1);
+
+    // Without capture, a rollback can only count RDS's writes.
+    let (out, t) = run_expect(
+        &stack,
+        &["finish", "--config", plan, "--yes", "--json"],
+        "",
+        0,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"event\":\"capture_removed\""), "{t}");
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        report["actions"][0]
+            .as_str()
+            .unwrap()
+            .contains("change capture removed from the target"),
+        "{report}"
+    );
+    assert_no_secrets(&stack, &t);
+    assert_eq!(capture_schemas(&stack.target).await, 0, "{t}");
+    // Again: harmless, and says so.
+    let (_, t) = run_expect(&stack, &["finish", "--config", plan, "--yes"], "", 0);
+    assert!(
+        t.contains("no change capture on the target") && t.contains("can no longer copy"),
+        "{t}"
+    );
+    assert_eq!(
+        app_port(&stack),
+        stack.target.port(),
+        "finish switches nothing"
+    );
+
     let target = stack.target.owner_client().await.unwrap();
     target
         .batch_execute(
@@ -390,20 +478,7 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
     assert_eq!(app_port(&stack), stack.target.port(), "still on RDS");
     assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
 
-    let out = run(
-        &stack,
-        &[
-            "rollback",
-            "--config",
-            plan,
-            "--yes",
-            "--discard-target-writes",
-        ],
-        "",
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("NOT copied back"), "{}", text(&out));
-    assert_eq!(app_port(&stack), stack.source.port());
+    rollback_discarding_rds_writes(&stack, plan);
 
     // Migrating again would drop the row written on RDS: refused, exit 2.
     let out = run(&stack, &["run", "--config", plan, "--yes"], "");
@@ -433,6 +508,33 @@ async fn rollback_exits_1_on_writes_made_on_rds_and_run_asks_before_restarting_t
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(late_rows_on_target(&stack).await, 0);
     assert_eq!(app_port(&stack), stack.target.port());
+}
+
+/// `rollback --discard-target-writes`: back on Heroku, saying that RDS's
+/// writes were not copied back.
+fn rollback_discarding_rds_writes(stack: &DemoStack, plan: &str) {
+    let args = [
+        "rollback",
+        "--config",
+        plan,
+        "--yes",
+        "--discard-target-writes",
+    ];
+    let (_, t) = run_expect(stack, &args, "", 0);
+    assert!(
+        t.contains("back on its old database") && t.contains("NOT copied back"),
+        "{t}"
+    );
+    assert_eq!(app_port(stack), stack.source.port());
+}
+
+/// Schemas named herokurds_capture on `pg` (0 or 1).
+async fn capture_schemas(pg: &herokurds_testkit::LocalPostgres) -> i64 {
+    common::pg::scalar(
+        pg,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'herokurds_capture'",
+    )
+    .await
 }
 
 /// A table's rows in one string, for comparing both sides.
@@ -506,9 +608,7 @@ async fn an_online_run_killed_during_the_catch_up_is_finished_by_resume_with_not
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["next_step"], "catch_up", "{status}");
 
-    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let (_, t) = run_expect(&stack, &["resume", "--config", plan, "--yes"], "", 0);
     assert_no_secrets(&stack, &t);
     let written = writer.await.unwrap();
     assert!(written > 10, "the app wrote during the migration");
@@ -529,4 +629,305 @@ async fn an_online_run_killed_during_the_catch_up_is_finished_by_resume_with_not
     )
     .await;
     assert_eq!(leftovers.unwrap(), Vec::<String>::new());
+}
+
+/// Heroku's foreign keys: table, name, definition, validated.
+async fn foreign_keys(pg: &herokurds_testkit::LocalPostgres) -> Vec<String> {
+    common::pg::column(
+        &pg.owner_client().await.unwrap(),
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+                || ' validated=' || convalidated
+           FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+    )
+    .await
+}
+
+/// Every sequence's last value and is_called, by an independent query.
+async fn sequences(pg: &herokurds_testkit::LocalPostgres) -> Vec<String> {
+    let c = pg.owner_client().await.unwrap();
+    let names: Vec<String> = common::pg::column(
+        &c,
+        "SELECT oid::regclass::text FROM pg_class WHERE relkind = 'S' ORDER BY 1",
+    )
+    .await;
+    let mut out = Vec::new();
+    for n in names {
+        let row = c
+            .query_one(&format!("SELECT last_value, is_called FROM {n}"), &[])
+            .await
+            .unwrap();
+        out.push(format!(
+            "{n} {} {}",
+            row.get::<_, i64>(0),
+            row.get::<_, bool>(1)
+        ));
+    }
+    out
+}
+
+/// User triggers not enabled (held back and never put back), on `pg`.
+async fn disabled_triggers(pg: &herokurds_testkit::LocalPostgres) -> i64 {
+    common::pg::scalar(
+        pg,
+        "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'O'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_killed_during_the_replay_finishes_when_run_again_with_nothing_lost_or_applied_twice(
+) {
+    let stack = big_stack().await;
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    let keys_before = foreign_keys(&stack.source).await;
+    assert!(keys_before.len() >= 4, "{keys_before:?}");
+    let out = run(&stack, &["run", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(app_port(&stack), stack.target.port());
+
+    // The app on RDS: a third of the big table updated, rows inserted and
+    // deleted in several tables, a sequence advanced.
+    let app = stack.target.owner_client().await.unwrap();
+    app.batch_execute(
+        "UPDATE events SET kind = kind || '!', payload = payload || '{\"seen\": true}' WHERE id % 3 = 0;
+         INSERT INTO events (learner_id, kind, payload, at)
+           SELECT 1 + i % 5000, 'rds', jsonb_build_object('i', i), now() FROM generate_series(1, 3000) AS i;
+         DELETE FROM events WHERE id % 1000 = 7;
+         INSERT INTO learners (email, name, country) VALUES ('rds1@example.com', 'On RDS', 'US'),
+                                                             ('rds2@example.com', 'On RDS', 'FR');
+         UPDATE learners SET name = name || ' (moved)' WHERE id % 50 = 0;
+         DELETE FROM certificates WHERE id % 10 = 0;
+         SELECT nextval('invoice_number_seq') FROM generate_series(1, 7);",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    let out = run(&stack, &["status", "--config", plan, "--json"], "");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let logged = status["target_capture"]["logged_changes"].as_i64().unwrap();
+    assert!(logged > 130_000, "{status}");
+
+    // Killed (SIGKILL: no cleanup) with the old database's foreign keys
+    // dropped, before the copy-back round commits; then killed again
+    // right after that round was journaled.
+    let rds_learners = || async {
+        common::pg::scalar::<i64>(
+            &stack.source,
+            "SELECT count(*) FROM learners WHERE email LIKE 'rds_@example.com'",
+        )
+        .await
+    };
+    let mut seen = String::new();
+    for needle in ["\"event\":\"held_back\"", "\"event\":\"round_applied\""] {
+        seen.push_str(&killed_at(
+            &stack,
+            &["rollback", "--config", plan, "--yes", "--json"],
+            needle,
+        ));
+        assert_eq!(
+            app_port(&stack),
+            stack.target.port(),
+            "killed before the switch"
+        );
+        // Killed mid-replay indeed: Heroku's foreign keys are held back,
+        // and RDS's rows reach Heroku only with the round.
+        assert!(foreign_keys(&stack.source).await.len() < keys_before.len());
+        let copied = needle.contains("round_applied");
+        assert_eq!(rds_learners().await, if copied { 2 } else { 0 }, "{needle}");
+    }
+    assert!(seen.contains("\"event\":\"settling\""), "{seen}");
+    // The round's size and time, for whoever reads the test's log.
+    for line in seen.lines().filter(|l| l.contains("round_applied")) {
+        eprintln!("copy-back round before the kill: {line}");
+    }
+
+    let out = run(
+        &stack,
+        &["rollback", "--config", plan, "--yes", "--json"],
+        "",
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_no_secrets(&stack, &t);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {t}"));
+    eprintln!("rollback run again: {}", report["replayed"]);
+    assert!(
+        report["replayed"]["keys_compared"].as_u64().unwrap() > 130_000,
+        "every key changed on RDS compared: {report}"
+    );
+    assert_eq!(
+        report["replayed"]["sequences"].as_u64().unwrap() as usize,
+        sequences(&stack.target).await.len(),
+        "{report}"
+    );
+    for line in stdout.lines() {
+        let _: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not NDJSON ({e}): {line}"));
+    }
+
+    assert_eq!(app_port(&stack), stack.source.port(), "back on Heroku");
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+    // Nothing lost, nothing applied twice: both databases hold the same
+    // rows (count and md5 of each table's sorted rows), sequences,
+    // constraints and triggers.
+    for table in [
+        "programs",
+        "courses",
+        "learners",
+        "enrollments",
+        "certificates",
+        "events",
+    ] {
+        assert_eq!(
+            table_digest(&stack.source, table).await,
+            table_digest(&stack.target, table).await,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        sequences(&stack.source).await,
+        sequences(&stack.target).await
+    );
+    common::pg::assert_same(&stack.source, &stack.target).await;
+    assert_eq!(rds_learners().await, 2);
+    // Heroku's foreign keys: all back, validated, as before the run.
+    assert_eq!(foreign_keys(&stack.source).await, keys_before);
+    assert_eq!(disabled_triggers(&stack.source).await, 0);
+    for pg in [&stack.source, &stack.target] {
+        assert_eq!(
+            common::pg::herokurds_objects(pg).await,
+            Vec::<String>::new()
+        );
+    }
+
+    let out = run(&stack, &["status", "--config", plan, "--json"], "");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["target_capture"].is_null(), "{status}");
+    assert_eq!(status["state"]["state"], "rolled_back", "{status}");
+    assert_no_secrets(&stack, &text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finish_refuses_an_unfinished_run_status_counts_the_writes_logged_on_rds_and_rollback_copies_them_back(
+) {
+    let stack = stack_without_s3().await;
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    killed_at(
+        &stack,
+        &["run", "--config", plan, "--yes", "--json"],
+        "\"event\":\"table_finished\"",
+    );
+
+    let (_, t) = run_expect(&stack, &["finish", "--config", plan, "--yes"], "", 2);
+    assert!(
+        t.contains("has not completed")
+            && t.contains("herokurds resume --config")
+            && t.contains("herokurds rollback --config"),
+        "{t}"
+    );
+
+    let out = run(&stack, &["resume", "--config", plan, "--yes"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = |stack: &DemoStack| {
+        let out = run(stack, &["status", "--config", plan, "--json"], "");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let s = status(&stack);
+    assert_eq!(s["target_capture"]["logged_changes"], 0, "{s}");
+    assert!(s["target_capture"]["tables"].as_u64().unwrap() >= 5, "{s}");
+
+    let app = stack.target.owner_client().await.unwrap();
+    for i in 0..3 {
+        app.batch_execute(&format!(
+            "INSERT INTO learners (email, name, country) VALUES ('status{i}@example.com', 'S', 'DE')"
+        ))
+        .await
+        .unwrap();
+    }
+    drop(app);
+    let s = status(&stack);
+    assert_eq!(s["target_capture"]["logged_changes"], 3, "{s}");
+    assert!(s["target_capture"]["error"].is_null(), "{s}");
+    let out = run(&stack, &["status", "--config", plan], "");
+    let t = text(&out);
+    assert!(
+        t.contains("change capture on RDS: 3 change(s) logged since the cutover")
+            && t.contains("`herokurds finish` removes it"),
+        "{t}"
+    );
+    assert_no_secrets(&stack, &t);
+
+    // The rollback copies them back, and says so in words.
+    let (_, t) = run_expect(&stack, &["rollback", "--config", plan, "--yes"], "", 0);
+    assert!(
+        t.contains("waiting for writes on the new database to stop")
+            && t.contains("held back on the old database while copying back")
+            && t.contains("copied back from the new database: 3 change(s), 3 row(s) on 1 table(s)")
+            && t.contains("change capture removed from the new database")
+            && t.contains("copied back from RDS: 3 change(s) on 3 row(s) in 1 table(s)")
+            && t.contains("3 key(s) compared, 1 table(s) counted")
+            && !t.contains("NOT copied back"),
+        "{t}"
+    );
+    assert_no_secrets(&stack, &t);
+    assert_eq!(app_port(&stack), stack.source.port());
+    assert_eq!(
+        common::pg::scalar::<i64>(
+            &stack.source,
+            "SELECT count(*) FROM learners WHERE email LIKE 'status_@example.com'"
+        )
+        .await,
+        3
+    );
+    assert!(status(&stack)["target_capture"].is_null());
+    assert_eq!(capture_schemas(&stack.target).await, 0);
+
+    let (_, t) = run_expect(&stack, &["finish", "--config", plan, "--yes"], "", 2);
+    assert!(
+        t.contains("nothing to finish") && t.contains("rolled back"),
+        "{t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_refuses_ddl_made_on_rds_with_exit_1_and_discard_target_writes_switches_back() {
+    let stack = stack_without_s3().await;
+    let plan = stack.write_plan().unwrap();
+    let plan = plan.to_str().unwrap();
+    run_expect(&stack, &["run", "--config", plan, "--yes"], "", 0);
+    let app = stack.target.owner_client().await.unwrap();
+    app.batch_execute(
+        "ALTER TABLE learners ADD COLUMN nickname text;
+         UPDATE learners SET nickname = 'n' WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    let (_, t) = run_expect(&stack, &["rollback", "--config", plan, "--yes"], "", 1);
+    assert!(
+        t.contains("cannot be copied back")
+            && t.contains("the schema changed on the target since the cutover")
+            && t.contains("learners")
+            && t.contains("--discard-target-writes"),
+        "{t}"
+    );
+    assert_eq!(app_port(&stack), stack.target.port(), "nothing switched");
+    assert_eq!(stack.heroku.maintenance(DEMO_APP), Some(false));
+    assert_eq!(capture_schemas(&stack.target).await, 1, "capture kept");
+
+    rollback_discarding_rds_writes(&stack, plan);
+    for pg in [&stack.source, &stack.target] {
+        assert_eq!(
+            common::pg::herokurds_objects(pg).await,
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(disabled_triggers(&stack.source).await, 0);
 }

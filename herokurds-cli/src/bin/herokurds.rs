@@ -19,10 +19,14 @@ const LONG_ABOUT: &str = "\
 Moves a Heroku app's Heroku Postgres database (and S3 assets) to AWS RDS in the
 lossless order: smoke baseline, S3 pre-sync, maintenance on, settle (in-flight
 writes land), streaming copy, verification, final S3 sync, write check,
-cutover (backup alias, detach DATABASE, set DATABASE_URL), maintenance off,
-smoke compare. Every step is journaled in the plan's work_dir: `resume`
-continues an interrupted run, `rollback` puts the app back on its old
-database.
+change capture on RDS, cutover (backup alias, detach DATABASE, set
+DATABASE_URL), maintenance off, smoke compare. Every step is journaled in the
+plan's work_dir.
+
+The lifecycle of a migration:
+  plan  ->  run  ->  rollback   (back to Heroku, RDS's writes copied back)
+                 or  finish     (stay on RDS; rollback can no longer copy back)
+`resume` continues an interrupted run, and `status` says where it stands.
 
 Start with `herokurds demo` to watch it all on local sandboxes, then write a
 plan with `herokurds init --app NAME` (a commented plan.toml, filled from the
@@ -37,13 +41,72 @@ Examples:
   herokurds init --app myapp                      # writes plan.toml; edit it
   herokurds plan --config plan.toml               # every check, nothing changed
   herokurds run --config plan.toml                # asks you to type the app name
-  herokurds rollback --config plan.toml           # back to the old database
+  herokurds rollback --config plan.toml           # back to the old database, RDS's writes with it
+  herokurds finish --config plan.toml             # once you trust RDS: capture removed
 
 Exit codes: 0 success; 1 a check found a difference (preflight problems,
-verification differences, writes on the source, smoke differences, rows
-written on RDS since the cutover that stop a rollback); 2 error (also: run
-refusing to drop data on the target without --restart-target, resume or
-rollback refusing a database other than the journaled one).";
+verification differences, writes on the source, smoke differences, writes
+on RDS since the cutover that a rollback cannot copy back); 2 error (also:
+run refusing to drop data on the target without --restart-target, resume or
+rollback refusing a database other than the journaled one, finish before
+the run completed).";
+
+const ROLLBACK_ABOUT: &str = "\
+Puts the app back on its old database: maintenance on and the plan's workers
+stopped while switching, the old add-on promoted back to DATABASE (Heroku's
+pg:promote), the plan's config vars and CloudFront origins restored, dynos
+scaled back, maintenance off.
+
+Until `herokurds finish`, `run` leaves change capture on RDS (schema
+herokurds_capture: triggers that log the key of every row the app writes
+there since the cutover). Rollback then first copies those writes back: it
+waits until RDS is quiet, compares RDS's schema with the cutover's, deletes
+the logged rows on the old database and copies them again from RDS, compares
+every changed row and each changed table's row count on both sides, sets the
+sequences, and only then switches; the capture is removed after. The output
+says what was copied back (changes, rows, tables, bytes, seconds).
+
+What cannot be copied back is refused (exit 1) before anything is switched,
+naming it: DDL made on RDS, rows that still differ, writes that do not stop.
+The app then stays on RDS, with maintenance and dynos as they were.
+
+Without capture (after `finish`, or `[cutover] capture_target_writes =
+false`), rollback counts the rows written on RDS since the cutover and
+refuses (exit 1), naming each table and its count, when there are any.
+
+A rollback killed at any point finishes when run again, from its journal:
+nothing logged is lost, and a change copied back again gives the same rows,
+never a duplicate.
+
+Exit codes: 0 switched back; 1 refused (writes on RDS it cannot copy back);
+2 error (nothing to roll back, a database other than the journaled one).
+
+Examples:
+  herokurds rollback --config plan.toml           # asks you to type the app name
+  herokurds rollback --config plan.toml --discard-target-writes
+                                                  # after a refusal: back without RDS's writes";
+
+const FINISH_ABOUT: &str = "\
+Ends a completed migration once you trust RDS: removes the change capture
+`run` installed on RDS at the cutover (schema herokurds_capture and its
+triggers, which log every write the app makes there so that `rollback` can
+copy it back), and any capture online mode left on the Heroku database.
+The app's writes on RDS stop paying for a trigger each.
+
+After finish, a rollback can no longer copy RDS's writes back to the old
+database: once the app wrote on RDS, `rollback` refuses (exit 1) unless
+--discard-target-writes, which loses those writes. Run it when you are sure
+you will not roll back (after the smoke checks, a day of traffic, the next
+backup). Asks you to type the app name unless --yes. Running it again is
+harmless.
+
+Exit codes: 0 finished (or nothing left to remove); 2 error: the run has
+not completed (finish it with `herokurds resume`, or undo it with
+`herokurds rollback`), it was rolled back, or the capture could not be
+removed (the message says how to remove it by hand).
+
+Example:
+  herokurds finish --config plan.toml             # asks you to type the app name";
 
 #[derive(Parser)]
 #[command(name = "herokurds", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -69,11 +132,15 @@ enum Command {
     Run(RunArgs),
     /// Continue an interrupted migration from its journal.
     Resume(ChangeArgs),
-    /// Put the app back on its old database.
+    /// Put the app back on its old database, copying RDS's writes back.
+    #[command(long_about = ROLLBACK_ABOUT)]
     Rollback(RollbackArgs),
+    /// End a completed migration: remove change capture from RDS (no copy-back after).
+    #[command(long_about = FINISH_ABOUT)]
+    Finish(ChangeArgs),
     /// Where the journal stands, where DATABASE_URL points, maintenance state.
     Status(PlanArgs),
-    /// Run, roll back and run again on local sandboxes (PostgreSQL binaries needed).
+    /// Run, roll back, run again and finish on local sandboxes (PostgreSQL binaries needed).
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
@@ -112,10 +179,12 @@ struct RunArgs {
 struct RollbackArgs {
     #[command(flatten)]
     change: ChangeArgs,
-    /// Switch back even when rows were written on the new database since
-    /// the cutover (or they cannot be counted): those rows stay on RDS and
-    /// are NOT copied back. Without it, `rollback` refuses (exit 1), naming
-    /// the tables and their counts.
+    /// Switch back WITHOUT copying RDS's writes back: every row written on
+    /// RDS since the cutover stays there, and the app runs without those rows. With
+    /// capture on, this skips the copy-back (use it when rollback refused
+    /// one, e.g. after DDL on RDS); without capture (after `finish`), it
+    /// switches back although rows were written there or cannot be counted.
+    /// Capture on RDS is removed either way.
     #[arg(long)]
     discard_target_writes: bool,
 }
@@ -178,6 +247,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) | Command::Status(a) => (a, true),
         Command::Run(RunArgs { change: a, .. })
         | Command::Resume(a)
+        | Command::Finish(a)
         | Command::Rollback(RollbackArgs { change: a, .. }) => (&a.plan, a.yes),
         #[cfg(feature = "demo")]
         Command::Demo(_) => unreachable!("handled above"),
@@ -198,7 +268,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => ctx = ctx.discard_target_writes(a.discard_target_writes),
         _ => {}
     }
-    let render = RunbookRender::new(json).verbose(cli.verbose > 0);
+    let render = RunbookRender::new(json)
+        .verbose(cli.verbose > 0)
+        .copying_back(matches!(
+            cli.command,
+            Command::Rollback(_) | Command::Finish(_)
+        ));
     match cli.command {
         Command::Plan(_) => {
             let report = runbook::preflight(&plan, &ctx).await?;
@@ -219,6 +294,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&status)?;
             } else {
                 println_safe(herokurds_cli::runbook_render::status_text(&status))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Finish(_) => {
+            if !yes {
+                herokurds_cli::prompts::finish(&plan.heroku.app)?;
+            }
+            let r = runbook::finish(&plan, &ctx, &render).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println_safe(herokurds_cli::runbook_render::finish_text(&r))?;
             }
             Ok(ExitCode::SUCCESS)
         }
