@@ -24,7 +24,6 @@ pub struct RunbookRender {
     back: bool,
     step: Mutex<Option<StepId>>,
     settling_said: AtomicBool,
-    maintenance_on: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     multi: MultiProgress,
     clock: Mutex<Option<ProgressBar>>,
     transfer: Mutex<Option<TransferRender>>,
@@ -48,7 +47,6 @@ impl RunbookRender {
             back: false,
             step: Mutex::new(None),
             settling_said: AtomicBool::new(false),
-            maintenance_on: Mutex::new(None),
             multi,
             clock: Mutex::new(None),
             transfer: Mutex::new(None),
@@ -189,7 +187,6 @@ impl Progress<RunbookEvent> for RunbookRender {
                 ));
             }
             RunbookEvent::MaintenanceOn { at } => {
-                *self.maintenance_on.lock().unwrap() = Some(*at);
                 self.line(format!(
                     "maintenance ON at {} — downtime starts",
                     at.format("%H:%M:%S UTC")
@@ -197,22 +194,13 @@ impl Progress<RunbookEvent> for RunbookRender {
                 self.start_clock(*at);
             }
             RunbookEvent::MaintenanceOff {
-                at,
-                downtime_seconds,
+                downtime_seconds, ..
             } => {
                 self.stop_clock();
-                let on = self.maintenance_on.lock().unwrap().take();
-                let downtime = if !self.back {
-                    Some(*downtime_seconds)
-                } else {
-                    // Rollback does not count its window: this process
-                    // saw it start, or (run again) did not.
-                    on.map(|on| (*at - on).num_milliseconds() as f64 / 1000.0)
-                };
-                self.line(match downtime {
-                    Some(d) => format!("maintenance OFF — downtime {}", human_seconds(d)),
-                    None => "maintenance OFF".into(),
-                });
+                self.line(format!(
+                    "maintenance OFF — downtime {}",
+                    human_seconds(*downtime_seconds)
+                ));
             }
             RunbookEvent::Settling {
                 quiet_seconds,
@@ -578,15 +566,8 @@ pub fn rollback_text(r: &herokurds_core::runbook::RollbackReport) -> String {
 
 /// What a rollback copied back from the new database, in one block.
 pub fn replayed_text(c: &herokurds_core::runbook::ReplayReport) -> String {
-    // Rows changed on RDS were compared, none copied now: a rollback
-    // interrupted earlier copied them (its counts are not journaled).
-    let earlier = if c.changes == 0 && c.keys_compared > 0 {
-        " (the rows changed there were copied back by an earlier, interrupted rollback)"
-    } else {
-        ""
-    };
     let mut t = format!(
-        "copied back from RDS: {} change(s) on {} row(s) in {} table(s), {}{earlier}; \
+        "copied back from RDS: {} change(s) on {} row(s) in {} table(s), {}; \
          {} key(s) compared, {} table(s) counted, {} sequence(s) set",
         c.changes,
         c.keys,
@@ -722,17 +703,6 @@ mod tests {
             replayed_text(&c),
             "copied back from RDS: 1200 change(s) on 1000 row(s) in 3 table(s), 5.00 MiB; \
              1000 key(s) compared, 3 table(s) counted, 7 sequence(s) set; in 1.2 s\n"
-        );
-        // Run again after a kill that came after the copy.
-        let mut again = herokurds_core::runbook::ReplayReport::default();
-        again.keys_compared = 1000;
-        assert!(
-            replayed_text(&again).contains(
-                "0 change(s) on 0 row(s) in 0 table(s), 0 B (the rows changed there were copied back by an \
-                 earlier, interrupted rollback); 1000 key(s) compared"
-            ),
-            "{}",
-            replayed_text(&again)
         );
     }
 }

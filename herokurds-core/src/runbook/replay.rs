@@ -27,7 +27,8 @@ use crate::transfer::online::{self, OnlineError, OnlineMigration, OnlineState};
 use crate::transfer::TransferOptions;
 use crate::url::DatabaseUrl;
 
-/// What a rollback copied back from the target to the old database.
+/// What a rollback copied back from the target to the old database, over
+/// every attempt (a rollback interrupted and run again reports it all).
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct ReplayReport {
@@ -223,11 +224,14 @@ pub(super) async fn replay(
         }
         Err(e) => return Err(failed("checking the target's change log", &e)),
     }
+    // Every round since the cutover: a rollback interrupted after its
+    // round and run again applies nothing new.
+    let totals = &back.state().applied_totals;
     Ok(ReplayReport {
-        changes: w.changes,
-        keys: w.keys,
-        tables: w.tables,
-        bytes: w.bytes,
+        changes: totals.changes,
+        keys: totals.keys,
+        tables: totals.tables.len(),
+        bytes: totals.bytes,
         keys_compared: w.keys_checked,
         tables_counted: w.tables_counted,
         sequences: w.sequences,

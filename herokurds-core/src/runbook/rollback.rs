@@ -30,6 +30,9 @@ pub struct RollbackReport {
     /// What was copied back from the target (its change capture, installed
     /// at the cutover), when anything was.
     pub replayed: Option<super::ReplayReport>,
+    /// Seconds from maintenance on to maintenance off, when this rollback
+    /// turned it off.
+    pub downtime_seconds: Option<f64>,
     /// Plan config vars whose old value was not journaled (it looked
     /// secret): restore them by hand.
     pub vars_to_restore_by_hand: Vec<String>,
@@ -87,6 +90,7 @@ pub async fn rollback(
         target_writes: None,
         target_tables_written: Vec::new(),
         replayed: None,
+        downtime_seconds: None,
         vars_to_restore_by_hand: journal.unjournaled_vars.clone(),
     };
     match &journal.state {
@@ -152,6 +156,10 @@ pub async fn rollback(
         .maintenance(&app)
         .await
         .map_err(|e| step_err("reading maintenance", &e))?;
+    // Downtime counts from here (or from this command's start when an
+    // interrupted rollback left maintenance on).
+    let window_start = std::time::Instant::now();
+    let downtime = || window_start.elapsed().as_secs_f64();
     if !maintenance_now {
         ctx.heroku
             .set_maintenance(&app, true)
@@ -201,7 +209,8 @@ pub async fn rollback(
     if capture.is_some() && !ctx.discard_target_writes {
         match replay_writes(plan, ctx, &dir, &journal, progress).await {
             Ok((replayed, source, target)) => {
-                report.target_writes = Some(replayed.keys as i64);
+                // All copied back: none left behind.
+                report.target_writes = Some(0);
                 report.replayed = Some(replayed);
                 urls = Some((source, target));
             }
@@ -277,7 +286,7 @@ pub async fn rollback(
                 } else {
                     progress.event(&RunbookEvent::MaintenanceOff {
                         at: Utc::now(),
-                        downtime_seconds: 0.0,
+                        downtime_seconds: downtime(),
                     });
                 }
             }
@@ -364,9 +373,10 @@ pub async fn rollback(
             .await
             .map_err(|e| step_err("maintenance off", &e))?;
         report.actions.push("maintenance off".into());
+        report.downtime_seconds = Some(downtime());
         progress.event(&RunbookEvent::MaintenanceOff {
             at: Utc::now(),
-            downtime_seconds: 0.0,
+            downtime_seconds: downtime(),
         });
     }
     if journal.step(StepId::SetConfig).status == StepStatus::Pending {

@@ -75,6 +75,8 @@ pub(crate) struct Round {
     pub(crate) keys: u64,
     /// Tables touched.
     pub(crate) tables: usize,
+    /// Their capture ids.
+    pub(crate) table_ids: Vec<i32>,
     /// Bytes copied from the source (`COPY` text or binary).
     pub(crate) bytes: u64,
     pub(crate) seconds: f64,
@@ -161,6 +163,7 @@ pub(crate) async fn round(
         snapshot,
         exported,
         tables: changes.len(),
+        table_ids: changes.iter().map(|c| c.id).collect(),
         ..Round::default()
     };
     if changes.is_empty() {

@@ -50,7 +50,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 pub use capture::{CapturedTable, KeyColumn, RowKey, CAPTURE_SCHEMA};
-pub use state::{HeldBack, HeldForeignKey, HeldTrigger, OnlineState};
+pub use state::{AppliedTotals, HeldBack, HeldForeignKey, HeldTrigger, OnlineState};
 pub use window::WindowReport;
 
 use super::endpoint::{Endpoint, Role};
@@ -604,6 +604,7 @@ impl<'a> OnlineMigration<'a> {
         };
         self.state.applied = Some(round.snapshot.clone());
         self.state.rounds += 1;
+        self.state.applied_totals.add(&round);
         self.save()?;
         progress.event(&OnlineEvent::RoundApplied {
             round: self.state.rounds,

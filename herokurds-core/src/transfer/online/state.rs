@@ -48,6 +48,8 @@ pub struct OnlineState {
     pub applied: Option<String>,
     /// Catch-up rounds applied, all runs.
     pub rounds: u32,
+    /// What the rounds applied, all runs.
+    pub applied_totals: AppliedTotals,
     /// The snapshot of the verified cut.
     pub cut: Option<String>,
     /// The window's checks passed and the target is complete.
@@ -68,6 +70,32 @@ impl OnlineState {
             target,
             ..OnlineState::default()
         }
+    }
+}
+
+/// What catch-up rounds applied, summed over every round and run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AppliedTotals {
+    /// Log rows read.
+    pub changes: u64,
+    /// Keys applied (a key changed in two rounds counts twice).
+    pub keys: u64,
+    /// Bytes copied from the source.
+    pub bytes: u64,
+    /// The capture ids of the tables touched, sorted.
+    pub tables: Vec<i32>,
+}
+
+impl AppliedTotals {
+    pub(crate) fn add(&mut self, round: &super::apply::Round) {
+        self.changes += round.changes;
+        self.keys += round.keys;
+        self.bytes += round.bytes;
+        self.tables.extend(&round.table_ids);
+        self.tables.sort_unstable();
+        self.tables.dedup();
     }
 }
 
