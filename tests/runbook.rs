@@ -494,6 +494,46 @@ async fn an_interrupted_transfer_resumes_and_finishes() {
     assert_on_rds_with_every_event(&stack).await;
 }
 
+/// Stopped as the transfer step starts, before the transfer journaled
+/// anything: `resume` copies afresh (there was nothing to resume) instead
+/// of failing with "no transfer to resume".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_stopped_before_the_transfer_journaled_anything_is_resumed_by_a_fresh_copy() {
+    let stack = stack_without_s3().await;
+    let (plan, ctx) = (stack.plan(), stack.context());
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let progress = move |e: &RunbookEvent| {
+        if let RunbookEvent::StepStarted {
+            step: StepId::Transfer,
+            ..
+        } = e
+        {
+            c.cancel();
+        }
+    };
+    let err = runbook::run(&plan, &ctx, &progress, cancel)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunbookError::Interrupted {
+                step: StepId::Transfer,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let dir = WorkDir::new(&plan.work_dir);
+    assert!(!dir.transfer_journal(&plan.heroku.app).exists());
+    let report = runbook::resume(&plan, &ctx, &Events::default(), CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("resume fails: {e}"));
+    assert!(report.verify.unwrap().identical);
+    assert_eq!(database_url(&stack), url_of(&stack.target));
+}
+
 /// herokurds up to 733d06a kept the transfer's state in
 /// `<app>/transfer/transfer`: resuming such a migration finds its journal
 /// (and skips the tables it copied) instead of copying into a target that

@@ -382,7 +382,14 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
         let work = self.dir.transfer(self.app());
         Ok(
             if matches!(before, StepStatus::Running | StepStatus::Failed) {
-                ResumeMode::Resume
+                // The transfer journals before it writes to the target: an
+                // attempt stopped before that has nothing to resume (and a
+                // fresh copy still refuses a target that is not empty).
+                if self.dir.transfer_journal(self.app()).exists() {
+                    ResumeMode::Resume
+                } else {
+                    ResumeMode::Fresh
+                }
             } else if work.exists() {
                 // An earlier attempt left its copy on the target: `run` decided
                 // whether it may go (and journaled why).
