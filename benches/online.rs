@@ -338,6 +338,27 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
             .ok()
             .and_then(|v| v.get("replayed").cloned())
     });
+    // Where the rollback's time went: its replay steps, and the rest.
+    let mut steps: Vec<String> = back_text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "window_step" || v["event"] == "settling")
+        .filter_map(|v| match v["event"].as_str()? {
+            "window_step" => Some(format!(
+                "{} {:.2} s",
+                v["step"].as_str()?,
+                v["seconds"].as_f64()?
+            )),
+            _ => None,
+        })
+        .collect();
+    if let Some(r) = &replayed {
+        steps.push(format!(
+            "replay {:.2} s in all",
+            r["seconds"].as_f64().unwrap_or_default()
+        ));
+    }
+    eprintln!("scale {scale}: rollback: {}", steps.join("; "));
     let (a2, b2) = (digest(&src).await, digest(&tgt).await);
     let left_src = online::capture_leftovers(&url).await.unwrap_or_default();
     let left_tgt = online::capture_leftovers(&rds_url)
