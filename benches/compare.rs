@@ -544,8 +544,12 @@ impl Bench {
             .filter(|s| !s.ends_with(" 0.0"))
             .collect();
         outcome.note = format!(
-            "whole run {}; steps (s): {}{}",
+            "whole run {}; plan's window estimate {}; steps (s): {}{}",
             secs.map_or("failed".into(), |s| format!("{s:.1} s")),
+            report
+                .as_ref()
+                .and_then(|r| r["estimated_window_seconds"].as_f64())
+                .map_or("-".into(), |e| format!("{e:.1} s")),
             steps.join(", "),
             outcome.note
         );

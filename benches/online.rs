@@ -226,19 +226,36 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         .stderr(Stdio::null())
         .spawn()
         .expect("pgbench load");
+    let herokurds = |command: &str| {
+        let mut c = Command::new(release_bin("herokurds"));
+        c.args([command, "--json", "--config"])
+            .arg(&plan)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", work.path())
+            .env("HEROKU_API_URL", heroku.url())
+            .env("HEROKU_API_KEY", token)
+            .env("BENCH_TARGET_URL", tgt.url().expose_secret())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // What the estimate is made of, measured under the same load.
+    let planned = herokurds("plan").output().expect("herokurds plan");
+    let estimate_parts = String::from_utf8_lossy(&planned.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()?
+                .get("estimate")
+                .cloned()
+        })
+        .filter(|e| !e.is_null());
     let log = work.path().join("run.log");
-    let mut run = Command::new(release_bin("herokurds"));
-    run.args(["run", "--yes", "--json", "--config"])
-        .arg(&plan)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", work.path())
-        .env("HEROKU_API_URL", heroku.url())
-        .env("HEROKU_API_KEY", token)
-        .env("BENCH_TARGET_URL", tgt.url().expose_secret())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(Stdio::null());
+    let mut run = herokurds("run");
+    run.arg("--yes")
+        .stdout(std::fs::File::create(&log).expect("log"));
     let mut child = run.spawn().expect("herokurds run");
     // The app's web traffic stops a second after maintenance goes on.
     let mut on_since: Option<Instant> = None;
@@ -271,6 +288,42 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
             })
         })
     };
+    // The window, step by step: the runbook's steps from maintenance on to
+    // off, and the online window's own steps (its `window_step` events).
+    let mut window_steps = Vec::new();
+    if let Some(steps) = report.as_ref().and_then(|r| r["steps"].as_array()) {
+        let titles: Vec<(&str, f64)> = steps
+            .iter()
+            .filter_map(|s| Some((s["title"].as_str()?, s["seconds"].as_f64()?)))
+            .collect();
+        let on = titles
+            .iter()
+            .position(|(t, _)| t.starts_with("maintenance on"));
+        let off = titles
+            .iter()
+            .position(|(t, _)| t.starts_with("maintenance off"));
+        if let (Some(on), Some(off)) = (on, off) {
+            for (t, s) in &titles[on..=off] {
+                window_steps.push(format!("{t}: {s:.2} s"));
+            }
+        }
+    }
+    for l in text.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+            if let (Some("window_step"), Some(step), Some(s)) = (
+                v["event"].as_str(),
+                v["step"].as_str(),
+                v["seconds"].as_f64(),
+            ) {
+                window_steps.push(format!("  online window: {step}: {s:.2} s"));
+            }
+        }
+    }
+    eprintln!(
+        "scale {scale}: the plan's estimate: {}\nscale {scale}: the window's steps:\n  {}",
+        estimate_parts.map_or("-".into(), |e| e.to_string()),
+        window_steps.join("\n  ")
+    );
     let (a, b) = (digest(&src).await, digest(&tgt).await);
     let leftovers = online::capture_leftovers(&url).await.unwrap_or_default();
     let same = code == Some(0) && a == b && leftovers.is_empty();

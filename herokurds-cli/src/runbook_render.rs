@@ -437,9 +437,19 @@ pub fn plan_text(r: &PlanReport) -> String {
     }
     if let Some(e) = &r.estimate {
         let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.0} MB/s"));
+        let online = if e.online {
+            format!(
+                "; online: {:.0} rows changed since the cut applied and compared {}",
+                e.window_rows,
+                human_seconds(e.changes_seconds)
+            )
+        } else {
+            String::new()
+        };
         t.push_str(&format!(
             "\nestimated maintenance window: about {} (copy {}, indexes {}, verify {}, checks {}, \
-             Heroku API {}, S3 {}; measured: source read {:.0} MB/s, target write {}, index builds {})\n",
+             Heroku API {}, S3 {}, settle {} after {} of requests in flight{online}; measured: \
+             source read {:.0} MB/s, target write {}, index builds {}, source writes {:.0} rows/s)\n",
             human_seconds(e.total_seconds),
             human_seconds(e.copy_seconds),
             human_seconds(e.index_seconds),
@@ -447,9 +457,12 @@ pub fn plan_text(r: &PlanReport) -> String {
             human_seconds(e.checks_seconds),
             human_seconds(e.api_seconds),
             human_seconds(e.s3_seconds),
+            human_seconds(e.settle_seconds),
+            human_seconds(e.in_flight_seconds),
             e.read_mb_s,
             rate(e.write_mb_s),
             rate(e.index_mb_s),
+            e.source_rows_s,
         ));
     }
     for w in &r.warnings {

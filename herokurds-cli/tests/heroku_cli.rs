@@ -394,12 +394,7 @@ fn errors_are_clear_and_exit_2() {
 fn emulator_binary_stops_on_sigterm_and_refuses_bad_state() {
     let mut srv = serve(&state());
     assert!(srv.url.starts_with("http://127.0.0.1:"), "{}", srv.url);
-    let pid = srv.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    herokurds_testkit::send_signal(&srv.child, libc::SIGTERM).unwrap();
     let status = srv.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 

@@ -282,11 +282,7 @@ async fn a_closed_terminal_during_the_transfer_stops_cleanly_and_resume_finishes
     let plan = plan.to_str().unwrap();
     let (child, lines, _) = run_until_the_first_table(&stack, plan);
     // What an SSH session that drops sends to its processes.
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    herokurds_testkit::send_signal(&child, libc::SIGHUP).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();

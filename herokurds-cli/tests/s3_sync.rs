@@ -110,11 +110,7 @@ async fn terminated_mid_sync_stops_cleanly_and_a_rerun_finishes(moto: impl Local
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    herokurds_testkit::send_signal(&child, libc::SIGTERM).unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();

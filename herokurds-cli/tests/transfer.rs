@@ -166,11 +166,7 @@ async fn terminated_mid_run_the_binary_stops_cleanly_and_resume_finishes() {
     let work = tempfile::tempdir().unwrap();
 
     let (child, first_lines) = start_until_first_table(&src, &tgt, work.path()).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    herokurds_testkit::send_signal(&child, libc::SIGTERM).unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();

@@ -26,3 +26,4 @@ pub mod webapp;
 
 pub use local_s3::{LocalS3, LocalS3Error, LOCAL_S3_REGION};
 pub use postgres::{LocalPostgres, PostgresOptions, SandboxError, Shape};
+pub use process::send_signal;

@@ -159,6 +159,17 @@ fn spawn_with_lifeline(
     Ok((child, lifeline))
 }
 
+/// Sends `signal` (`libc::SIGTERM`, `libc::SIGHUP`, ...) to `child`, as
+/// `kill -TERM PID` does, without the `kill` program: procps, which has
+/// it, is not in minimal Debian images.
+pub fn send_signal(child: &Child, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill(2) on the pid of a child we hold and have not reaped.
+    match unsafe { libc::kill(child.id() as libc::pid_t, signal) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// SIGTERM, then after 3 s SIGKILL, to the process group `child` leads
 /// (started by [`spawn_with_lifeline`]); waits for it.
 fn stop_process_group(child: &mut Child) {

@@ -117,12 +117,37 @@ pub struct WindowEstimate {
     pub api_seconds: f64,
     /// The final S3 sync: the buckets' listings, from the timed checks.
     pub s3_seconds: f64,
-    /// The settle step on a quiet source: the plan's `settle` interval.
+    /// The settle step once the source is quiet: the plan's `settle`
+    /// interval, plus one poll of the quiet check (it looks every 200 ms).
     pub settle_seconds: f64,
+    /// The wait, in the settle step, for requests in flight when
+    /// maintenance goes on: the slowest smoke page, images included (an
+    /// upper bound of a request of the app's), or the oldest open write
+    /// transaction on the source, whichever is longer.
+    pub in_flight_seconds: f64,
+    /// Rows the source wrote per second while `plan` ran (its table
+    /// statistics before and after).
+    pub source_rows_s: f64,
+    /// Target probe: rows per second deleted and inserted again by key
+    /// (`None`: the probe could not run).
+    pub rewrite_rows_s: Option<f64>,
+    /// Target probe: rows per second looked up by key.
+    pub lookup_rows_s: Option<f64>,
+    /// Online mode: rows changed since the cut that the window applies and
+    /// compares: the source's write rate over the time from the cut to
+    /// the end of the in-flight writes (the whole verification at the cut,
+    /// maintenance on and scale down, the requests in flight).
+    pub window_rows: f64,
+    /// Online mode: the window's last round and the comparison of every
+    /// row changed since the cut: per row, a delete and an insert on the
+    /// target and three lookups by key (the source's copy, both sides'
+    /// comparison); each table without a key that was written is scanned
+    /// three times (delete, copy, comparison).
+    pub changes_seconds: f64,
     /// Online mode: the copy and the whole verification happen before the
-    /// window, so the rows, indexes and verification count nothing here
-    /// (the last catch-up round and the checks of what changed are in
-    /// `checks_seconds`).
+    /// window, so the rows, indexes and verification count nothing here;
+    /// `changes_seconds` and the schema comparison (in `checks_seconds`)
+    /// do.
     pub online: bool,
     /// The sum.
     pub total_seconds: f64,
@@ -132,12 +157,31 @@ pub struct WindowEstimate {
 /// and scale down and up, attach, detach, config set and read back.
 const WINDOW_API_CALLS: f64 = 10.0;
 
+/// Sessions online mode opens inside the window besides the one the schema
+/// comparison uses (timed with it): the settle step's, the window's source
+/// and target sessions, the target session that adds the foreign keys
+/// back, and the write check's.
+const ONLINE_WINDOW_SESSIONS: f64 = 5.0;
+
 /// What `check` timed on the way, for the estimate.
 #[derive(Default)]
 struct Timed {
     api_call: f64,
     transfer_checks: f64,
     bucket_listings: f64,
+    /// The slowest smoke page.
+    slowest_page: f64,
+    /// The oldest open write transaction on the source.
+    oldest_write: f64,
+    /// Rows the source wrote per second while the checks ran.
+    source_rows_s: f64,
+    /// Describing the source's schema once, in a new session (online: the
+    /// window compares it).
+    schema_describe: f64,
+    /// Opening one session on the source (TLS, authentication, settings).
+    connect: f64,
+    /// MB of the tables without a key that the source wrote to (online).
+    no_key_written_mb: f64,
 }
 
 /// The checks; also returns the resolved URLs when they resolved.
@@ -303,7 +347,14 @@ pub(super) async fn check(
             None
         }
     };
+    // The source's write position when the checks start: with the one at
+    // the end, the rate the app writes at (online: the window's changes).
+    let mut first_mark = None;
+    let mut no_key: Vec<(String, i64)> = Vec::new();
     if let Some((s, t)) = &urls {
+        if estimate {
+            first_mark = source_write_mark(s).await.ok();
+        }
         let mut opts = match plan.transfer.options(ctx.pg_bin_dir.as_deref()) {
             Ok(opts) => opts,
             Err(e) => {
@@ -359,6 +410,7 @@ pub(super) async fn check(
         if super::online::is_online(plan) {
             match crate::transfer::online::plan_capture(s, &opts).await {
                 Ok(c) => {
+                    no_key = c.without_key.clone();
                     r.no_key_tables = Some(
                         c.without_key
                             .iter()
@@ -383,6 +435,15 @@ pub(super) async fn check(
     let mut probes = None;
     if let (true, Some((s, t)), Some(_)) = (estimate, &urls, r.read_rate_mb_s) {
         let index_scan = index_scan_bytes(s).await;
+        if let Ok((connect, oldest)) = oldest_write_seconds(s).await {
+            (timed.connect, timed.oldest_write) = (connect, oldest);
+        }
+        if super::online::is_online(plan) {
+            let started = Instant::now();
+            if describe_source_schema(s).await.is_ok() {
+                timed.schema_describe = started.elapsed().as_secs_f64();
+            }
+        }
         let target = target_probe(t).await;
         if let Err(e) = &target {
             r.warnings
@@ -413,10 +474,31 @@ pub(super) async fn check(
     r.cloudfront = cloudfront;
     r.problems.extend(problems);
     r.warnings.extend(warnings);
-    if measure && !plan.smoke.urls.is_empty() {
-        match crate::smoke::check_all(&plan.smoke.urls, &ctx.smoke, &crate::progress::NoProgress)
-            .await
-        {
+    if (measure || estimate) && !plan.smoke.urls.is_empty() {
+        // Page by page, timed: the slowest is a request of the app's that
+        // maintenance mode lets finish (`run` records the pages in its own
+        // step; here it only times them).
+        let mut fetched = Ok(Vec::new());
+        for url in &plan.smoke.urls {
+            let started = Instant::now();
+            let page = crate::smoke::check_all(
+                std::slice::from_ref(url),
+                &ctx.smoke,
+                &crate::progress::NoProgress,
+            )
+            .await;
+            timed.slowest_page = timed.slowest_page.max(started.elapsed().as_secs_f64());
+            match (page, &mut fetched) {
+                (Ok(p), Ok(all)) => all.extend(p),
+                (Err(e), _) => {
+                    fetched = Err(e);
+                    break;
+                }
+                (Ok(_), Err(_)) => {}
+            }
+        }
+        match fetched {
+            _ if !measure => {}
             Ok(pages) => {
                 for p in pages.iter().filter(|p| !p.is_healthy()) {
                     r.warnings.push(format!(
@@ -433,6 +515,21 @@ pub(super) async fn check(
         }
     }
 
+    if let (Some((s, _)), Some((started, before))) = (&urls, &first_mark) {
+        if let Ok((ended, after)) = source_write_mark(s).await {
+            let activity = super::writes::compare(before, &after);
+            let rows: i64 = activity.tables.values().flatten().sum();
+            timed.source_rows_s =
+                rows.max(0) as f64 / ended.duration_since(*started).as_secs_f64().max(0.001);
+            // Marks name tables `%I.%I`; the capture plan unquoted.
+            let written: Vec<String> = activity.tables.keys().map(|t| t.replace('"', "")).collect();
+            timed.no_key_written_mb = no_key
+                .iter()
+                .filter(|(t, _)| written.contains(t))
+                .map(|(_, bytes)| *bytes as f64 / 1_048_576.0)
+                .sum();
+        }
+    }
     if let (Some(rate), Some(t), Some((index_scan, target))) =
         (r.read_rate_mb_s, &r.transfer, probes)
     {
@@ -442,8 +539,10 @@ pub(super) async fn check(
             plan.transfer.jobs,
             WindowEstimate {
                 read_mb_s: rate,
-                write_mb_s: target.map(|p| p.0),
-                index_mb_s: target.map(|p| p.1),
+                write_mb_s: target.map(|p| p.write_mb_s),
+                index_mb_s: target.map(|p| p.index_mb_s),
+                rewrite_rows_s: target.map(|p| p.rewrite_rows_s),
+                lookup_rows_s: target.map(|p| p.lookup_rows_s),
                 settle_seconds: plan.maintenance.settle.as_secs_f64(),
                 online: super::online::is_online(plan),
                 ..WindowEstimate::default()
@@ -465,7 +564,14 @@ pub(super) async fn check(
 /// transfer's checks, schema dump and restore and the write check take
 /// about three times the checks timed in the preflight; the API calls of
 /// the window as long as the timed one; the final S3 sync as long as two
-/// listings of each bucket.
+/// listings of each bucket; the settle step the requests in flight, then
+/// the `settle` interval and one poll.
+///
+/// Online mode keeps, of the rows, what changed since the cut: the source
+/// wrote at the measured rate from the cut (before the whole verification)
+/// until its requests in flight ended; the window applies those rows and
+/// compares them ([`WindowEstimate::changes_seconds`]), and compares the
+/// schema (timed once).
 fn estimate_window(
     bytes: u64,
     index_scan_bytes: u64,
@@ -487,7 +593,26 @@ fn estimate_window(
     e.checks_seconds = 3.0 * timed.transfer_checks;
     e.api_seconds = WINDOW_API_CALLS * timed.api_call;
     e.s3_seconds = 2.0 * timed.bucket_listings;
+    e.settle_seconds += super::writes::SETTLE_POLL.as_secs_f64();
+    e.in_flight_seconds = timed.slowest_page.max(timed.oldest_write);
+    e.source_rows_s = timed.source_rows_s;
     if e.online {
+        // From the cut to the last write: the whole verification (the
+        // offline estimate's), maintenance on and scale down, in flight.
+        let written_for = e.verify_seconds + 2.0 * timed.api_call + e.in_flight_seconds;
+        e.window_rows = e.source_rows_s * written_for;
+        let per_row = |rate: Option<f64>| rate.map_or(0.0, |r| 1.0 / r.max(1.0));
+        let no_key_scans = if e.window_rows > 0.0 {
+            3.0 * timed.no_key_written_mb / read
+        } else {
+            0.0
+        };
+        e.changes_seconds = e.window_rows
+            * (per_row(e.rewrite_rows_s) + 3.0 * per_row(e.lookup_rows_s))
+            + no_key_scans;
+        // The transfer's checks do not run in the window: its schema
+        // comparison does, and it opens its own sessions.
+        e.checks_seconds = timed.schema_describe + ONLINE_WINDOW_SESSIONS * timed.connect;
         (e.copy_seconds, e.index_seconds, e.verify_seconds) = (0.0, 0.0, 0.0);
     }
     e.total_seconds = e.copy_seconds
@@ -496,8 +621,55 @@ fn estimate_window(
         + e.checks_seconds
         + e.api_seconds
         + e.s3_seconds
-        + e.settle_seconds;
+        + e.settle_seconds
+        + e.in_flight_seconds
+        + e.changes_seconds;
     e
+}
+
+/// The source's write position now (see [`super::writes::mark`]).
+async fn source_write_mark(
+    source: &DatabaseUrl,
+) -> Result<(Instant, super::writes::WriteMark), String> {
+    let client = probe_client(source).await?;
+    let mark = super::writes::mark(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((Instant::now(), mark))
+}
+
+/// Seconds to open a session on the source, and seconds the oldest open
+/// write transaction there (one holding a transaction id, in this
+/// database, not this session) has run: a request in flight that the
+/// settle step waits for.
+async fn oldest_write_seconds(source: &DatabaseUrl) -> Result<(f64, f64), String> {
+    let started = Instant::now();
+    let client = probe_client(source).await?;
+    let connect = started.elapsed().as_secs_f64();
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)::float8
+             FROM pg_catalog.pg_stat_activity
+             WHERE datname = current_database() AND backend_xid IS NOT NULL
+               AND pid <> pg_catalog.pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((connect, row.get::<_, f64>(0).max(0.0)))
+}
+
+/// Describes the source's schema once, as the online window does to
+/// compare it with the copy's.
+async fn describe_source_schema(source: &DatabaseUrl) -> Result<(), String> {
+    let client = probe_client(source).await?;
+    client
+        .batch_execute("BEGIN; SELECT pg_catalog.set_config('search_path', '', true)")
+        .await
+        .map_err(|e| e.to_string())?;
+    let described = crate::verify::describe_schema(&client).await;
+    let _ = client.batch_execute("ROLLBACK").await;
+    described.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// A session for a measurement; the error in words.
@@ -530,11 +702,29 @@ async fn index_scan_bytes(source: &DatabaseUrl) -> Result<u64, String> {
 /// buffers, little enough to take a second or two.
 const PROBE_BYTES: usize = 16 << 20;
 
+/// Rows the target probe rewrites and looks up by key.
+const PROBE_KEYS: i64 = 2000;
+
+/// What [`target_probe`] measured.
+#[derive(Debug, Clone, Copy)]
+struct TargetProbe {
+    /// One `COPY ... FROM STDIN`, MB/s.
+    write_mb_s: f64,
+    /// MB of table indexed per second.
+    index_mb_s: f64,
+    /// Rows deleted and inserted again by key, per second.
+    rewrite_rows_s: f64,
+    /// Rows looked up by key, per second.
+    lookup_rows_s: f64,
+}
+
 /// Writes [`PROBE_BYTES`] into a temporary table on the target with one
-/// `COPY ... FROM STDIN`, then builds two indexes on it: (write MB/s, MB
-/// of table indexed per second). The table is temporary: it is gone when
-/// the session ends, and the target stays as it was.
-async fn target_probe(target: &DatabaseUrl) -> Result<(f64, f64), String> {
+/// `COPY ... FROM STDIN`, builds two indexes on it, then deletes and
+/// inserts again [`PROBE_KEYS`] rows by key and looks them up, as a
+/// catch-up round and the online window's comparison do. The table is
+/// temporary: it is gone when the session ends, and the target stays as
+/// it was.
+async fn target_probe(target: &DatabaseUrl) -> Result<TargetProbe, String> {
     use futures::SinkExt;
     let client = probe_client(target).await?;
     client
@@ -581,13 +771,47 @@ async fn target_probe(target: &DatabaseUrl) -> Result<(f64, f64), String> {
     client
         .batch_execute(
             "CREATE INDEX ON herokurds_probe (id);
-             CREATE INDEX ON herokurds_probe (body);
-             DROP TABLE herokurds_probe",
+             CREATE INDEX ON herokurds_probe (body)",
         )
         .await
         .map_err(|e| format!("indexing the probe: {e}"))?;
     let index = 2.0 * table_mb / started.elapsed().as_secs_f64().max(0.001);
-    Ok((write, index))
+    client
+        .batch_execute("ANALYZE herokurds_probe")
+        .await
+        .map_err(|e| format!("analyzing the probe: {e}"))?;
+    // Keys spread over the table, as an app's changes are.
+    let step = (i as i64 / PROBE_KEYS).max(1);
+    let keys: Vec<i64> = (0..PROBE_KEYS).map(|k| k * step).collect();
+    let timed = |sql: &'static str| {
+        let (client, keys) = (&client, &keys);
+        async move {
+            let started = Instant::now();
+            client
+                .execute(sql, &[keys])
+                .await
+                .map_err(|e| format!("rewriting probe rows by key: {e}"))?;
+            Ok::<_, String>(PROBE_KEYS as f64 / started.elapsed().as_secs_f64().max(0.001))
+        }
+    };
+    let rewrite = timed(
+        "WITH gone AS (DELETE FROM herokurds_probe WHERE id = ANY($1) RETURNING *)
+         INSERT INTO herokurds_probe SELECT * FROM gone",
+    )
+    .await?;
+    let lookup =
+        timed("SELECT count(*), sum(hashtext(body)) FROM herokurds_probe WHERE id = ANY($1)")
+            .await?;
+    client
+        .batch_execute("DROP TABLE herokurds_probe")
+        .await
+        .map_err(|e| format!("dropping the probe: {e}"))?;
+    Ok(TargetProbe {
+        write_mb_s: write,
+        index_mb_s: index,
+        rewrite_rows_s: rewrite,
+        lookup_rows_s: lookup,
+    })
 }
 
 /// MB/s of one `COPY ... TO STDOUT` stream of the largest table, read for
@@ -806,8 +1030,12 @@ mod tests {
             )
             .total_seconds
         };
+        // A quiet source: nothing written since the cut.
         assert_eq!(online(100 << 20), online(100 << 30));
-        assert!(online(1 << 30) >= 2.0);
+        assert!(
+            online(1 << 30) >= 2.0 + 0.2,
+            "the settle interval and one poll"
+        );
         let offline = estimate_window(
             1 << 30,
             0,
@@ -819,6 +1047,73 @@ mod tests {
             &t,
         );
         assert!(offline.total_seconds > offline.copy_seconds + 2.0 - 1e-9);
+    }
+
+    /// The online estimate once left out the wait for requests in flight,
+    /// the settle step's poll, and the rows written since the cut that the
+    /// window applies and compares: 1.2 s for windows of 2.7 s and 3.4 s.
+    #[test]
+    fn an_online_window_counts_in_flight_requests_and_the_rows_written_since_the_cut() {
+        let timed = Timed {
+            api_call: 0.01,
+            slowest_page: 0.4,
+            oldest_write: 0.1,
+            source_rows_s: 600.0,
+            schema_describe: 0.05,
+            connect: 0.01,
+            no_key_written_mb: 4.0,
+            ..Timed::default()
+        };
+        let online = |bytes: u64, t: &Timed| {
+            estimate_window(
+                bytes,
+                bytes,
+                2,
+                WindowEstimate {
+                    online: true,
+                    settle_seconds: 1.0,
+                    rewrite_rows_s: Some(10_000.0),
+                    lookup_rows_s: Some(30_000.0),
+                    ..rates(100.0, Some(50.0))
+                },
+                t,
+            )
+        };
+        let e = online(1 << 30, &timed);
+        // The slower of the smoke page and the open transaction.
+        assert!((e.in_flight_seconds - 0.4).abs() < 1e-9, "{e:?}");
+        assert!((e.settle_seconds - 1.2).abs() < 1e-9, "{e:?}");
+        // Written from the cut (a whole verification: 1024 MB at 100 MB/s
+        // times sqrt 2) until the requests in flight ended.
+        let written_for = 1024.0 / (100.0 * std::f64::consts::SQRT_2) + 0.02 + 0.4;
+        assert!((e.window_rows - 600.0 * written_for).abs() < 1e-6, "{e:?}");
+        let per_row = 1.0 / 10_000.0 + 3.0 / 30_000.0;
+        let scans = 3.0 * 4.0 / 100.0;
+        assert!(
+            (e.changes_seconds - (e.window_rows * per_row + scans)).abs() < 1e-9,
+            "{e:?}"
+        );
+        // The schema comparison, and the window's other sessions.
+        assert!(
+            (e.checks_seconds - (0.05 + 5.0 * 0.01)).abs() < 1e-9,
+            "{e:?}"
+        );
+        let parts = e.api_seconds + e.settle_seconds + e.in_flight_seconds + e.checks_seconds;
+        assert!(
+            (e.total_seconds - parts - e.changes_seconds).abs() < 1e-9,
+            "{e:?}"
+        );
+        // A bigger database takes longer to verify at the cut: more rows
+        // changed since, a longer window.
+        assert!(online(4 << 30, &timed).total_seconds > e.total_seconds + 1.0);
+        // A source nobody writes: nothing to apply, no table scanned.
+        let quiet = Timed {
+            source_rows_s: 0.0,
+            ..timed
+        };
+        let q = online(4 << 30, &quiet);
+        assert_eq!((q.window_rows, q.changes_seconds), (0.0, 0.0), "{q:?}");
+        assert!((q.total_seconds - (q.api_seconds + 1.2 + 0.4 + 0.1)).abs() < 1e-9);
     }
 
     #[test]
@@ -840,6 +1135,7 @@ mod tests {
             api_call: 0.01,
             transfer_checks: 0.3,
             bucket_listings: 0.05,
+            ..Timed::default()
         };
         let e = estimate_window(32 << 20, 40 << 20, 4, rates(19.0, Some(20.0)), &timed);
         assert!(e.total_seconds > 2.0 && e.total_seconds < 8.0, "{e:?}");

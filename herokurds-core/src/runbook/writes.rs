@@ -31,6 +31,10 @@ use tokio_postgres::Client;
 /// (PostgreSQL 15+ flushes idle backends' statistics after 10 s).
 pub const STATS_FLUSH_WAIT: Duration = Duration::from_secs(11);
 
+/// How often [`settle`] looks at the source: quiet is seen up to this
+/// long after it began.
+pub const SETTLE_POLL: Duration = Duration::from_millis(200);
+
 /// One table's write marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableMark {
@@ -295,7 +299,6 @@ pub async fn settle(
     flush_wait: Duration,
     tick: impl Fn(SettleProgress),
 ) -> Result<Settled, tokio_postgres::Error> {
-    const POLL: Duration = Duration::from_millis(200);
     let started = tokio::time::Instant::now();
     let before = mark(client).await?;
     let mut last_xid = before.next_xid;
@@ -337,7 +340,7 @@ pub async fn settle(
                 sessions,
             });
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(SETTLE_POLL).await;
     }
 }
 
