@@ -358,20 +358,11 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         .await
         .expect("1% of the accounts changed on RDS");
     let back_log = work.path().join("rollback.log");
-    let mut rollback = Command::new(release_bin("herokurds"));
-    rollback
-        .args(["rollback", "--yes", "--json", "--config"])
-        .arg(&plan)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", work.path())
-        .env("HEROKU_API_URL", heroku.url())
-        .env("HEROKU_API_KEY", token)
-        .env("BENCH_TARGET_URL", tgt.url().expose_secret())
-        .stdin(Stdio::null())
+    let mut child = herokurds("rollback")
+        .arg("--yes")
         .stdout(std::fs::File::create(&back_log).expect("log"))
-        .stderr(Stdio::null());
-    let mut child = rollback.spawn().expect("herokurds rollback");
+        .spawn()
+        .expect("herokurds rollback");
     let (mut on, mut off) = (None, None);
     let back_code = loop {
         let status = child.try_wait().expect("waiting for herokurds");

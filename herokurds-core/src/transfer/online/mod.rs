@@ -407,15 +407,7 @@ impl<'a> OnlineMigration<'a> {
             s = Snapshot::export(self.source) => s?,
             _ = cancel.cancelled() => return Err(OnlineError::Cancelled),
         };
-        let current: String = snap
-            .client()
-            .query_one("SELECT pg_catalog.pg_current_snapshot()::text", &[])
-            .await
-            .map_err(OnlineError::query(
-                Side::Source,
-                "reading the copy's snapshot",
-            ))?
-            .get(0);
+        let current = current_snapshot(&snap).await?;
         let mut opts = self.opts.clone();
         if self.state.start_snapshot.is_none() {
             self.state.start_snapshot = Some(current.clone());
@@ -535,15 +527,7 @@ impl<'a> OnlineMigration<'a> {
         self.state.tables = install_on(&src, &self.opts, progress).await?;
         self.state.large_object_changes = Some(window::large_object_changes(&src).await?);
         let snap = Snapshot::export(self.source).await?;
-        let current: String = snap
-            .client()
-            .query_one("SELECT pg_catalog.pg_current_snapshot()::text", &[])
-            .await
-            .map_err(OnlineError::query(
-                Side::Source,
-                "reading the capture's start",
-            ))?
-            .get(0);
+        let current = current_snapshot(&snap).await?;
         window::save_schema(&self.path, snap.id(), self.source).await?;
         drop(snap);
         self.state.capture_installed = true;
@@ -773,6 +757,17 @@ impl<'a> OnlineMigration<'a> {
             })
         }
     }
+}
+
+/// The exported snapshot as `pg_current_snapshot()` text: where catch-up
+/// rounds start from.
+async fn current_snapshot(snap: &Snapshot) -> Result<String, OnlineError> {
+    Ok(snap
+        .client()
+        .query_one("SELECT pg_catalog.pg_current_snapshot()::text", &[])
+        .await
+        .map_err(OnlineError::query(Side::Source, "reading the snapshot"))?
+        .get(0))
 }
 
 /// `primary key (a, b)` or `whole row`, for messages and `plan`.
