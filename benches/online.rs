@@ -106,6 +106,16 @@ fn tps(pg: &LocalPostgres, seconds: u64) -> f64 {
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
 }
 
+/// The app: pgbench's tpcb-like writes, 2 clients, paced at `rate`
+/// transactions per second for `seconds`.
+fn app_load(pg: &LocalPostgres, seconds: u64, rate: u64) -> Command {
+    let mut c = pgbench(pg);
+    c.args(["-n", "-c", "2", "-j", "1", "-T"])
+        .arg(seconds.to_string())
+        .args(["-R", &rate.to_string()]);
+    c
+}
+
 /// Row counts and balance sums of the pgbench tables.
 async fn digest(pg: &LocalPostgres) -> Vec<(String, i64, i64)> {
     let c = pg.owner_client().await.expect("a session");
@@ -210,18 +220,7 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
         ),
     )
     .expect("plan file");
-    let mut load = pgbench(&src)
-        .args([
-            "-n",
-            "-c",
-            "2",
-            "-j",
-            "1",
-            "-T",
-            "100000",
-            "-R",
-            &c.rate.to_string(),
-        ])
+    let mut load = app_load(&src, 100_000, c.rate)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -334,18 +333,7 @@ async fn one_scale(scale: u64, c: &Config) -> Outcome {
     let on_rds = online::capture_leftovers(&rds_url)
         .await
         .unwrap_or_default();
-    let status = pgbench(&tgt)
-        .args([
-            "-n",
-            "-c",
-            "2",
-            "-j",
-            "1",
-            "-T",
-            &(c.seconds / 2).max(1).to_string(),
-            "-R",
-            &c.rate.to_string(),
-        ])
+    let status = app_load(&tgt, (c.seconds / 2).max(1), c.rate)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -168,19 +168,7 @@ pub(super) async fn replay(
             "{address} was still being written after {} of maintenance",
             crate::duration::format_duration(m.settle_timeout)
         )];
-        if !activity.is_quiet() {
-            what.push(format!("tables written: {}", activity.describe()));
-        }
-        if !sessions.is_empty() {
-            what.push(format!(
-                "sessions holding an open write transaction: {}",
-                sessions
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        what.extend(writes::still_writing_words(&activity, &sessions));
         what.push(
             "stop what writes there (other apps, scheduled jobs, process types not in \
              [maintenance] scale_down)"

@@ -343,26 +343,7 @@ impl<P: Progress<RunbookEvent>> Runner<'_, P> {
                 activity,
                 sessions,
             } => {
-                let mut what = Vec::new();
-                if !activity.is_quiet() {
-                    what.push(format!("tables written: {}", activity.describe()));
-                }
-                if !sessions.is_empty() {
-                    what.push(format!(
-                        "sessions holding an open write transaction: {}",
-                        sessions
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ));
-                }
-                if what.is_empty() {
-                    what.push(format!(
-                        "{} transaction id(s) used, by no user table (autovacuum, temporary tables?)",
-                        activity.transactions
-                    ));
-                }
+                let what = writes::still_writing_words(&activity, &sessions);
                 Err(different(format!(
                     "the source did not settle: still written {:.0} s after maintenance on ({}). \
                      Something maintenance mode does not stop is writing (worker or clock dynos, a scheduler, \

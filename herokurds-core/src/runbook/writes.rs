@@ -244,6 +244,35 @@ pub enum Settled {
     },
 }
 
+/// What kept a database from settling, in words: the tables written, the
+/// sessions holding a write, or else the transaction ids used.
+pub(crate) fn still_writing_words(
+    activity: &WriteActivity,
+    sessions: &[WritingSession],
+) -> Vec<String> {
+    let mut what = Vec::new();
+    if !activity.is_quiet() {
+        what.push(format!("tables written: {}", activity.describe()));
+    }
+    if !sessions.is_empty() {
+        what.push(format!(
+            "sessions holding an open write transaction: {}",
+            sessions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    if what.is_empty() {
+        what.push(format!(
+            "{} transaction id(s) used, by no user table (autovacuum, temporary tables?)",
+            activity.transactions
+        ));
+    }
+    what
+}
+
 /// `(the server's next xid, whether a session of this database other than
 /// this one holds an xid)`. Transaction ids are the server's: on a shared
 /// server (Heroku's Essential plans) other databases use them too, so an
